@@ -1,0 +1,432 @@
+"""counter_writer: every counter document, stored exactly once; the rankings.
+
+Theory of operation
+-------------------
+Group commit. Likes and plays wait in ``pending`` queues; whenever no batch
+of that kind is in flight, ``flush`` turns what waits into one *group*: for
+likes, every reserved dedupe claim plus one compare-and-set of each liked
+item's counter document; for plays, each played item's document, the global
+counters and the now-playing document. The shell stores a group as one
+atomic KV batch and feeds the outcome back as ``CommitFinished``:
+
+- ``Landed``: the book takes the new documents, each like is answered ``ok``
+  with its own count (``before + i``), the ledger learns its claims, and the
+  plays' bus events are acknowledged.
+- ``Conflict``: nothing was stored. The book takes what KV really holds. A
+  claim that exists and is live means the like is a duplicate (answered so,
+  the ledger learns it); an expired one is overwritten at its revision; the
+  rest go back to the front of the queue and try again. After
+  ``MAX_CONFLICTS`` a like gets ``internal_error`` (someone else is writing
+  our keys).
+
+While a batch is in flight new work only queues, so under load each batch
+carries everything that arrived during the previous one: the cost of a KV
+round trip is shared by all likes waiting, which is how the daemon keeps up
+with the bus.
+
+Plays carry their event-stream sequence; the global document records the
+highest absorbed (``last_event_seq``), so a redelivered event is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+
+import anyio
+import anyio.abc
+import attrs
+import logging
+from typing import Any
+
+from .. import wire
+from ..clock import iso, parse_iso
+from ..messages import (
+    Media, ReplyTo, Rewind,
+    AckEvent, ClaimsSettled, Commit, CommitFinished, EventPassed, EventRef, Forward, LikeDuplicate,
+    LikeReserved, PlayStarted, PutDocument, StatsAsked, Tick, TopAsked,
+)
+from .shell import ActorShell
+from ..store import AtomicBucket, Conflict, KvWrite, Landed, StoredEntry, dedupe_key, global_key, item_key
+from ..store import likes_key, now_playing_key, ranking_key
+from .counter_book import SCHEMA, CounterBook, zero_global
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICTS = 5
+RANKING_SIZE = 100
+
+
+def _dump(value: dict) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@attrs.define
+class Group:
+    kind: str  # "likes" | "plays"
+    group_id: str
+    writes: tuple[KvWrite, ...]
+    likes: list[LikeReserved] = attrs.Factory(list)
+    plays: list[PlayStarted] = attrs.Factory(list)
+    # likes: (namespace, video_id) -> count before this group
+    before: dict[tuple[str, str], int] = attrs.Factory(dict)
+    conflicts: int = 0
+
+
+class CounterWriter:
+    def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
+                 max_batch: int = 900, materialise_every: float = 10.0) -> None:
+        self.books = books
+        self.namespace = namespace  # where plays are counted
+        self.max_batch = max_batch
+        self.materialise_every = materialise_every
+        self._prefix = group_prefix
+        self._seq = 0
+        self.pending_likes: deque[LikeReserved] = deque()
+        self.pending_plays: deque[PlayStarted] = deque()
+        self.in_flight: dict[str, Group] = {}  # kind -> group
+        self._retry_conflicts: dict[str, int] = {"likes": 0, "plays": 0}
+        self._claim_revisions: dict[str, int] = {}  # overrides after a conflict
+        self._dirty: set[tuple[str, str]] = set()
+        self._last_materialised = -math.inf
+
+    def book(self, ns: str) -> CounterBook:
+        b = self.books.get(ns)
+        if b is None:
+            b = self.books[ns] = CounterBook(ns)
+        return b
+
+    @property
+    def last_event_seq(self) -> int:
+        g = self.book(self.namespace).global_doc
+        return int(g.value.get("last_event_seq", 0)) if g is not None and g.value else 0
+
+    # --- the step -------------------------------------------------------------------
+
+    def step(self, msg: object, now: float) -> list:
+        if isinstance(msg, LikeReserved):
+            self.pending_likes.append(msg)
+            return []
+        if isinstance(msg, LikeDuplicate):
+            return [wire.duplicate(msg.reply, video_id=msg.media.video_id,
+                                   like_count=self.book(msg.namespace).like_count(msg.media.video_id))]
+        if isinstance(msg, PlayStarted):
+            if msg.event is not None and self._already_counted(msg.event.stream_seq):
+                return self._event_passed(msg.event)
+            self.pending_plays.append(msg)
+            return []
+        if isinstance(msg, EventPassed):
+            return self._event_passed(msg.event)
+        if isinstance(msg, CommitFinished):
+            return self._finished(msg, now)
+        if isinstance(msg, TopAsked):
+            return [wire.ok(msg.reply, items=self.book(msg.namespace).top(msg.ranking, msg.limit))]
+        if isinstance(msg, StatsAsked):
+            return [self._stats(msg)]
+        if isinstance(msg, Tick):
+            return self._materialise(now)
+        raise TypeError(f"counter_writer cannot take {msg!r}")
+
+    def flush(self, now: float) -> list:
+        out: list = []
+        if "likes" not in self.in_flight and self.pending_likes:
+            out.append(self._like_group(now))
+        if "plays" not in self.in_flight and self.pending_plays:
+            out.append(self._play_group(now))
+        return out
+
+    def held(self) -> tuple[list[LikeReserved], list[PlayStarted]]:
+        """The likes and plays this writer holds that are not stored yet."""
+        likes = list(self.pending_likes) + [l for g in self.in_flight.values() for l in g.likes]
+        plays = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
+        return likes, plays
+
+    # --- likes -------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        self._seq += 1
+        return f"{self._prefix}{self._seq}"
+
+    def _like_group(self, now: float) -> Commit:
+        gid = self._new_id()
+        likes: list[LikeReserved] = []
+        per_item: dict[tuple[str, str], int] = {}
+        cost = 0
+        while self.pending_likes:
+            like = self.pending_likes[0]
+            item = (like.namespace, like.media.video_id)
+            extra = (like.claim is not None) + (item not in per_item)
+            if cost + extra > self.max_batch:
+                break
+            cost += extra
+            self.pending_likes.popleft()
+            likes.append(like)
+            per_item[item] = per_item.get(item, 0) + 1
+        writes: list[KvWrite] = []
+        for like in likes:
+            c = like.claim
+            if c is not None:
+                key = dedupe_key(c.namespace, c.video_id, c.user)
+                value = {"liked_at": iso(c.liked_at), "expires_at": iso(c.expires_at), "schema_version": SCHEMA,
+                         "video_id": c.video_id, "user": c.user, "batch": gid}
+                writes.append(KvWrite(key, _dump(value), self._claim_revisions.get(key, c.expected_revision),
+                                      ttl_seconds=c.expires_at - c.liked_at))
+        before: dict[tuple[str, str], int] = {}
+        titles = {(l.namespace, l.media.video_id): l.media.title for l in likes}
+        for (ns, vid), n in per_item.items():
+            book = self.book(ns)
+            before[(ns, vid)] = count = book.like_count(vid)
+            value = {"video_id": vid, "like_count": count + n, "updated_at": iso(now),
+                     "schema_version": SCHEMA, "title": titles[(ns, vid)] or book.title(vid), "batch": gid}
+            writes.append(KvWrite(likes_key(ns, vid), _dump(value), book.revision(book.likes, vid)))
+        group = Group("likes", gid, tuple(writes), likes=likes, before=before,
+                      conflicts=self._retry_conflicts["likes"])
+        self.in_flight["likes"] = group
+        return Commit("likes", gid, group.writes, marker_key=writes[-1].key)
+
+    def _likes_landed(self, g: Group, landed: Landed) -> list:
+        out: list = []
+        for (ns, vid) in g.before:
+            key = likes_key(ns, vid)
+            w = next(w for w in g.writes if w.key == key)
+            self.book(ns).set_likes(vid, StoredEntry(landed.revisions[key], json.loads(w.value)))
+            self._dirty.add((ns, "liked"))
+        seen: dict[tuple[str, str], int] = {}
+        claims = []
+        for like in g.likes:
+            item = (like.namespace, like.media.video_id)
+            seen[item] = seen.get(item, 0) + 1
+            out.append(wire.ok(like.reply, video_id=like.media.video_id, like_count=g.before[item] + seen[item]))
+            if like.claim is not None:
+                claims.append(like.claim)
+                self._claim_revisions.pop(dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user), None)
+        if claims:
+            out.append(Forward("dedupe_ledger", ClaimsSettled(confirmed=tuple(claims))))
+        self._retry_conflicts["likes"] = 0
+        return out
+
+    def _likes_conflicted(self, g: Group, conflict: Conflict, now: float) -> list:
+        out: list = []
+        for (ns, vid) in g.before:
+            entry = conflict.current.get(likes_key(ns, vid))
+            self.book(ns).set_likes(vid, entry if entry is not None else StoredEntry(0, None))
+        retry: list[LikeReserved] = []
+        confirmed, released = [], []
+        give_up = g.conflicts + 1 >= MAX_CONFLICTS
+        for like in g.likes:
+            c = like.claim
+            if c is not None:
+                key = dedupe_key(c.namespace, c.video_id, c.user)
+                entry = conflict.current.get(key)
+                if entry is not None and entry.value is not None:
+                    exp = parse_iso(entry.value["expires_at"])
+                    if exp > now:
+                        out.append(wire.duplicate(like.reply, video_id=c.video_id,
+                                                  like_count=self.book(c.namespace).like_count(c.video_id)))
+                        confirmed.append(attrs.evolve(c, expires_at=exp))
+                        self._claim_revisions.pop(key, None)
+                        continue
+                self._claim_revisions[key] = entry.revision if entry is not None else 0
+            if give_up:
+                out.append(wire.error(like.reply, "internal_error", "the like's keys keep changing under us"))
+                if c is not None:
+                    released.append(c)
+            else:
+                retry.append(like)
+        self.pending_likes.extendleft(reversed(retry))
+        self._retry_conflicts["likes"] = 0 if give_up else g.conflicts + 1
+        if confirmed or released:
+            out.append(Forward("dedupe_ledger", ClaimsSettled(tuple(confirmed), tuple(released))))
+        return out
+
+    # --- plays ---------------------------------------------------------------------------
+
+    def _already_counted(self, seq: int) -> bool:
+        if seq <= self.last_event_seq:
+            return True
+        waiting = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
+        return any(p.event is not None and p.event.stream_seq == seq for p in waiting)
+
+    def _event_passed(self, ev: EventRef) -> list:
+        # Ack unless the same event (an earlier delivery) still waits to be stored:
+        # its own ack comes when it lands.
+        waiting = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
+        if any(p.event is not None and p.event.stream_seq == ev.stream_seq for p in waiting):
+            return []
+        return [AckEvent(ev)]
+
+    def _play_group(self, now: float) -> Commit:
+        gid = self._new_id()
+        ns = self.namespace
+        book = self.book(ns)
+        plays = [self.pending_plays.popleft() for _ in range(min(len(self.pending_plays), self.max_batch // 2))]
+        g = book.global_value()
+        items: dict[str, dict] = {}
+        for p in plays:
+            m = p.media
+            doc = items.get(m.video_id)
+            if doc is None:
+                e = book.items.get(m.video_id)
+                doc = dict(e.value) if e is not None and e.value else {
+                    "video_id": m.video_id, "play_count": 0, "queue_count": 0, "last_played_at": None,
+                    "last_queued_at": None, "duration_seconds": None, "schema_version": SCHEMA}
+                items[m.video_id] = doc
+            doc["play_count"] = int(doc.get("play_count", 0)) + 1
+            doc["last_played_at"] = iso(p.at)
+            if m.duration_seconds is not None:
+                doc["duration_seconds"] = m.duration_seconds
+            if m.title:
+                doc["title"] = m.title
+            doc["batch"] = gid
+            g["items_played"] = int(g.get("items_played", 0)) + 1
+            g["duration_played_seconds"] = int(g.get("duration_played_seconds", 0)) + int(m.duration_seconds or 0)
+            if p.event is not None:
+                g["last_event_seq"] = max(int(g.get("last_event_seq", 0)), p.event.stream_seq)
+        last = plays[-1]
+        g.update(updated_at=iso(now), schema_version=SCHEMA, batch=gid)
+        np = {"video_id": last.media.video_id, "media_type": last.media.media_type, "title": last.media.title,
+              "duration_seconds": last.media.duration_seconds, "started_at": iso(last.at),
+              "started_at_ts": last.at, "event_seq": g.get("last_event_seq", 0), "schema_version": SCHEMA,
+              "batch": gid}
+        writes = [KvWrite(item_key(ns, vid), _dump(doc), book.revision(book.items, vid)) for vid, doc in items.items()]
+        writes.append(KvWrite(now_playing_key(ns), _dump(np), book.now_playing.revision if book.now_playing else 0))
+        writes.append(KvWrite(global_key(ns), _dump(g), book.global_doc.revision if book.global_doc else 0))
+        group = Group("plays", gid, tuple(writes), plays=plays, conflicts=self._retry_conflicts["plays"])
+        self.in_flight["plays"] = group
+        return Commit("analytics", gid, group.writes, marker_key=global_key(ns))
+
+    def _plays_landed(self, g: Group, landed: Landed) -> list:
+        ns = self.namespace
+        book = self.book(ns)
+        for w in g.writes:
+            entry = StoredEntry(landed.revisions[w.key], json.loads(w.value))
+            if w.key == global_key(ns):
+                book.global_doc = entry
+            elif w.key == now_playing_key(ns):
+                book.now_playing = entry
+            else:
+                book.set_item(entry.value["video_id"], entry)
+        self._dirty.add((ns, "played"))
+        self._retry_conflicts["plays"] = 0
+        return [AckEvent(p.event) for p in g.plays if p.event is not None]
+
+    def _plays_conflicted(self, g: Group, conflict: Conflict) -> list:
+        ns = self.namespace
+        book = self.book(ns)
+        for key, entry in conflict.current.items():
+            if key == global_key(ns):
+                book.global_doc = entry
+            elif key == now_playing_key(ns):
+                book.now_playing = entry
+            elif entry is not None and entry.value is not None:
+                book.set_item(entry.value["video_id"], entry)
+            else:
+                vid = next(p.media.video_id for p in g.plays if item_key(ns, p.media.video_id) == key)
+                book.set_item(vid, entry if entry is not None else StoredEntry(0, None))
+        if g.conflicts + 1 >= MAX_CONFLICTS:
+            raise RuntimeError(f"plays batch {g.group_id} conflicted {MAX_CONFLICTS} times: another writer?")
+        self._retry_conflicts["plays"] = g.conflicts + 1
+        out: list = []
+        keep = []
+        for p in g.plays:
+            if p.event is not None and p.event.stream_seq <= self.last_event_seq:
+                out.append(AckEvent(p.event))  # stored by an earlier life of this daemon
+            else:
+                keep.append(p)
+        self.pending_plays.extendleft(reversed(keep))
+        return out
+
+    # --- outcomes, queries, materialised rankings ---------------------------------------
+
+    def _finished(self, msg: CommitFinished, now: float) -> list:
+        kind = next((k for k, g in self.in_flight.items() if g.group_id == msg.group_id), None)
+        if kind is None:
+            return []  # a commit of a previous life of this actor
+        g = self.in_flight.pop(kind)
+        if isinstance(msg.outcome, Landed):
+            return self._likes_landed(g, msg.outcome) if kind == "likes" else self._plays_landed(g, msg.outcome)
+        if kind == "likes":
+            return self._likes_conflicted(g, msg.outcome, now)
+        return self._plays_conflicted(g, msg.outcome)
+
+    def _stats(self, msg: StatsAsked):
+        book = self.book(msg.namespace)
+        fields: dict = {"global": book.global_value()}
+        if msg.video_id is not None:
+            fields["item"] = book.item_stats(msg.video_id)
+        if msg.playlist_id is not None:
+            e = book.playlists.get(msg.playlist_id)
+            fields["playlist"] = dict(e.value) if e is not None and e.value else None
+        return wire.ok(msg.reply, **fields)
+
+    def _materialise(self, now: float) -> list:
+        if not self._dirty or now - self._last_materialised < self.materialise_every:
+            return []
+        self._last_materialised = now
+        out = []
+        for ns, ranking in sorted(self._dirty):
+            items = self.book(ns).top(ranking, RANKING_SIZE)
+            out.append(PutDocument("analytics", ranking_key(ns, ranking),
+                                   {"items": items, "updated_at": iso(now), "schema_version": SCHEMA}))
+        self._dirty.clear()
+        return out
+
+
+class CounterWriterShell(ActorShell):
+    """Runs commits as child tasks, so the mailbox keeps moving (queries are
+    answered, new likes queue) while a batch is in flight; each outcome comes
+    back through the mailbox as ``CommitFinished``."""
+
+    def __init__(self, *args: Any, buckets: dict[str, AtomicBucket], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buckets = buckets
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await super().run(inbox, task_status=task_status)
+            tg.cancel_scope.cancel()
+
+    async def after_batch(self, now: float) -> None:
+        await self.perform(self.core.flush(now))
+
+    async def perform_other(self, effect: Any) -> None:
+        assert self._tg is not None
+        if isinstance(effect, Commit):
+            self._tg.start_soon(self._commit, effect)
+        elif isinstance(effect, PutDocument):
+            self._tg.start_soon(self._put, effect)
+        else:
+            await super().perform_other(effect)
+
+    async def _commit(self, c: Commit) -> None:
+        outcome = await self.buckets[c.bucket].commit(c.group_id, c.writes, c.marker_key)
+        self.router.send("counter_writer", CommitFinished(c.group_id, outcome))
+
+    async def _put(self, p: PutDocument) -> None:
+        try:
+            await self.buckets[p.bucket].put(p.key, p.value)
+        except Exception as exc:  # a ranking snapshot is rewritten on the next tick
+            log.warning("could not write %s: %s", p.key, exc)
+
+    def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
+        replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
+        likes, plays = self.core.held()
+        replies += [l.reply for l in likes]
+        forwards: list[Forward] = []
+        released = tuple(l.claim for l in likes if l.claim is not None)
+        if released:
+            forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
+        book = self.core.book(self.core.namespace)
+        np = book.now_playing.value if book.now_playing is not None else None
+        media = Media(np["video_id"], np.get("media_type", ""), np.get("title", ""), np.get("duration_seconds")) \
+            if np else None
+        forwards.append(Forward("playback", Rewind(media, float(np.get("started_at_ts", 0.0)) if np else 0.0,
+                                                   self.core.last_event_seq)))
+        naks = [p.event for p in plays if p.event is not None]
+        return replies, forwards, naks
+
+
+__all__ = ["CounterWriter", "CounterWriterShell", "zero_global"]

@@ -1,0 +1,173 @@
+"""gateway: the bus side. Requests in, validated messages to the actors.
+
+Theory of operation
+-------------------
+The core is ``decode``: bytes and a command name in, one effect out — a
+message for the actor that answers it, or an ``invalid_request`` reply that
+names the field. It never raises on input: every request gets a reply.
+
+The shell owns the NATS side: the command subscriptions (raw nats-py, because
+kryten-py's ``subscribe_request_reply`` answers bad JSON with a bare
+``{"error": ...}`` instead of the contract's reply), admission (a bound on
+requests inside the daemon; past it, ``unavailable`` at once), and the
+durable event feed that turns the bridge's ``changeMedia`` events into
+``MediaChanged`` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from typing import Any
+
+import attrs
+
+from .. import wire
+from ..messages import Forward, LikeRequested, Media, MediaChanged, EventRef, NowPlayingAsked, ReplyTo, StatsAsked
+from ..messages import TopAsked
+
+COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats")
+MAX_BODY = 64 * 1024
+NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+@attrs.frozen
+class Inbound:
+    """A raw request as it came off the bus."""
+
+    command: str
+    data: bytes
+    reply_subject: str | None
+
+
+class Invalid(Exception):
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+
+
+def fold_user(name: str) -> str:
+    """One CyTube user, whatever the case or Unicode form (contract.md)."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text)
+
+
+def _opt_str(body: dict, field: str, max_len: int) -> str | None:
+    v = body.get(field)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise Invalid(field, "must be a string")
+    if not 1 <= len(v) <= max_len:
+        raise Invalid(field, f"must be 1-{max_len} characters")
+    if _has_control(v):
+        raise Invalid(field, "must not hold control characters")
+    return v
+
+
+def _user(body: dict) -> str:
+    raw = body.get("username")
+    if raw is None:
+        raise Invalid("username", "is required")
+    if not isinstance(raw, str):
+        raise Invalid("username", "must be a string")
+    user = fold_user(raw)
+    if not 1 <= len(user) <= 64:
+        raise Invalid("username", "must be 1-64 characters")
+    if _has_control(user):
+        raise Invalid("username", "must not hold control characters")
+    return user
+
+
+def _limit(body: dict) -> int:
+    v = body.get("limit", 10)
+    if v is None:
+        return 10
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise Invalid("limit", "must be an integer")
+    if not 1 <= v <= 100:
+        raise Invalid("limit", "must be 1-100")
+    return v
+
+
+def decode(req: Inbound, default_namespace: str) -> Any:
+    """One request → the message that answers it, or an invalid_request reply."""
+    to = ReplyTo(req.reply_subject, None)
+    try:
+        if len(req.data) > MAX_BODY:
+            raise Invalid("body", f"larger than {MAX_BODY} bytes")
+        try:
+            body = json.loads(req.data.decode("utf-8")) if req.data else {}
+        except UnicodeDecodeError:
+            raise Invalid("body", "not UTF-8") from None
+        except ValueError:
+            raise Invalid("body", "not JSON") from None
+        if not isinstance(body, dict):
+            raise Invalid("body", "not a JSON object")
+        cid = body.get("correlation_id")
+        if isinstance(cid, str) and len(cid) <= 200:
+            to = ReplyTo(req.reply_subject, cid)
+        elif cid is not None:
+            raise Invalid("correlation_id", "must be a string of at most 200 characters")
+        ns = body.get("namespace")
+        if ns is None:
+            ns = default_namespace
+        elif not isinstance(ns, str) or not NAMESPACE.fullmatch(ns):
+            raise Invalid("namespace", "must match ^[A-Za-z0-9_-]{1,64}$")
+        return _route(req.command, body, to, ns)
+    except Invalid as exc:
+        return wire.error(to, "invalid_request", str(exc))
+
+
+def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
+    if command == "like":
+        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), _opt_str(body, "video_id", 1000)))
+    if command == "now_playing":
+        return Forward("playback", NowPlayingAsked(to))
+    if command in ("top_liked", "top_played"):
+        return Forward("counter_writer", TopAsked(to, ns, command[4:], _limit(body)))
+    if command == "stats":
+        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", 1000),
+                                                    _opt_str(body, "playlist_id", 1000)))
+    raise Invalid("command", f"unknown command {command!r}")
+
+
+def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
+    """The bridge's changeMedia RawEvent → MediaChanged; None if it is not one.
+
+    kryten-py's ChangeMediaEvent drops ``currentTime``, which tells a re-sent
+    item from a new play, so the RawEvent payload is read here directly.
+    """
+    try:
+        event = json.loads(raw)
+        payload = event["payload"]
+        vid = payload["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000:
+        return None
+    secs = payload.get("seconds")
+    dur = int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) and math.isfinite(secs) else None
+    t = payload.get("currentTime", 0)
+    t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else 0.0
+    title = payload.get("title")
+    mtype = payload.get("type")
+    media = Media(vid, mtype if isinstance(mtype, str) else "", title if isinstance(title, str) else "", dur)
+    return MediaChanged(media, t, ref)
+
+
+class Gateway:
+    """The pure core as an actor: decode each inbound request."""
+
+    def __init__(self, default_namespace: str) -> None:
+        self.default_namespace = default_namespace
+
+    def step(self, msg: object, now: float) -> list:
+        if isinstance(msg, Inbound):
+            return [decode(msg, self.default_namespace)]
+        raise TypeError(f"gateway cannot take {msg!r}")

@@ -1,0 +1,89 @@
+"""playback: what the channel is playing now, and which changes are new plays.
+
+Theory of operation
+-------------------
+A ``changeMedia`` is a new play unless it names the item already playing and
+its ``currentTime`` is above 0: the bridge re-sends the current media when it
+reconnects, mid-item. The same item from ``currentTime`` 0 is a replay and
+counts; a different item counts whatever its ``currentTime`` (contract.md).
+
+Events come from the daemon's event stream with their stream sequence. One
+already seen (``seq <= last_seq``: redelivered after a slow ack) changes
+nothing; it goes to the counter writer as ``EventPassed``, which acks it
+unless its first delivery still waits to be stored. If the counter writer
+dies with plays unstored, the supervisor sends ``Rewind`` with what KV holds,
+and the unacknowledged events, delivered again, are judged again.
+
+Transitions::
+
+    state \\ event          same item, t>0    same item, t=0    other item
+    nothing playing        play              play              play
+    item X playing         pass              play (replay)     play
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .. import wire
+from ..messages import (
+    EventPassed, Forward, LikeAllowed, LikeForItem, Media, MediaChanged, NowPlayingAsked, PlayStarted, Rewind,
+)
+from ..clock import iso
+
+
+@attrs.frozen
+class NowPlaying:
+    media: Media
+    started_at: float
+
+
+class Playback:
+    def __init__(self, namespace: str, current: NowPlaying | None = None, last_seq: int = 0) -> None:
+        self.namespace = namespace
+        self.current = current
+        self.last_seq = last_seq
+
+    def is_new_play(self, change: MediaChanged) -> bool:
+        cur = self.current
+        if cur is None:
+            return True
+        same = cur.media.video_id == change.media.video_id and cur.media.media_type == change.media.media_type
+        return not (same and change.current_time > 0)
+
+    def step(self, msg: object, now: float) -> list:
+        if isinstance(msg, LikeAllowed):
+            return self._like(msg)
+        if isinstance(msg, MediaChanged):
+            return self._media_changed(msg, now)
+        if isinstance(msg, Rewind):
+            self.current = NowPlaying(msg.media, msg.started_at) if msg.media is not None else None
+            self.last_seq = msg.last_seq
+            return []
+        if isinstance(msg, NowPlayingAsked):
+            cur = self.current
+            if cur is None:
+                return [wire.ok(msg.reply, video_id=None, title=None, started_at=None)]
+            return [wire.ok(msg.reply, video_id=cur.media.video_id, title=cur.media.title,
+                            started_at=iso(cur.started_at))]
+        raise TypeError(f"playback cannot take {msg!r}")
+
+    def _like(self, msg: LikeAllowed) -> list:
+        cur = self.current
+        if cur is None:
+            return [wire.error(msg.reply, "no_current_item", "nothing is playing")]
+        if msg.video_id is not None and msg.video_id != cur.media.video_id:
+            return [wire.error(msg.reply, "not_current", "something else plays now",
+                               video_id=cur.media.video_id)]
+        return [Forward("dedupe_ledger", LikeForItem(msg.reply, msg.namespace, msg.user, cur.media))]
+
+    def _media_changed(self, msg: MediaChanged, now: float) -> list:
+        ev = msg.event
+        if ev is not None and ev.stream_seq <= self.last_seq:
+            return [Forward("counter_writer", EventPassed(ev))]
+        if ev is not None:
+            self.last_seq = ev.stream_seq
+        if not self.is_new_play(msg):
+            return [Forward("counter_writer", EventPassed(ev))] if ev is not None else []
+        self.current = NowPlaying(msg.media, now)
+        return [Forward("counter_writer", PlayStarted(self.namespace, msg.media, now, ev))]

@@ -1,0 +1,148 @@
+"""The thin async shell every actor runs in.
+
+A shell receives from the mailbox the supervisor owns, reads the clock once
+per batch of messages, calls its core's ``step`` and performs the effects.
+Messages are drained in batches (``receive_nowait`` after the first
+``receive``), which is what lets the counter writer group-commit.
+
+Resource handling: the shell owns no mailbox; the supervisor does, so a
+restarted incarnation receives what waited for its predecessor.
+Error handling: any exception ends the incarnation; ``orphans`` then tells
+the supervisor whom to answer and what the other actors must learn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from nats.aio.client import Client as NatsClient
+
+from ..clock import Clock
+from ..messages import AckEvent, EventRef, Forward, Reply, ReplyTo
+
+log = logging.getLogger(__name__)
+
+DRAIN = 1024
+
+
+class InjectedFault(Exception):
+    """Raised by a test's fault hook inside an actor."""
+
+
+class Bus:
+    """The daemon's outbound side: replies and event acks, with admission.
+
+    ``in_flight`` counts admitted requests not yet answered; it is the bound
+    that keeps every mailbox finite (one reply per admitted request).
+    """
+
+    def __init__(self, nc: NatsClient, max_in_flight: int) -> None:
+        self.nc = nc
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    def admit(self) -> bool:
+        if self.in_flight >= self.max_in_flight:
+            return False
+        self.in_flight += 1
+        return True
+
+    async def reply(self, r: Reply) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        if r.to.subject is None:
+            return
+        await self.send(r.to.subject, r.body)
+
+    async def send(self, subject: str, body: dict) -> None:
+        try:
+            await self.nc.publish(subject, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+        except Exception as exc:  # a reply that cannot go out must not kill the actor
+            log.warning("reply to %s lost: %s", subject, exc)
+
+    async def ack(self, ev: EventRef, word: bytes = b"+ACK") -> None:
+        if ev.ack_subject is None:
+            return
+        try:
+            await self.nc.publish(ev.ack_subject, word)
+        except Exception as exc:  # unacked events come back; nothing is lost
+            log.warning("ack of event %d lost: %s", ev.stream_seq, exc)
+
+
+class Router:
+    """Send ends of every mailbox, by actor name. Internal mailboxes are
+    unbounded; admission at the gateway bounds what can be inside."""
+
+    def __init__(self, mailboxes: dict[str, ObjectSendStream]) -> None:
+        self._boxes = mailboxes
+
+    def send(self, to: str, message: Any) -> None:
+        self._boxes[to].send_nowait(message)
+
+
+FaultHook = Callable[[str, Any], bool]
+
+
+class ActorShell:
+    def __init__(self, name: str, core: Any, router: Router, bus: Bus, clock: Clock,
+                 fault: FaultHook | None = None) -> None:
+        self.name = name
+        self.core = core
+        self.router = router
+        self.bus = bus
+        self.clock = clock
+        self.fault = fault
+        self.in_hand: deque = deque()
+
+    async def run(self, inbox: ObjectReceiveStream, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                first = await inbox.receive()
+            except anyio.EndOfStream:
+                return
+            self.in_hand.append(first)
+            while len(self.in_hand) < DRAIN:
+                try:
+                    self.in_hand.append(inbox.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            now = self.clock.now()
+            while self.in_hand:
+                msg = self.in_hand[0]
+                if self.fault is not None and self.fault(self.name, msg):
+                    raise InjectedFault(f"{self.name} at {msg!r}")
+                effects = self.core.step(msg, now)
+                self.in_hand.popleft()
+                await self.perform(effects)
+            await self.after_batch(now)
+
+    async def after_batch(self, now: float) -> None:
+        pass
+
+    async def perform(self, effects: list) -> None:
+        for e in effects:
+            if isinstance(e, Reply):
+                await self.bus.reply(e)
+            elif isinstance(e, Forward):
+                self.router.send(e.to, e.message)
+            elif isinstance(e, AckEvent):
+                await self.bus.ack(e.event)
+            else:
+                await self.perform_other(e)
+
+    async def perform_other(self, effect: Any) -> None:
+        raise TypeError(f"{self.name} cannot perform {effect!r}")
+
+    def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
+        """Requests this incarnation held when it died; messages others must get."""
+        replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
+        held = getattr(self.core, "in_hand", None)
+        if callable(held):
+            replies += held()
+        return replies, [], []

@@ -1,0 +1,351 @@
+"""The `kryten-likes` console script: the daemon (`run`) and its terminal clients.
+
+Each client subcommand is one NATS request on
+`{subject_prefix}.playlist.cmd.{command}` (the wire contract), printed for a
+person, or verbatim with `--json` for a script.
+
+Exit codes: 0 the daemon said `ok` or `duplicate`; 1 it said `error` (or
+answered something unreadable); 2 usage or config error; 3 nobody answered
+(no server, no daemon, or no reply in time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import nats.errors
+from attrs import frozen
+from nats.aio.client import Client as NatsClient
+
+from kryten_likes.config import NAMESPACE_PATTERN, Config, ConfigError, load_config, with_nats_url
+
+__all__ = ["DEFAULT_NATS_URL", "console_main", "main", "resolve_client_url"]
+
+PROG = "kryten-likes"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+EXIT_OK = 0
+EXIT_ERROR_REPLY = 1
+EXIT_USAGE = 2
+EXIT_NO_ANSWER = 3
+
+# The fields every reply carries; `stats` prints everything else.
+_COMMON_REPLY_FIELDS = frozenset({"correlation_id", "status", "error", "detail"})
+# Stands for "the namespace of the config" when `--namespace` has no value.
+_CONFIG_NAMESPACE = "\0config"
+
+
+@frozen
+class Request:
+    """A client request: the contract's command word and its JSON body."""
+
+    command: str
+    body: Mapping[str, Any]
+
+
+class _NoAnswer(Exception):
+    """Nobody answered: no server, no responder, or no reply in time."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{PROG}: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.subcommand == "run":
+        # Imported here so that the clients need none of the daemon's machinery.
+        from kryten_likes.daemon import run_daemon
+
+        return run_daemon(with_nats_url(config, args.nats_url))
+    return _run_client(args, config)
+
+
+def console_main() -> NoReturn:
+    sys.exit(main())
+
+
+def resolve_client_url(config: Config, cli_url: str | None) -> str:
+    """The server a client command talks to (comma-separated when several).
+
+    In order: `--nats-url`; `[nats] servers`; the URL the daemon wrote to
+    `{data_dir}/nats.url` when it started its embedded server; the default.
+    """
+    if cli_url:
+        return cli_url
+    if config.nats.servers:
+        return ",".join(config.nats.servers)
+    try:
+        written = (Path(config.storage.data_dir) / "nats.url").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        written = ""
+    return written or DEFAULT_NATS_URL
+
+
+# --- the parser
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Likes and play analytics for a CyTube channel on the Kryten bus."
+    )
+    subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in defaults)")
+    where.add_argument("--nats-url", metavar="URL", help="NATS server, overriding the config")
+
+    client = argparse.ArgumentParser(add_help=False, parents=[where])
+    client.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the daemon (default: 5)")
+    client.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+    client.add_argument("--namespace", nargs="?", const=_CONFIG_NAMESPACE, type=_namespace, metavar="NS",
+                        help="analytics namespace to ask about (alone: the config's)")
+
+    subparsers.add_parser("run", parents=[where], help="run the daemon")
+
+    like = subparsers.add_parser("like", parents=[client], help="like what is playing")
+    like.add_argument("username", metavar="USERNAME")
+    like.add_argument("--video", metavar="ID", help="like only if this video is still playing")
+    like.set_defaults(request=_like_request, render=_render_like)
+
+    top = subparsers.add_parser("top", parents=[client], help="most liked or most played items")
+    top.add_argument("ranking", choices=("liked", "played"))
+    top.add_argument("-n", type=_limit, default=10, metavar="N", help="how many (1-100, default 10)")
+    top.set_defaults(request=_top_request, render=_render_top)
+
+    stats = subparsers.add_parser("stats", parents=[client], help="counters")
+    stats.add_argument("--video", metavar="ID", help="also the counters of this item")
+    stats.add_argument("--playlist", metavar="ID", help="also the apply record of this playlist")
+    stats.set_defaults(request=_stats_request, render=_render_stats)
+
+    now_playing = subparsers.add_parser("now-playing", parents=[client], help="what plays now")
+    now_playing.set_defaults(request=_now_playing_request, render=_render_now_playing)
+    return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return seconds
+
+
+def _limit(text: str) -> int:
+    if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 100: {text!r}")
+    return int(text)
+
+
+def _namespace(text: str) -> str:
+    if text != _CONFIG_NAMESPACE and NAMESPACE_PATTERN.match(text) is None:
+        raise argparse.ArgumentTypeError(f"must match {NAMESPACE_PATTERN.pattern}: {text!r}")
+    return text
+
+
+# --- requests
+
+
+def _like_request(args: argparse.Namespace) -> Request:
+    body: dict[str, Any] = {"username": args.username}
+    if args.video is not None:
+        body["video_id"] = args.video
+    return Request("like", body)
+
+
+def _top_request(args: argparse.Namespace) -> Request:
+    return Request(f"top_{args.ranking}", {"limit": args.n})
+
+
+def _stats_request(args: argparse.Namespace) -> Request:
+    body: dict[str, Any] = {}
+    if args.video is not None:
+        body["video_id"] = args.video
+    if args.playlist is not None:
+        body["playlist_id"] = args.playlist
+    return Request("stats", body)
+
+
+def _now_playing_request(args: argparse.Namespace) -> Request:
+    return Request("now_playing", {})
+
+
+def _run_client(args: argparse.Namespace, config: Config) -> int:
+    request: Request = args.request(args)
+    body = dict(request.body, correlation_id=f"{PROG}-{uuid.uuid4().hex[:12]}")
+    if args.namespace is not None:
+        # Sent only when asked for: absent means the daemon's own namespace.
+        body["namespace"] = (
+            config.analytics.namespace if args.namespace == _CONFIG_NAMESPACE else args.namespace
+        )
+    url = resolve_client_url(config, args.nats_url)
+    subject = f"{config.nats.subject_prefix}.playlist.cmd.{request.command}"
+    try:
+        data = asyncio.run(_ask(url, subject, json.dumps(body).encode(), args.timeout))
+    except _NoAnswer as exc:
+        print(f"{PROG}: no answer from kryten-likes at {url} on {subject} — "
+              f"is the daemon running? ({exc})", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        print(f"error: invalid_reply (not a JSON object: {data[:200]!r})", file=sys.stderr)
+        return EXIT_ERROR_REPLY
+    status = reply.get("status")
+    if args.json:
+        print(data.decode("utf-8", "replace"))
+    elif status in ("ok", "duplicate"):
+        print(args.render(reply, args))
+    if status in ("ok", "duplicate"):
+        return EXIT_OK
+    if not args.json:
+        print(_error_line(reply), file=sys.stderr)
+    return EXIT_ERROR_REPLY
+
+
+async def _ask(url: str, subject: str, payload: bytes, timeout: float) -> bytes:
+    """One request/reply; every way of getting no reply is a `_NoAnswer`."""
+    connect_errors: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:
+        connect_errors.append(exc)
+
+    client = NatsClient()
+    try:
+        try:
+            # One quick try per server: a terminal user wants an answer, not
+            # nats-py's default of a minute of reconnecting.
+            await asyncio.wait_for(
+                client.connect(
+                    [server.strip() for server in url.split(",")],
+                    name=PROG,
+                    connect_timeout=timeout,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0,
+                    error_cb=remember,
+                ),
+                timeout,
+            )
+        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            cause = connect_errors[-1] if connect_errors else exc
+            raise _NoAnswer(f"cannot connect: {_describe(cause)}") from None
+        try:
+            reply = await client.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise _NoAnswer("no responders") from None
+        except asyncio.TimeoutError:  # nats.errors.TimeoutError is one too
+            raise _NoAnswer(f"no reply within {timeout:g} s") from None
+        return reply.data
+    finally:
+        await client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- rendering replies
+
+
+def _error_line(reply: Mapping[str, Any]) -> str:
+    word = reply.get("error") or "unknown_error"
+    if reply.get("status") != "error":
+        word = "invalid_reply"
+    notes = []
+    if reply.get("detail"):
+        notes.append(str(reply["detail"]))
+    if reply.get("retry_after_seconds") is not None:
+        notes.append(f"retry after {reply['retry_after_seconds']:g} s")
+    if word == "not_current" and reply.get("video_id"):
+        notes.append(f"now playing: {reply['video_id']}")
+    if reply.get("status") not in ("ok", "duplicate", "error"):
+        notes.append(f"unknown status {reply.get('status')!r}")
+    return f"error: {word}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _count(n: object, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _render_like(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    likes = _count(reply.get("like_count"), "like")
+    if reply.get("status") == "duplicate":
+        return f"duplicate: {args.username} already liked {reply.get('video_id')} ({likes})"
+    return f"liked {reply.get('video_id')}: {likes}"
+
+
+def _render_top(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    items = reply.get("items") or []
+    if not items:
+        return "no likes yet" if args.ranking == "liked" else "nothing played yet"
+    header = ("#", "likes" if args.ranking == "liked" else "plays", "video_id", "title")
+    rows = [
+        (str(rank), str(item.get("count")), str(item.get("video_id")), _text(item.get("title")))
+        for rank, item in enumerate(items, start=1)
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
+    return "\n".join(
+        f"{rank:>{widths[0]}}  {count:>{widths[1]}}  {video_id:<{widths[2]}}  {title}".rstrip()
+        for rank, count, video_id, title in (header, *rows)
+    )
+
+
+def _render_stats(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"{path}: {text}"
+        for key, value in reply.items()
+        if key not in _COMMON_REPLY_FIELDS
+        for path, text in _flatten(value, key)
+    ]
+    return "\n".join(lines)
+
+
+def _render_now_playing(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    if reply.get("video_id") is None:
+        return "nothing is playing"
+    title = f" — {reply['title']}" if reply.get("title") else ""
+    since = f" (since {reply['started_at']})" if reply.get("started_at") else ""
+    return f"now playing: {reply['video_id']}{title}{since}"
+
+
+def _flatten(value: object, key: str) -> Iterator[tuple[str, str]]:
+    """Nested documents as `a.b: value` lines, so that they grep well."""
+    if isinstance(value, dict) and value:
+        for sub_key, sub_value in value.items():
+            yield from _flatten(sub_value, f"{key}.{sub_key}" if key else str(sub_key))
+    else:
+        yield key, _text(value)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,269 @@
+"""The daemon: one NATS connection, the actors under their supervisor, the
+command subscriptions, the event feed and a ticker — all owned by one task
+group, so stopping the daemon stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+from pathlib import Path
+import uuid
+from typing import Any
+
+import anyio
+import attrs
+import nats
+from anyio.abc import ObjectSendStream
+
+from . import wire
+from .actors.counter_book import CounterBook
+from .actors.counter_writer import CounterWriter, CounterWriterShell
+from .actors.dedupe_ledger import ClaimKey, DedupeLedger
+from .actors.gateway import COMMANDS, Gateway, Inbound
+from .actors.playback import NowPlaying, Playback
+from .actors.rate_buckets import RateBuckets, RatePolicy
+from .actors.shell import ActorShell, Bus, FaultHook, Router
+from .clock import Clock, SystemClock, parse_iso
+from .config import Config, event_channel_token
+from .events import feed_events, open_event_source
+from .messages import Media, ReplyTo, Tick
+from .store import AtomicBucket, decode_token, open_buckets, scan, split_key
+from .supervisor import ActorSpec, RestartPolicy, Supervisor
+
+log = logging.getLogger(__name__)
+
+ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer")
+
+
+@attrs.frozen
+class Snapshot:
+    books: dict[str, CounterBook]
+    claims: dict[ClaimKey, float]
+
+
+async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float) -> Snapshot:
+    books: dict[str, CounterBook] = {}
+    claims: dict[ClaimKey, float] = {}
+    for bucket in (analytics, likes):
+        for key, entry in (await scan(bucket)).items():
+            split = split_key(key)
+            if split is None:
+                continue
+            ns, parts = split
+            if parts[0] == "dedupe" and len(parts) == 3 and entry.value:
+                try:
+                    exp = parse_iso(entry.value["expires_at"])
+                    vid = entry.value.get("video_id") or decode_token(parts[1])
+                    user = entry.value.get("user") or decode_token(parts[2])
+                except (KeyError, ValueError):
+                    continue
+                if exp > now:
+                    claims[(ns, vid, user)] = exp
+            else:
+                books.setdefault(ns, CounterBook(ns)).load(parts, entry)
+    return Snapshot(books, claims)
+
+
+async def bridge_now_playing(nc: Any, channel: str) -> Media | None:
+    """What the bridge says plays now (its KV ``current``), if it says anything."""
+    from kryten.kv_store import get_kv_store, kv_get  # kryten-py knows the bridge's bucket layout
+
+    try:
+        kv = await get_kv_store(nc, f"kryten_{channel}_playlist")
+    except Exception:
+        return None
+    cur = await kv_get(kv, "current", default=None, parse_json=True)
+    if not isinstance(cur, dict):
+        return None
+    media = cur.get("media") if isinstance(cur.get("media"), dict) else cur
+    vid = media.get("id")
+    if not isinstance(vid, str) or not vid:
+        return None
+    secs = media.get("seconds")
+    return Media(vid, str(media.get("type") or ""), str(media.get("title") or ""),
+                 int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else None)
+
+
+@attrs.define
+class Daemon:
+    """A running daemon, for tests and the CLI: its parts and a way to stop it."""
+
+    config: Config
+    supervisor: Supervisor
+    bus: Bus
+    cancel_scope: anyio.CancelScope
+
+    def stop(self) -> None:
+        self.cancel_scope.cancel()
+
+
+async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | None = None,
+                fault: FaultHook | None = None, max_in_flight: int = 20_000, tick_seconds: float = 1.0,
+                task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    clock = clock or SystemClock()
+    servers = [nats_url] if nats_url else list(config.nats.servers)
+    nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5, allow_reconnect=True)
+    try:
+        await _serve_on(nc, config, clock, fault, max_in_flight, tick_seconds, task_status)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await nc.close()
+
+
+async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
+                    tick_seconds: float, task_status: Any) -> None:
+    ns = config.analytics.namespace
+    pfx = config.nats.subject_prefix
+    js = nc.jetstream()
+    analytics, likes = await open_buckets(nc, config.storage.replicas)
+    source = await open_event_source(js, pfx, event_channel_token(config.cytube.channel), ns,
+                                     config.storage.replicas)
+
+    sends: dict[str, ObjectSendStream] = {}
+    inboxes = {}
+    for name in ACTORS:
+        sends[name], inboxes[name] = anyio.create_memory_object_stream(math.inf)
+    router = Router(sends)
+    bus = Bus(nc, max_in_flight)
+    first = await load_snapshot(analytics, likes, clock.now())
+    first_users = {"playback", "dedupe_ledger", "counter_writer"}
+
+    async def snapshot_for(name: str) -> Snapshot:
+        # The first incarnations share the start-up scan; a restart reads KV again.
+        if name in first_users:
+            first_users.discard(name)
+            return first
+        return await load_snapshot(analytics, likes, clock.now())
+
+    def shell(name: str, core: Any, cls: type = ActorShell, **kw: Any) -> ActorShell:
+        return cls(name, core, router, bus, clock, fault, **kw)
+
+    async def start_gateway() -> ActorShell:
+        return shell("gateway", Gateway(ns))
+
+    async def start_rate_buckets() -> ActorShell:
+        return shell("rate_buckets", RateBuckets(RatePolicy(config.likes.rate_per_minute, config.likes.rate_burst)))
+
+    async def start_playback() -> ActorShell:
+        book = (await snapshot_for("playback")).books.get(ns)
+        np = book.now_playing.value if book and book.now_playing and book.now_playing.value else None
+        current = None
+        if np:
+            current = NowPlaying(Media(np["video_id"], np.get("media_type", ""), np.get("title", ""),
+                                       np.get("duration_seconds")), float(np.get("started_at_ts", clock.now())))
+        else:
+            media = await bridge_now_playing(nc, config.cytube.channel)
+            if media is not None:
+                current = NowPlaying(media, clock.now())
+        last_seq = int(book.global_value().get("last_event_seq", 0)) if book else 0
+        return shell("playback", Playback(ns, current, last_seq))
+
+    async def start_ledger() -> ActorShell:
+        snap = await snapshot_for("dedupe_ledger")
+        return shell("dedupe_ledger", DedupeLedger(config.likes.dedupe_window_seconds,
+                                                   config.likes.dedupe_enabled, snap.claims))
+
+    async def start_writer() -> ActorShell:
+        snap = await snapshot_for("counter_writer")
+        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-")
+        return shell("counter_writer", core, CounterWriterShell,
+                     buckets={"analytics": analytics, "likes": likes})
+
+    specs = [ActorSpec("gateway", start_gateway), ActorSpec("rate_buckets", start_rate_buckets),
+             ActorSpec("playback", start_playback), ActorSpec("dedupe_ledger", start_ledger),
+             ActorSpec("counter_writer", start_writer)]
+    s = config.supervisor
+    policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
+    supervisor = Supervisor(specs, inboxes, router, bus, clock, policy)
+
+    async def on_request(msg: Any) -> None:
+        command = msg.subject.rsplit(".", 1)[-1]
+        if not bus.admit():
+            cid = _correlation_id(msg.data)
+            if msg.reply:
+                await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid), "unavailable",
+                                                     "the daemon is at capacity; retry").body)
+            return
+        router.send("gateway", Inbound(command, msg.data, msg.reply or None))
+
+    async def ticker() -> None:
+        while True:
+            await anyio.sleep(tick_seconds)  # a periodic timer, not synchronisation
+            for name in ("rate_buckets", "dedupe_ledger", "counter_writer"):
+                router.send(name, Tick())
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)
+        subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in COMMANDS]
+        tg.start_soon(feed_events, js, source, router)
+        tg.start_soon(ticker)
+        log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
+        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope))
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for sub in subs:
+                    await sub.unsubscribe()
+
+
+def _correlation_id(data: bytes) -> str | None:
+    try:
+        cid = json.loads(data).get("correlation_id")
+    except Exception:
+        return None
+    return cid if isinstance(cid, str) and len(cid) <= 200 else None
+
+
+def run_daemon(config: Config) -> int:
+    """The ``kryten-likes run`` command: embedded nats-server when none is
+    configured, the daemon until SIGTERM/SIGINT; returns the exit code."""
+    from .embedded import EmbeddedNatsError, start_nats_server
+    from .supervisor import SupervisorGaveUp
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = None
+    url = config.nats.servers[0] if config.nats.servers else None
+    if url is None:
+        data_dir = Path(config.storage.data_dir)
+        try:
+            server = start_nats_server(data_dir / "jetstream", port=4222)
+        except EmbeddedNatsError as exc:
+            log.error("cannot start the embedded nats-server: %s", exc)
+            return 1
+        url = server.url
+        (data_dir / "nats.url").write_text(url + "\n")
+        log.info("embedded nats-server at %s (store %s)", url, server.store_dir)
+
+    async def main() -> int:
+        async with anyio.create_task_group() as tg:
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for sig in signals:
+                        log.info("%s: stopping", signal.Signals(sig).name)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            await serve(config, nats_url=url)
+        return 0
+
+    try:
+        return anyio.run(main)
+    except SupervisorGaveUp as exc:
+        log.error("giving up: %s", exc)
+        return 1
+    except BaseExceptionGroup as eg:  # the task group wraps what ended it
+        gave_up = eg.subgroup(SupervisorGaveUp)
+        log.error("daemon stopped: %s", gave_up.exceptions[0] if gave_up else eg, exc_info=not gave_up)
+        return 1
+    except Exception as exc:
+        log.error("daemon failed: %s", exc, exc_info=True)
+        return 1
+    finally:
+        if server is not None:
+            server.stop()

@@ -1,0 +1,231 @@
+"""Every message that travels between actors, and every effect a core asks for.
+
+All are frozen, slotted attrs classes whose reprs are valid Python, so a
+Hypothesis failure prints as a program you can paste. A request travels with
+its reply address (``ReplyTo``) from actor to actor, like a pykka envelope:
+whoever decides its outcome answers it, and if the actor holding it dies, the
+supervisor answers it with ``internal_error``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+frozen = attrs.frozen  # slots=True, frozen=True, eq, repr
+
+
+# --- addresses and things ---------------------------------------------------
+
+
+@frozen
+class ReplyTo:
+    """Where a request's answer goes: a NATS reply subject (None: nobody waits)."""
+
+    subject: str | None
+    correlation_id: str | None = None
+
+
+@frozen
+class Media:
+    video_id: str
+    media_type: str = ""
+    title: str = ""
+    duration_seconds: int | None = None
+
+
+@frozen
+class EventRef:
+    """A bus event held in the daemon's event stream: its sequence and ack subject."""
+
+    stream_seq: int
+    ack_subject: str | None = None
+
+
+@frozen
+class Claim:
+    """A user's like of an item, as the dedupe ledger reserved it."""
+
+    namespace: str
+    video_id: str
+    user: str
+    liked_at: float
+    expires_at: float
+    expected_revision: int = 0  # 0: the claim key must be absent
+
+
+# --- requests, from the gateway -----------------------------------------------
+
+
+@frozen
+class LikeRequested:
+    reply: ReplyTo
+    namespace: str
+    user: str  # already folded (NFKC + casefold)
+    video_id: str | None = None
+
+
+@frozen
+class NowPlayingAsked:
+    reply: ReplyTo
+
+
+@frozen
+class TopAsked:
+    reply: ReplyTo
+    namespace: str
+    ranking: Literal["liked", "played"]
+    limit: int = 10
+
+
+@frozen
+class StatsAsked:
+    reply: ReplyTo
+    namespace: str
+    video_id: str | None = None
+    playlist_id: str | None = None
+
+
+# --- the like path --------------------------------------------------------------
+
+
+@frozen
+class LikeAllowed:
+    """rate_buckets → playback: the user had a token."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str
+    video_id: str | None = None
+
+
+@frozen
+class LikeForItem:
+    """playback → dedupe_ledger: the like is for what plays now."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str
+    media: Media
+
+
+@frozen
+class LikeReserved:
+    """dedupe_ledger → counter_writer: count this like (claim None: dedupe is off)."""
+
+    reply: ReplyTo
+    namespace: str
+    media: Media
+    claim: Claim | None = None
+
+
+@frozen
+class LikeDuplicate:
+    """dedupe_ledger → counter_writer: answer ``duplicate`` with the current count."""
+
+    reply: ReplyTo
+    namespace: str
+    media: Media
+
+
+@frozen
+class ClaimsSettled:
+    """counter_writer → dedupe_ledger: which reservations became durable claims."""
+
+    confirmed: tuple[Claim, ...] = ()
+    released: tuple[Claim, ...] = ()
+
+
+# --- plays ------------------------------------------------------------------------
+
+
+@frozen
+class MediaChanged:
+    """A ``changeMedia`` seen on the bus (or replayed from the event stream)."""
+
+    media: Media
+    current_time: float = 0.0
+    event: EventRef | None = None
+
+
+@frozen
+class PlayStarted:
+    """playback → counter_writer: a new start of an item; count it once."""
+
+    namespace: str
+    media: Media
+    at: float
+    event: EventRef | None = None
+
+
+@frozen
+class EventPassed:
+    """playback → counter_writer: an event that counts nothing; ack it when safe."""
+
+    event: EventRef
+
+
+@frozen
+class Rewind:
+    """supervisor → playback, when counter_writer died: forget plays that were
+    not stored and start again from what KV holds (their events come back)."""
+
+    media: Media | None
+    started_at: float
+    last_seq: int
+
+
+# --- the counter writer's own outcomes ------------------------------------------------
+
+
+@frozen
+class CommitFinished:
+    """A commit task → its counter_writer: how a group's atomic batch ended."""
+
+    group_id: str
+    outcome: Any  # store.Landed | store.Conflict
+
+
+@frozen
+class Tick:
+    """Time passed: expire, evict, materialise."""
+
+
+# --- effects ------------------------------------------------------------------------
+
+
+@frozen
+class Reply:
+    to: ReplyTo
+    body: dict = attrs.field(hash=False)
+
+
+@frozen
+class Forward:
+    to: Literal["rate_buckets", "playback", "dedupe_ledger", "counter_writer"]
+    message: Any
+
+
+@frozen
+class AckEvent:
+    event: EventRef
+
+
+@frozen
+class Commit:
+    """Store ``writes`` as one atomic batch in ``bucket``; report a CommitFinished."""
+
+    bucket: Literal["analytics", "likes"]
+    group_id: str
+    writes: tuple = ()
+    marker_key: str = ""
+
+
+@frozen
+class PutDocument:
+    """A plain write where the last writer wins by design (materialised rankings)."""
+
+    bucket: Literal["analytics", "likes"]
+    key: str
+    value: dict = attrs.field(hash=False)

@@ -1,0 +1,164 @@
+"""One atomic KV step: several writes that land whole or not at all.
+
+nats-server 2.12+ stores an *atomic batch* (ADR-50) in one stream all or
+nothing. A KV bucket is the stream ``KV_<bucket>`` and a KV write is a publish
+to ``$KV.<bucket>.<key>``, so a dedupe claim and its counter update (or a play's
+item and global documents) become one indivisible step. Each write carries an
+expected last revision: 0 creates only if absent (a claim), ``r`` updates only
+if unchanged (compare-and-set). If any expectation fails, nothing is stored.
+
+Outcomes are values, never guesses:
+
+- ``Landed``: every write is stored; the new revisions are known.
+- ``Conflict``: nothing was stored; the current entries of every key are read
+  back so the caller can decide again.
+
+A batch whose answer is lost (timeout, connection gone) is *resolved* before
+anything is said about it: every document a group writes carries the group id
+in its ``batch`` field, and all attempts of one group expect the same
+revisions, so at most one attempt can ever land and reading the marker
+document tells which. Until the bus answers, the group waits; nobody is told
+``ok`` for a count that might not exist, nor ``error`` for one that does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+
+import anyio
+import attrs
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+@attrs.frozen
+class KvWrite:
+    key: str
+    value: bytes
+    expected_revision: int  # 0: only if the key holds nothing
+    ttl_seconds: float | None = None
+
+
+@attrs.frozen
+class StoredEntry:
+    """What a key holds now; ``value`` is None for a delete marker."""
+
+    revision: int
+    value: dict | None
+
+
+@attrs.frozen
+class Landed:
+    group_id: str
+    revisions: dict[str, int]
+
+
+@attrs.frozen
+class Conflict:
+    group_id: str
+    current: dict[str, StoredEntry | None]
+
+
+class BatchRefused(Exception):
+    """The server refused a batch for a reason other than a failed expectation."""
+
+
+class AtomicBucket:
+    """Atomic batches and reads for one KV bucket."""
+
+    def __init__(self, nc: NatsClient, kv: KeyValue, bucket: str, *, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._kv = kv
+        self.bucket = bucket
+        self._timeout = timeout
+
+    async def read(self, key: str) -> StoredEntry | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        except KeyDeletedError as exc:
+            rev = exc.entry.revision if exc.entry is not None else 0
+            return StoredEntry(revision=rev, value=None) if rev else None
+        return StoredEntry(revision=entry.revision, value=json.loads(entry.value))
+
+    async def read_many(self, keys: Sequence[str]) -> dict[str, StoredEntry | None]:
+        out: dict[str, StoredEntry | None] = {}
+
+        async def one(k: str) -> None:
+            out[k] = await self.read(k)
+
+        async with anyio.create_task_group() as tg:
+            for k in keys:
+                tg.start_soon(one, k)
+        return out
+
+    async def put(self, key: str, value: dict) -> int:
+        return await self._kv.put(key, json.dumps(value, separators=(",", ":")).encode())
+
+    async def commit(self, group_id: str, writes: Sequence[KvWrite], marker_key: str) -> Landed | Conflict:
+        """Store ``writes`` atomically; resolve a lost answer before returning."""
+        backoff = 0.05
+        while True:
+            try:
+                return await self._attempt(group_id, writes)
+            except BatchRefused:
+                raise
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                log.warning("batch %s: answer lost (%s); resolving", group_id, type(exc).__name__)
+            # Unknown outcome: find out before deciding anything.
+            while True:
+                await anyio.sleep(backoff)  # back-off between retries, not synchronisation
+                backoff = min(backoff * 2, 2.0)
+                try:
+                    marker = await self.read(marker_key)
+                except (nats.errors.Error, TimeoutError, OSError):
+                    continue
+                if marker is not None and marker.value is not None and marker.value.get("batch") == group_id:
+                    current = await self.read_many([w.key for w in writes])
+                    return Landed(group_id, {k: e.revision for k, e in current.items() if e is not None})
+                break  # not landed: send the same group again
+
+    async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict:
+        batch_id = f"{group_id}-{uuid.uuid4().hex[:8]}"
+        n = len(writes)
+        for i, w in enumerate(writes, 1):
+            headers = {
+                "Nats-Batch-Id": batch_id,
+                "Nats-Batch-Sequence": str(i),
+                "Nats-Expected-Last-Subject-Sequence": str(w.expected_revision),
+            }
+            if w.ttl_seconds is not None:
+                headers["Nats-TTL"] = f"{max(1, math.ceil(w.ttl_seconds))}s"
+            subject = f"$KV.{self.bucket}.{w.key}"
+            if i < n:
+                await self._nc.publish(subject, w.value, headers=headers)
+            else:
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await self._nc.request(subject, w.value, headers=headers, timeout=self._timeout)
+        ack = json.loads(reply.data)
+        err = ack.get("error")
+        if err is None:
+            last = int(ack["seq"])
+            first = last - int(ack.get("count", n)) + 1
+            return Landed(group_id, {w.key: first + i for i, w in enumerate(writes)})
+        if err.get("err_code") == WRONG_LAST_SEQUENCE:
+            current = await self.read_many([w.key for w in writes])
+            marker = next((e for e in current.values() if e and e.value and e.value.get("batch") == group_id), None)
+            if marker is not None:
+                # An earlier attempt of this group landed late; this one could not.
+                return Landed(group_id, {k: e.revision for k, e in current.items() if e is not None})
+            return Conflict(group_id, current)
+        if err.get("code") == 503:
+            raise nats.errors.NoRespondersError
+        raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")

