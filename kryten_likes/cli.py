@@ -27,7 +27,7 @@ from nats.aio.client import Client as NatsClient
 
 from kryten_likes.config import NAMESPACE_PATTERN, Config, ConfigError, load_config, with_nats_url
 
-__all__ = ["DEFAULT_NATS_URL", "console_main", "main", "resolve_client_url"]
+__all__ = ["DEFAULT_NATS_URL", "Request", "console_main", "main", "resolve_client_url"]
 
 PROG = "kryten-likes"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -200,6 +200,8 @@ def _run_client(args: argparse.Namespace, config: Config) -> int:
     subject = f"{config.nats.subject_prefix}.playlist.cmd.{request.command}"
     try:
         data = asyncio.run(_ask(url, subject, json.dumps(body).encode(), args.timeout))
+    except KeyboardInterrupt:
+        return 130  # the shell's convention for a command stopped by Ctrl-C
     except _NoAnswer as exc:
         print(f"{PROG}: no answer from kryten-likes at {url} on {subject} — "
               f"is the daemon running? ({exc})", file=sys.stderr)

@@ -126,3 +126,24 @@ def harness(portal, nats_server):
     yield make
     for h in made:
         h.close()
+
+
+def wait_until(check, timeout: float = 10.0):
+    """Ask until ``check()`` returns a truthy value (each ask is a request
+    that waits for its reply; nothing here sleeps)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
+
+
+def playing(h, video_id: str) -> None:
+    wait_until(lambda: h.request("now_playing", {})["video_id"] == video_id)
+
+
+def plays_of(h, video_id: str) -> int:
+    return h.request("stats", {"video_id": video_id})["item"]["play_count"]
