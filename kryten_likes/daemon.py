@@ -227,11 +227,11 @@ def run_daemon(config: Config) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = None
-    url = config.nats.servers[0] if config.nats.servers else None
-    if url is None:
+    url = None  # None: serve() uses every configured server
+    if not config.nats.servers:
         data_dir = Path(config.storage.data_dir)
         try:
-            server = start_nats_server(data_dir / "jetstream", port=4222)
+            server = start_nats_server(data_dir, port=4222)
         except EmbeddedNatsError as exc:
             log.error("cannot start the embedded nats-server: %s", exc)
             return 1

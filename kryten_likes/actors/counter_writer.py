@@ -412,8 +412,12 @@ class CounterWriterShell(ActorShell):
             log.warning("could not write %s: %s", p.key, exc)
 
     def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
-        replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
         likes, plays = self.core.held()
+        # What was drained from the mailbox but not stepped is held too.
+        likes += [m for m in self.in_hand if isinstance(m, LikeReserved)]
+        plays += [m for m in self.in_hand if isinstance(m, PlayStarted)]
+        replies = [m.reply for m in self.in_hand
+                   if isinstance(getattr(m, "reply", None), ReplyTo) and not isinstance(m, LikeReserved)]
         replies += [l.reply for l in likes]
         forwards: list[Forward] = []
         released = tuple(l.claim for l in likes if l.claim is not None)
