@@ -199,6 +199,7 @@ async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | No
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in COMMANDS]
+        await nc.flush()  # the server knows our subscriptions before we say we serve
         tg.start_soon(feed_events, js, source, router)
         tg.start_soon(ticker)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)

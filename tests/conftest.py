@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import anyio.from_thread
 import nats
+import nats.errors
 import pytest
 
 from kryten_likes.clock import FakeClock
@@ -74,7 +75,12 @@ class Harness:
     def request(self, command: str, body: dict | bytes, timeout: float = 5.0) -> dict:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         subject = f"{self.config.nats.subject_prefix}.playlist.cmd.{command}"
-        msg = self.portal.call(lambda: self.nc.request(subject, data, timeout=timeout))
+        try:
+            msg = self.portal.call(lambda: self.nc.request(subject, data, timeout=timeout))
+        except nats.errors.NoRespondersError:
+            if self._future is not None and self._future.done():
+                raise AssertionError("the daemon is not running") from self._future.exception()
+            raise
         return json.loads(msg.data)
 
     def publish_event(self, name: str, payload: dict) -> None:

@@ -1,0 +1,138 @@
+"""The whole daemon against a plain model (Hypothesis stateful), on a real
+nats-server: random changeMedia events (new, replayed, re-sent), likes by a
+few users (case variants of one name among them), clock advances, queries
+and restarts. After every step the replies, the KV documents and the
+rankings must be what the model says."""
+
+from __future__ import annotations
+
+import anyio.from_thread
+import pytest
+from conftest import Harness, unique_config, wait_until
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from kryten_likes.clock import FakeClock
+from kryten_likes.store import LIKES_BUCKET, likes_key
+
+USERS = ["ann", "Ann", "ANN", "bob", "carl", "Ｄｅｅ"]
+ITEMS = ["i1", "i2", "https://media.example.com/m/x.json"]
+WINDOW = 50.0
+BURST = 2
+PER_SECOND = 1.0  # rate_per_minute = 60
+
+
+def fold(name: str) -> str:
+    import unicodedata
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+class DaemonMachine(RuleBasedStateMachine):
+    url: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        portal = self._portal_cm.__enter__()
+        config = unique_config(dedupe_window_seconds=WINDOW, rate_per_minute=60.0, rate_burst=BURST)
+        self.h = Harness(portal, self.url, config, FakeClock())
+        self.h.start()
+        # the model
+        self.current: str | None = None
+        self.likes: dict[str, int] = {}
+        self.plays: dict[str, int] = {}
+        self.claims: dict[tuple[str, str], float] = {}
+        self.tokens: dict[str, tuple[float, float]] = {}  # user -> (tokens, at)
+
+    def now(self) -> float:
+        return self.h.clock.now()
+
+    def take_token(self, user: str) -> bool:
+        tokens, at = self.tokens.get(user, (float(BURST), self.now()))
+        tokens = min(float(BURST), tokens + (self.now() - at) * PER_SECOND)
+        if tokens < 1.0:
+            self.tokens[user] = (tokens, self.now())
+            return False
+        self.tokens[user] = (tokens - 1.0, self.now())
+        return True
+
+    @rule(item=st.sampled_from(ITEMS), current_time=st.sampled_from([0, 0, 12.5]))
+    def change_media(self, item: str, current_time: float) -> None:
+        if not (item == self.current and current_time > 0):
+            self.plays[item] = self.plays.get(item, 0) + 1
+        self.current = item
+        self.h.change_media(item, current_time=current_time)
+        wait_until(lambda: self.h.request("stats", {"video_id": item})["item"]["play_count"] == self.plays[item]
+                   and self.h.request("now_playing", {})["video_id"] == item)
+
+    @rule(name=st.sampled_from(USERS), which=st.sampled_from([None, "current", "other"]))
+    def like(self, name: str, which: str | None) -> None:
+        user = fold(name)
+        body: dict = {"username": name}
+        if which == "current" and self.current:
+            body["video_id"] = self.current
+        elif which == "other":
+            body["video_id"] = "elsewhere"
+        r = self.h.request("like", body)
+        if not self.take_token(user):
+            assert (r["status"], r["error"]) == ("error", "rate_limited"), r
+            assert r["retry_after_seconds"] > 0
+            return
+        if self.current is None:
+            assert r["error"] == "no_current_item", r
+            return
+        if body.get("video_id") == "elsewhere":
+            assert (r["error"], r["video_id"]) == ("not_current", self.current), r
+            return
+        item = self.current
+        if self.claims.get((item, user), -1.0) > self.now():
+            assert (r["status"], r["like_count"]) == ("duplicate", self.likes.get(item, 0)), r
+            return
+        self.claims[(item, user)] = self.now() + WINDOW
+        self.likes[item] = self.likes.get(item, 0) + 1
+        assert (r["status"], r["video_id"], r["like_count"]) == ("ok", item, self.likes[item]), r
+
+    @rule(seconds=st.sampled_from([1, 2, 5, 60]))
+    def advance(self, seconds: int) -> None:
+        self.h.clock.advance(seconds)
+
+    @rule()
+    def restart(self) -> None:
+        self.h.stop()
+        self.h.start()
+        self.tokens.clear()  # rate buckets live in memory
+
+    @invariant()
+    def rankings_and_documents_match_the_model(self) -> None:
+        ns = self.h.config.analytics.namespace
+        liked = sorted(((-n, v) for v, n in self.likes.items() if n), key=lambda t: t)
+        top = self.h.request("top_liked", {"limit": 10})["items"]
+        assert [(i["video_id"], i["count"]) for i in top] == [(v, -n) for n, v in liked]
+        for item, n in self.plays.items():
+            assert self.h.request("stats", {"video_id": item})["item"]["play_count"] == n, (item, n)
+        played = sorted((-n, v) for v, n in self.plays.items() if n)
+        top = self.h.request("top_played", {"limit": 10})["items"]
+        assert [(i["video_id"], i["count"]) for i in top] == [(v, -n) for n, v in played]
+        for item, n in self.likes.items():
+            assert self.h.kv(LIKES_BUCKET, likes_key(ns, item))["like_count"] == n
+        g = self.h.request("stats", {})["global"]
+        assert g["items_played"] == sum(self.plays.values())
+        assert self.h.request("now_playing", {})["video_id"] == self.current
+
+    def teardown(self) -> None:
+        self.h.close()
+        self._portal_cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def machine(nats_server):
+    DaemonMachine.url = nats_server.url
+    return DaemonMachine
+
+
+def test_daemon_matches_the_model(machine):
+    from hypothesis.stateful import run_state_machine_as_test
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=8, stateful_step_count=25, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
