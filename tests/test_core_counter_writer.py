@@ -320,6 +320,25 @@ def test_likes_give_up_after_max_conflicts():
     assert rig.kv["likes"].value(dedupe_key(NS, "v1", "a")) is None
 
 
+def test_conflict_count_starts_again_after_a_landing():
+    rig = Rig()
+    rig.step(reserved(1, V1, "a"))
+    [c] = rig.flush()
+    rig.kv["likes"].put(likes_key(NS, "v1"), {"video_id": "v1", "like_count": 0})
+    rig.finish(c)
+    [c] = rig.flush()
+    assert replies(rig.finish(c))["inbox.1"]["status"] == "ok"
+    # A new like may conflict MAX_CONFLICTS - 1 times and still be counted.
+    rig.step(reserved(2, V1, "b"))
+    for _ in range(MAX_CONFLICTS - 1):
+        [c] = rig.flush()
+        rig.kv["likes"].put(likes_key(NS, "v1"), dict(rig.like_doc("v1")))
+        assert rig.finish(c) == []
+    [c] = rig.flush()
+    assert replies(rig.finish(c))["inbox.2"] == {"correlation_id": None, "status": "ok", "error": None,
+                                                 "video_id": "v1", "like_count": 2}
+
+
 def test_finish_of_an_unknown_group_is_ignored():
     rig = Rig()
     assert rig.step(CommitFinished("old-7", Landed("old-7", {}))) == []

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 
+import nats.errors
+
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -62,22 +64,44 @@ async def open_buckets(nc: NatsClient, replicas: int) -> tuple[AtomicBucket, Ato
 
 
 async def scan(bucket: AtomicBucket) -> dict[str, StoredEntry]:
-    """Every live key of a bucket with its value and revision."""
-    out: dict[str, StoredEntry] = {}
-    watcher = await bucket._kv.watchall(ignore_deletes=True)
+    """Every live key of a bucket with its value and revision.
+
+    nats-py's watcher signals "initial values done" with a None that can come
+    too early (it compares consumer info with messages not yet dispatched),
+    which would make a start-up snapshot silently incomplete. So the end is
+    found from each entry's own ``delta`` (messages still pending after it),
+    and an empty stream is recognised from the stream state.
+    """
+    for _attempt in range(3):
+        info = await bucket._kv._js.stream_info(f"KV_{bucket.bucket}")
+        if not info.state.messages:
+            return {}
+        watcher = await bucket._kv.watchall()
+        out: dict[str, StoredEntry] = {}
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)
+                except nats.errors.TimeoutError:
+                    break  # messages vanished under us (TTL); read again
+                if entry is None:
+                    continue
+                _take(bucket, entry, out)
+                if entry.delta == 0:
+                    return out
+        finally:
+            await watcher.stop()
+    raise StoreError(f"could not read {bucket.bucket} whole")
+
+
+def _take(bucket: AtomicBucket, entry, out: dict[str, StoredEntry]) -> None:
+    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+        out.pop(entry.key, None)
+        return
     try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                continue
-            try:
-                value = json.loads(entry.value)
-            except ValueError:
-                log.warning("skipping %s/%s: not JSON", bucket.bucket, entry.key)
-                continue
-            if isinstance(value, dict):
-                out[entry.key] = StoredEntry(revision=entry.revision, value=value)
-    finally:
-        await watcher.stop()
-    return out
+        value = json.loads(entry.value)
+    except ValueError:
+        log.warning("skipping %s/%s: not JSON", bucket.bucket, entry.key)
+        return
+    if isinstance(value, dict):
+        out[entry.key] = StoredEntry(revision=entry.revision, value=value)
