@@ -30,6 +30,7 @@ from .clock import Clock, SystemClock, parse_iso
 from .config import Config, event_channel_token
 from .events import feed_events, open_event_source
 from .messages import Media, ReplyTo, Tick
+from .store.documents import media_of_now_playing
 from .store import AtomicBucket, decode_token, open_buckets, scan, split_key
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
@@ -150,11 +151,10 @@ async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | No
 
     async def start_playback() -> ActorShell:
         book = (await snapshot_for("playback")).books.get(ns)
-        np = book.now_playing.value if book and book.now_playing and book.now_playing.value else None
+        stored = media_of_now_playing(book.now_playing.value) if book and book.now_playing else None
         current = None
-        if np:
-            current = NowPlaying(Media(np["video_id"], np.get("media_type", ""), np.get("title", ""),
-                                       np.get("duration_seconds")), float(np.get("started_at_ts", clock.now())))
+        if stored is not None:
+            current = NowPlaying(*stored)
         else:
             media = await bridge_now_playing(nc, config.cytube.channel)
             if media is not None:

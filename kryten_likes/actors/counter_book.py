@@ -11,14 +11,7 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from ..store import StoredEntry, decode_token
-
-SCHEMA = 1
-
-
-def zero_global() -> dict:
-    return {"items_queued": 0, "items_played": 0, "duration_queued_seconds": 0,
-            "duration_played_seconds": 0, "updated_at": None, "schema_version": SCHEMA}
-
+from ..store.documents import zero_global
 
 class CounterBook:
     def __init__(self, namespace: str) -> None:

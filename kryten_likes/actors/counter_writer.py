@@ -30,7 +30,6 @@ highest absorbed (``last_event_seq``), so a redelivered event is known.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 
@@ -43,23 +42,20 @@ from typing import Any
 from .. import wire
 from ..clock import iso, parse_iso
 from ..messages import (
-    Media, ReplyTo, Rewind,
+    ReplyTo, Rewind,
     AckEvent, ClaimsSettled, Commit, CommitFinished, EventPassed, EventRef, Forward, LikeDuplicate,
     LikeReserved, PlayStarted, PutDocument, StatsAsked, Tick, TopAsked,
 )
 from .shell import ActorShell
 from ..store import AtomicBucket, Conflict, KvWrite, Landed, StoredEntry, dedupe_key, global_key, item_key
 from ..store import likes_key, now_playing_key, ranking_key
-from .counter_book import SCHEMA, CounterBook, zero_global
+from ..store import documents as docs
+from .counter_book import CounterBook
 
 log = logging.getLogger(__name__)
 
 MAX_CONFLICTS = 5
 RANKING_SIZE = 100
-
-
-def _dump(value: dict) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @attrs.define
@@ -71,6 +67,7 @@ class Group:
     plays: list[PlayStarted] = attrs.Factory(list)
     # likes: (namespace, video_id) -> count before this group
     before: dict[tuple[str, str], int] = attrs.Factory(dict)
+    values: dict[str, dict] = attrs.Factory(dict)  # key -> the document written
     conflicts: int = 0
 
 
@@ -168,19 +165,19 @@ class CounterWriter:
             c = like.claim
             if c is not None:
                 key = dedupe_key(c.namespace, c.video_id, c.user)
-                value = {"liked_at": iso(c.liked_at), "expires_at": iso(c.expires_at), "schema_version": SCHEMA,
-                         "video_id": c.video_id, "user": c.user, "batch": gid}
-                writes.append(KvWrite(key, _dump(value), self._claim_revisions.get(key, c.expected_revision),
+                writes.append(KvWrite(key, docs.dump(docs.claim_value(c, gid)),
+                                      self._claim_revisions.get(key, c.expected_revision),
                                       ttl_seconds=c.expires_at - c.liked_at))
         before: dict[tuple[str, str], int] = {}
+        values: dict[str, dict] = {}
         titles = {(l.namespace, l.media.video_id): l.media.title for l in likes}
         for (ns, vid), n in per_item.items():
             book = self.book(ns)
             before[(ns, vid)] = count = book.like_count(vid)
-            value = {"video_id": vid, "like_count": count + n, "updated_at": iso(now),
-                     "schema_version": SCHEMA, "title": titles[(ns, vid)] or book.title(vid), "batch": gid}
-            writes.append(KvWrite(likes_key(ns, vid), _dump(value), book.revision(book.likes, vid)))
-        group = Group("likes", gid, tuple(writes), likes=likes, before=before,
+            key = likes_key(ns, vid)
+            values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
+            writes.append(KvWrite(key, docs.dump(values[key]), book.revision(book.likes, vid)))
+        group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values,
                       conflicts=self._retry_conflicts["likes"])
         self.in_flight["likes"] = group
         return Commit("likes", gid, group.writes, marker_key=writes[-1].key)
@@ -189,8 +186,7 @@ class CounterWriter:
         out: list = []
         for (ns, vid) in g.before:
             key = likes_key(ns, vid)
-            w = next(w for w in g.writes if w.key == key)
-            self.book(ns).set_likes(vid, StoredEntry(landed.revisions[key], json.loads(w.value)))
+            self.book(ns).set_likes(vid, StoredEntry(landed.revisions[key], g.values[key]))
             self._dirty.add((ns, "liked"))
         seen: dict[tuple[str, str], int] = {}
         claims = []
@@ -264,49 +260,36 @@ class CounterWriter:
         g = book.global_value()
         items: dict[str, dict] = {}
         for p in plays:
-            m = p.media
-            doc = items.get(m.video_id)
-            if doc is None:
-                e = book.items.get(m.video_id)
-                doc = dict(e.value) if e is not None and e.value else {
-                    "video_id": m.video_id, "play_count": 0, "queue_count": 0, "last_played_at": None,
-                    "last_queued_at": None, "duration_seconds": None, "schema_version": SCHEMA}
-                items[m.video_id] = doc
-            doc["play_count"] = int(doc.get("play_count", 0)) + 1
-            doc["last_played_at"] = iso(p.at)
-            if m.duration_seconds is not None:
-                doc["duration_seconds"] = m.duration_seconds
-            if m.title:
-                doc["title"] = m.title
-            doc["batch"] = gid
-            g["items_played"] = int(g.get("items_played", 0)) + 1
-            g["duration_played_seconds"] = int(g.get("duration_played_seconds", 0)) + int(m.duration_seconds or 0)
-            if p.event is not None:
-                g["last_event_seq"] = max(int(g.get("last_event_seq", 0)), p.event.stream_seq)
+            vid = p.media.video_id
+            if vid not in items:
+                e = book.items.get(vid)
+                items[vid] = dict(e.value) if e is not None and e.value else docs.new_item(vid)
+            docs.count_play(items[vid], g, p.media, p.at, p.event.stream_seq if p.event is not None else None)
+        g.update(updated_at=iso(now), schema_version=docs.SCHEMA, batch=gid)
         last = plays[-1]
-        g.update(updated_at=iso(now), schema_version=SCHEMA, batch=gid)
-        np = {"video_id": last.media.video_id, "media_type": last.media.media_type, "title": last.media.title,
-              "duration_seconds": last.media.duration_seconds, "started_at": iso(last.at),
-              "started_at_ts": last.at, "event_seq": g.get("last_event_seq", 0), "schema_version": SCHEMA,
-              "batch": gid}
-        writes = [KvWrite(item_key(ns, vid), _dump(doc), book.revision(book.items, vid)) for vid, doc in items.items()]
-        writes.append(KvWrite(now_playing_key(ns), _dump(np), book.now_playing.revision if book.now_playing else 0))
-        writes.append(KvWrite(global_key(ns), _dump(g), book.global_doc.revision if book.global_doc else 0))
-        group = Group("plays", gid, tuple(writes), plays=plays, conflicts=self._retry_conflicts["plays"])
+        np = docs.now_playing_value(last.media, last.at, int(g.get("last_event_seq", 0)), gid)
+        values = {item_key(ns, vid): dict(doc, batch=gid) for vid, doc in items.items()}
+        writes = [KvWrite(key, docs.dump(doc), book.revision(book.items, doc["video_id"]))
+                  for key, doc in values.items()]
+        values[now_playing_key(ns)], values[global_key(ns)] = np, g
+        writes.append(KvWrite(now_playing_key(ns), docs.dump(np), book.now_playing.revision if book.now_playing else 0))
+        writes.append(KvWrite(global_key(ns), docs.dump(g), book.global_doc.revision if book.global_doc else 0))
+        group = Group("plays", gid, tuple(writes), plays=plays, values=values,
+                      conflicts=self._retry_conflicts["plays"])
         self.in_flight["plays"] = group
         return Commit("analytics", gid, group.writes, marker_key=global_key(ns))
 
     def _plays_landed(self, g: Group, landed: Landed) -> list:
         ns = self.namespace
         book = self.book(ns)
-        for w in g.writes:
-            entry = StoredEntry(landed.revisions[w.key], json.loads(w.value))
-            if w.key == global_key(ns):
+        for key, value in g.values.items():
+            entry = StoredEntry(landed.revisions[key], value)
+            if key == global_key(ns):
                 book.global_doc = entry
-            elif w.key == now_playing_key(ns):
+            elif key == now_playing_key(ns):
                 book.now_playing = entry
             else:
-                book.set_item(entry.value["video_id"], entry)
+                book.set_item(value["video_id"], entry)
         self._dirty.add((ns, "played"))
         self._retry_conflicts["plays"] = 0
         return [AckEvent(p.event) for p in g.plays if p.event is not None]
@@ -368,7 +351,7 @@ class CounterWriter:
         for ns, ranking in sorted(self._dirty):
             items = self.book(ns).top(ranking, RANKING_SIZE)
             out.append(PutDocument("analytics", ranking_key(ns, ranking),
-                                   {"items": items, "updated_at": iso(now), "schema_version": SCHEMA}))
+                                   {"items": items, "updated_at": iso(now), "schema_version": docs.SCHEMA}))
         self._dirty.clear()
         return out
 
@@ -424,13 +407,11 @@ class CounterWriterShell(ActorShell):
         if released:
             forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
         book = self.core.book(self.core.namespace)
-        np = book.now_playing.value if book.now_playing is not None else None
-        media = Media(np["video_id"], np.get("media_type", ""), np.get("title", ""), np.get("duration_seconds")) \
-            if np else None
-        forwards.append(Forward("playback", Rewind(media, float(np.get("started_at_ts", 0.0)) if np else 0.0,
-                                                   self.core.last_event_seq)))
+        stored = docs.media_of_now_playing(book.now_playing.value if book.now_playing is not None else None)
+        media, started = stored if stored is not None else (None, 0.0)
+        forwards.append(Forward("playback", Rewind(media, started, self.core.last_event_seq)))
         naks = [p.event for p in plays if p.event is not None]
         return replies, forwards, naks
 
 
-__all__ = ["CounterWriter", "CounterWriterShell", "zero_global"]
+__all__ = ["CounterWriter", "CounterWriterShell"]

@@ -1,0 +1,69 @@
+"""The values of the KV layout (kv-schema.md), built in one place.
+
+Every value carries ``schema_version`` 1. Beside the normative fields, the
+daemon adds ``batch`` (the id of the atomic group that wrote it, which is how
+a lost answer is resolved), ``title`` (for rankings) and, on the global
+document, ``last_event_seq`` (the highest bus event absorbed); readers ignore
+fields they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..clock import iso
+from ..messages import Claim, Media
+
+SCHEMA = 1
+
+
+def dump(value: dict) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def claim_value(c: Claim, batch: str) -> dict:
+    return {"liked_at": iso(c.liked_at), "expires_at": iso(c.expires_at), "schema_version": SCHEMA,
+            "video_id": c.video_id, "user": c.user, "batch": batch}
+
+
+def likes_value(video_id: str, like_count: int, now: float, title: str | None, batch: str) -> dict:
+    return {"video_id": video_id, "like_count": like_count, "updated_at": iso(now), "schema_version": SCHEMA,
+            "title": title, "batch": batch}
+
+
+def zero_global() -> dict:
+    return {"items_queued": 0, "items_played": 0, "duration_queued_seconds": 0,
+            "duration_played_seconds": 0, "updated_at": None, "schema_version": SCHEMA}
+
+
+def new_item(video_id: str) -> dict:
+    return {"video_id": video_id, "play_count": 0, "queue_count": 0, "last_played_at": None,
+            "last_queued_at": None, "duration_seconds": None, "schema_version": SCHEMA}
+
+
+def count_play(item: dict, glob: dict, media: Media, at: float, seq: int | None) -> None:
+    """Add one play of ``media`` at ``at`` to an item document and the global one."""
+    item["play_count"] = int(item.get("play_count", 0)) + 1
+    item["last_played_at"] = iso(at)
+    if media.duration_seconds is not None:
+        item["duration_seconds"] = media.duration_seconds
+    if media.title:
+        item["title"] = media.title
+    glob["items_played"] = int(glob.get("items_played", 0)) + 1
+    glob["duration_played_seconds"] = int(glob.get("duration_played_seconds", 0)) + int(media.duration_seconds or 0)
+    if seq is not None:
+        glob["last_event_seq"] = max(int(glob.get("last_event_seq", 0)), seq)
+
+
+def now_playing_value(media: Media, started_at: float, event_seq: int, batch: str) -> dict:
+    return {"video_id": media.video_id, "media_type": media.media_type, "title": media.title,
+            "duration_seconds": media.duration_seconds, "started_at": iso(started_at),
+            "started_at_ts": started_at, "event_seq": event_seq, "schema_version": SCHEMA, "batch": batch}
+
+
+def media_of_now_playing(value: dict | None) -> tuple[Media, float] | None:
+    if not value:
+        return None
+    media = Media(value["video_id"], value.get("media_type", ""), value.get("title", ""),
+                  value.get("duration_seconds"))
+    return media, float(value.get("started_at_ts", 0.0))
