@@ -96,6 +96,7 @@ class Daemon:
     supervisor: Supervisor
     bus: Bus
     cancel_scope: anyio.CancelScope
+    nc: Any = None
 
     def stop(self) -> None:
         self.cancel_scope.cancel()
@@ -203,7 +204,7 @@ async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | No
         tg.start_soon(feed_events, js, source, router)
         tg.start_soon(ticker)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
-        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope))
+        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc))
         try:
             await anyio.sleep_forever()
         finally:

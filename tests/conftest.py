@@ -51,26 +51,34 @@ class Harness:
         self.clock = clock
         self.fault = fault
         self.daemon: Daemon | None = None
+        self._future = None
         self.nc = portal.call(nats.connect, url)
-        self._stopped = None
 
     def start(self) -> Daemon:
-        self._done = anyio.from_thread.run_sync  # placeholder for symmetry
-        self.daemon, self._future = None, None
         async def run(task_status=anyio.TASK_STATUS_IGNORED):
             await serve(self.config, nats_url=self.url, clock=self.clock, fault=self.fault,
                         tick_seconds=0.05, task_status=task_status)
         self._future, self.daemon = self.portal.start_task(run)
+        # The daemon's subscriptions are flushed before it says it serves, yet
+        # nats-server may briefly answer "no responders" to a client that sent
+        # the same subject to a previous daemon (seen right after a restart).
+        # Wait until this client gets an answer, as any real client would.
+        subject = f"{self.config.nats.subject_prefix}.playlist.cmd.now_playing"
+        wait_until(lambda: self._answers(subject), timeout=10)
         return self.daemon
+
+    def _answers(self, subject: str) -> bool:
+        try:
+            self.portal.call(lambda: self.nc.request(subject, b"{}", timeout=5))
+        except nats.errors.NoRespondersError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.daemon is not None:
             self.portal.call(self.daemon.stop)
-            try:
-                self._future.result(timeout=10)
-            except Exception:
-                pass
             self.daemon = None
+            self._future.result(timeout=10)  # a daemon that died on its own fails the test here
 
     def request(self, command: str, body: dict | bytes, timeout: float = 5.0) -> dict:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -78,8 +86,14 @@ class Harness:
         try:
             msg = self.portal.call(lambda: self.nc.request(subject, data, timeout=timeout))
         except nats.errors.NoRespondersError:
-            if self._future is not None and self._future.done():
-                raise AssertionError("the daemon is not running") from self._future.exception()
+            # Nobody listens: say why if the daemon died (it may still be closing).
+            if self._future is not None:
+                try:
+                    died = self._future.exception(timeout=5)
+                except Exception:
+                    died = None
+                if died is not None:
+                    raise AssertionError("the daemon is not running") from died
             raise
         return json.loads(msg.data)
 

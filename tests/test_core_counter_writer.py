@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
-import attrs
 import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from kryten_likes.actors.counter_book import CounterBook, zero_global
+from kryten_likes.store.documents import zero_global
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS, CounterWriter
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
 from kryten_likes.clock import iso
@@ -339,6 +338,59 @@ def test_conflict_count_starts_again_after_a_landing():
                                                  "video_id": "v1", "like_count": 2}
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG in counter_writer._like_group: two reservations for one claim key (possible after a "
+    "dedupe_ledger restart, which the ledger's docstring says KV arbitrates) go into ONE batch that "
+    "writes the key twice; nats-server refuses such a batch (err_code 10164, not a conflict), "
+    "AtomicBucket raises BatchRefused and the writer crashes, failing every like in the group."))
+def test_two_reservations_for_one_claim_key_are_never_one_batch():
+    rig = Rig()
+    rig.step(LikeReserved(to(1), NS, V1, claim("v1", "alice", T0)))  # the old ledger's reservation
+    rig.step(reserved(9, V2, "bob"))
+    rig.step(LikeReserved(to(2), NS, V1, claim("v1", "alice", T0 + 1)))  # the restarted ledger's
+    [c] = rig.flush()
+    keys = [w.key for w in c.writes]
+    assert len(keys) == len(set(keys)), f"one batch writes a key twice: {keys}"
+    # What KV decides: one like counted, the other a duplicate.
+    bodies: dict = {}
+    while commits := rig.flush():
+        for c in commits:
+            bodies.update(replies(rig.finish(c)))
+    assert sorted(bodies[s]["status"] for s in ("inbox.1", "inbox.2")) == ["duplicate", "ok"]
+    assert rig.like_doc("v1")["like_count"] == 1
+
+
+def test_plays_crash_the_writer_after_max_conflicts():
+    rig = Rig()
+    rig.step(PlayStarted(NS, V1, T0, EventRef(3)))
+    for _ in range(MAX_CONFLICTS - 1):
+        [c] = rig.flush()
+        rig.kv["analytics"].put(global_key(NS), zero_global())  # another writer, every time
+        assert rig.finish(c) == []
+    [c] = rig.flush()
+    rig.kv["analytics"].put(global_key(NS), zero_global())
+    with pytest.raises(RuntimeError, match="another writer"):
+        rig.finish(c)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG in counter_writer._finished: the group is popped from in_flight before its outcome is "
+    "applied, so when applying raises (the deliberate RuntimeError after MAX_CONFLICTS plays "
+    "conflicts) held() no longer lists its plays: orphans() does not NAK their events (they come "
+    "back only after ack_wait) and, on the likes side, would not answer or release them."))
+def test_plays_of_the_group_that_crashed_the_writer_are_still_held():
+    rig = Rig()
+    ev = EventRef(3, "ack.3")
+    rig.step(PlayStarted(NS, V1, T0, ev))
+    with pytest.raises(RuntimeError):
+        for _ in range(MAX_CONFLICTS):
+            [c] = rig.flush()
+            rig.kv["analytics"].put(global_key(NS), zero_global())
+            rig.finish(c)
+    likes, plays = rig.w.held()
+    assert [p.event for p in plays] == [ev]
+
+
 def test_finish_of_an_unknown_group_is_ignored():
     rig = Rig()
     assert rig.step(CommitFinished("old-7", Landed("old-7", {}))) == []
@@ -406,7 +458,8 @@ def test_redelivered_event_still_waiting_is_acked_once_when_stored():
     assert rig.step(EventPassed(EventRef(7, "ack.7.third"))) == []
     [c] = rig.flush()
     assert rig.step(PlayStarted(NS, V1, T0, EventRef(7, "ack.7.inflight"))) == []
-    assert rig.finish(c) == [AckEvent(EventRef(7, "ack.7.first"))]
+    [ack] = rig.finish(c)  # one ack for the event, once it is stored
+    assert isinstance(ack, AckEvent) and ack.event.stream_seq == 7
     assert rig.kv["analytics"].value(item_key(NS, "v1"))["play_count"] == 1
 
 
@@ -556,6 +609,7 @@ class CounterWriterMachine(RuleBasedStateMachine):
         self.unnumbered: Counter = Counter()  # plays without an event
         self.acked: Counter = Counter()
         self.conflict_streak = {"likes": 0, "analytics": 0}
+        self.liked_elsewhere: set[tuple[str, str]] = set()
 
     # --- routing -------------------------------------------------------------------
 
@@ -591,6 +645,7 @@ class CounterWriterMachine(RuleBasedStateMachine):
             self.ok_counts[vid].append(body["like_count"])
             if user is not None:
                 self.ok_keys[(vid, user)] += 1
+                assert (vid, user) not in self.liked_elsewhere, f"{user} liked {vid} twice: a live claim existed"
             assert body["video_id"] == vid
         elif body["status"] == "duplicate":
             assert user is not None, "a like without a claim cannot be a duplicate"
@@ -598,6 +653,8 @@ class CounterWriterMachine(RuleBasedStateMachine):
             assert body["like_count"] == len(self.ok_counts[vid]), (body, self.ok_counts[vid])
         else:
             assert body["error"] == "internal_error", body
+            # Only a group that conflicted MAX_CONFLICTS times in a row gives up.
+            assert self.conflict_streak["likes"] >= MAX_CONFLICTS, (body, self.conflict_streak)
 
     def check_ack(self, ev: EventRef) -> None:
         g = self.rig.kv["analytics"].value(global_key(NS)) or {}
@@ -642,16 +699,44 @@ class CounterWriterMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def finish(self, data) -> None:
         gid = data.draw(st.sampled_from(sorted(self.in_flight)))
+        commit = self.in_flight[gid]
+        # Plays crash the writer after MAX_CONFLICTS (by design), so they get fewer
+        # foreign writes; likes may conflict until the writer gives up on them.
+        foreign = None
+        if commit.bucket == "likes" or self.conflict_streak["analytics"] < MAX_CONFLICTS - 2:
+            if data.draw(st.booleans(), label="foreign write"):
+                foreign = (data.draw(st.sampled_from(commit.writes), label="key"),
+                           data.draw(st.booleans(), label="live"))
+        self._finish(gid, foreign)
+
+    @rule(times=st.integers(1, MAX_CONFLICTS), data=st.data())
+    def hostile_writer(self, times: int, data) -> None:
+        """Someone keeps writing the likes batches' keys, `times` batches in a row."""
+        for _ in range(times):
+            gid = next((g for g, c in self.in_flight.items() if c.bucket == "likes"), None)
+            if gid is None:
+                self.flush()
+                gid = next((g for g, c in self.in_flight.items() if c.bucket == "likes"), None)
+            if gid is None:
+                return
+            commit = self.in_flight[gid]
+            self._finish(gid, (data.draw(st.sampled_from(commit.writes), label="key"),
+                               data.draw(st.booleans(), label="live")))
+
+    def _finish(self, gid: str, foreign) -> None:
         commit = self.in_flight.pop(gid)
-        # Plays crash the writer after MAX_CONFLICTS (by design); likes answer internal_error.
-        budget = MAX_CONFLICTS - 2 if commit.bucket == "analytics" else MAX_CONFLICTS
-        if self.conflict_streak[commit.bucket] < budget and data.draw(st.booleans(), label="foreign write"):
-            w = data.draw(st.sampled_from(commit.writes), label="key")
-            self.foreign_write(commit.bucket, w, live=data.draw(st.booleans(), label="live"))
+        if foreign is not None:
+            self.foreign_write(commit.bucket, *foreign)
         outcome = self.rig.kv[commit.bucket].apply(commit)
-        streak = self.conflict_streak[commit.bucket] + 1 if isinstance(outcome, Conflict) else 0
-        self.conflict_streak[commit.bucket] = 0 if streak >= MAX_CONFLICTS else streak  # likes gave up
+        if isinstance(outcome, Conflict):
+            # The writer's book mirrors KV, so only someone else's write can make it conflict.
+            assert foreign is not None, f"{gid} conflicted though nobody else wrote its keys: {outcome}"
+            self.conflict_streak[commit.bucket] += 1
+        else:
+            self.conflict_streak[commit.bucket] = 0
         self.route(self.rig.step(CommitFinished(gid, outcome)))
+        if self.conflict_streak["likes"] >= MAX_CONFLICTS:
+            self.conflict_streak["likes"] = 0  # the writer gave up on that group
 
     def foreign_write(self, bucket: str, w, live: bool) -> None:
         """Someone else writes the key; counts are kept, so the model still holds."""
@@ -660,6 +745,8 @@ class CounterWriterMachine(RuleBasedStateMachine):
         if "/dedupe/" in w.key:
             exp = self.rig.now + 3600 if live else self.rig.now - 10
             kv.put(w.key, claim_doc(mine["video_id"], mine["user"], exp - WINDOW, exp))
+            if live:  # that user has liked the item, as far as KV knows
+                self.liked_elsewhere.add((mine["video_id"], mine["user"]))
         elif kv.value(w.key) is not None:
             kv.put(w.key, dict(kv.value(w.key)))  # same document, new revision
         elif w.key.endswith("/likes"):
@@ -729,7 +816,9 @@ class CounterWriterMachine(RuleBasedStateMachine):
                 break
             for gid in sorted(self.in_flight):
                 commit = self.in_flight.pop(gid)
-                self.route(self.rig.step(CommitFinished(gid, self.rig.kv[commit.bucket].apply(commit))))
+                outcome = self.rig.kv[commit.bucket].apply(commit)
+                assert isinstance(outcome, Landed), f"{gid} conflicted with nobody else writing: {outcome}"
+                self.route(self.rig.step(CommitFinished(gid, outcome)))
         assert not self.in_flight and self.rig.w.held() == ([], [])
         assert self.ledger.reserved == {}, "a reservation never settled"
         missing = set(self.requests) - set(self.answers)
