@@ -8,7 +8,7 @@ import json
 import anyio
 from conftest import playing
 
-from kryten_likes.store import LIKES_BUCKET, likes_key
+from kryten_likes.store import LIKES_BUCKET, AtomicBucket, likes_key, scan
 
 
 def _burst(h, bodies: list[dict]) -> list[dict]:
@@ -31,9 +31,11 @@ def _burst(h, bodies: list[dict]) -> list[dict]:
 
 def _dedupe_keys(h, video_id: str) -> int:
     async def count() -> int:
+        # store.scan, not kv.keys(): nats-py's watcher may end its initial
+        # values early under load (see store/buckets.py).
         kv = await h.nc.jetstream().key_value(LIKES_BUCKET)
         prefix = f"ns/{h.config.analytics.namespace}/dedupe/{video_id}/"
-        return sum(1 for k in await kv.keys() if k.startswith(prefix))
+        return sum(1 for k in await scan(AtomicBucket(h.nc, kv, LIKES_BUCKET)) if k.startswith(prefix))
     return h.portal.call(count)
 
 

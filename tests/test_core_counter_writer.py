@@ -338,11 +338,6 @@ def test_conflict_count_starts_again_after_a_landing():
                                                  "video_id": "v1", "like_count": 2}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in counter_writer._like_group: two reservations for one claim key (possible after a "
-    "dedupe_ledger restart, which the ledger's docstring says KV arbitrates) go into ONE batch that "
-    "writes the key twice; nats-server refuses such a batch (err_code 10164, not a conflict), "
-    "AtomicBucket raises BatchRefused and the writer crashes, failing every like in the group."))
 def test_two_reservations_for_one_claim_key_are_never_one_batch():
     rig = Rig()
     rig.step(LikeReserved(to(1), NS, V1, claim("v1", "alice", T0)))  # the old ledger's reservation
@@ -352,7 +347,7 @@ def test_two_reservations_for_one_claim_key_are_never_one_batch():
     keys = [w.key for w in c.writes]
     assert len(keys) == len(set(keys)), f"one batch writes a key twice: {keys}"
     # What KV decides: one like counted, the other a duplicate.
-    bodies: dict = {}
+    bodies: dict = dict(replies(rig.finish(c)))
     while commits := rig.flush():
         for c in commits:
             bodies.update(replies(rig.finish(c)))
@@ -373,11 +368,6 @@ def test_plays_crash_the_writer_after_max_conflicts():
         rig.finish(c)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in counter_writer._finished: the group is popped from in_flight before its outcome is "
-    "applied, so when applying raises (the deliberate RuntimeError after MAX_CONFLICTS plays "
-    "conflicts) held() no longer lists its plays: orphans() does not NAK their events (they come "
-    "back only after ack_wait) and, on the likes side, would not answer or release them."))
 def test_plays_of_the_group_that_crashed_the_writer_are_still_held():
     rig = Rig()
     ev = EventRef(3, "ack.3")

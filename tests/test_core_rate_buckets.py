@@ -101,9 +101,6 @@ def test_step_limited_reply_is_the_contract_error():
     assert body["retry_after_seconds"] == pytest.approx(60 / 7 - 1.0, abs=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in rate_buckets.step: retry_after_seconds is round(wait, 3), which can be below the real "
-    "wait (even 0.0); a client that waits exactly that long is refused again. Round up instead."))
 def test_waiting_retry_after_seconds_is_enough():
     rb = RateBuckets(RatePolicy(rate_per_minute=7.0, burst=1))  # interval 8.571428... s
     rb.step(like("u", 1), T0)
@@ -113,7 +110,6 @@ def test_waiting_retry_after_seconds_is_enough():
     assert isinstance(again, Forward), f"told to wait {retry}s, waited that long, got {again.body}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG in rate_buckets.step: a refused like can be told retry_after_seconds 0.0")
 def test_refused_like_never_says_retry_after_zero():
     rb = RateBuckets(RatePolicy(rate_per_minute=7.0, burst=1))
     rb.step(like("u", 1), T0)

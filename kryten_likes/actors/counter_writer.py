@@ -150,16 +150,28 @@ class CounterWriter:
         likes: list[LikeReserved] = []
         per_item: dict[tuple[str, str], int] = {}
         cost = 0
+        claim_keys: set[str] = set()
+        later: list[LikeReserved] = []
         while self.pending_likes:
             like = self.pending_likes[0]
             item = (like.namespace, like.media.video_id)
             extra = (like.claim is not None) + (item not in per_item)
             if cost + extra > self.max_batch:
                 break
-            cost += extra
             self.pending_likes.popleft()
+            if like.claim is not None:
+                key = dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user)
+                if key in claim_keys:
+                    # Two reservations of one claim (a ledger restarted meanwhile):
+                    # a batch may write a key once, so this one waits for the next
+                    # batch, where the stored claim makes it a duplicate.
+                    later.append(like)
+                    continue
+                claim_keys.add(key)
+            cost += extra
             likes.append(like)
             per_item[item] = per_item.get(item, 0) + 1
+        self.pending_likes.extendleft(reversed(later))
         writes: list[KvWrite] = []
         for like in likes:
             c = like.claim
@@ -326,12 +338,17 @@ class CounterWriter:
         kind = next((k for k, g in self.in_flight.items() if g.group_id == msg.group_id), None)
         if kind is None:
             return []  # a commit of a previous life of this actor
-        g = self.in_flight.pop(kind)
+        # The group stays in flight until its outcome is applied: if applying
+        # raises, held() still lists it and the supervisor answers for it.
+        g = self.in_flight[kind]
         if isinstance(msg.outcome, Landed):
-            return self._likes_landed(g, msg.outcome) if kind == "likes" else self._plays_landed(g, msg.outcome)
-        if kind == "likes":
-            return self._likes_conflicted(g, msg.outcome, now)
-        return self._plays_conflicted(g, msg.outcome)
+            out = self._likes_landed(g, msg.outcome) if kind == "likes" else self._plays_landed(g, msg.outcome)
+        elif kind == "likes":
+            out = self._likes_conflicted(g, msg.outcome, now)
+        else:
+            out = self._plays_conflicted(g, msg.outcome)
+        del self.in_flight[kind]
+        return out
 
     def _stats(self, msg: StatsAsked):
         book = self.book(msg.namespace)

@@ -39,6 +39,7 @@ class DedupeLedger:
         self._expiry: list[tuple[float, ClaimKey]] = [(exp, k) for k, exp in self.claims.items()]
         heapq.heapify(self._expiry)
         self.reserved: dict[ClaimKey, deque[LikeForItem]] = {}
+        self._reservation: dict[ClaimKey, Claim] = {}  # the claim each reservation stands for
 
     def is_claimed(self, key: ClaimKey, now: float) -> bool:
         exp = self.claims.get(key)
@@ -73,6 +74,7 @@ class DedupeLedger:
     def _reserve(self, key: ClaimKey, msg: LikeForItem, now: float) -> list:
         self.reserved[key] = deque()
         claim = Claim(msg.namespace, msg.media.video_id, msg.user, now, now + self.window)
+        self._reservation[key] = claim
         return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, claim))]
 
     def _settled(self, msg: ClaimsSettled, now: float) -> list:
@@ -81,16 +83,30 @@ class DedupeLedger:
             key = (c.namespace, c.video_id, c.user)
             self.claims[key] = c.expires_at
             heapq.heappush(self._expiry, (c.expires_at, key))
+            if not self._settles(key, c):
+                continue  # a claim of an earlier life; our own reservation settles later
             for w in self.reserved.pop(key, ()):
                 out.append(Forward("counter_writer", LikeDuplicate(w.reply, w.namespace, w.media)))
         for c in msg.released:
             key = (c.namespace, c.video_id, c.user)
+            if not self._settles(key, c):
+                continue
             waiters = self.reserved.pop(key, None)
             if waiters:
                 first = waiters.popleft()
                 out.extend(self._reserve(key, first, now))
                 self.reserved[key].extend(waiters)
         return out
+
+    def _settles(self, key: ClaimKey, c: Claim) -> bool:
+        """Is ``c`` the reservation we hold for ``key``? (Then it is settled now.)"""
+        mine = self._reservation.get(key)
+        # liked_at identifies a reservation: a confirmation may carry the
+        # expiry KV holds (a duplicate found there), not the one we proposed.
+        if mine is None or mine.liked_at != c.liked_at:
+            return False
+        del self._reservation[key]
+        return True
 
     def expire(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:

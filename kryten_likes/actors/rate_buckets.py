@@ -18,6 +18,8 @@ like is answered here and goes no further.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from .. import wire
@@ -63,10 +65,11 @@ class RateBuckets:
 
     def step(self, msg: object, now: float) -> list:
         if isinstance(msg, LikeRequested):
+            # Rounded *up*: a client that waits what it is told must get a token.
             wait = self.take(msg.user, now)
             if wait is not None:
                 return [wire.error(msg.reply, "rate_limited", "too many likes; slow down",
-                                   retry_after_seconds=round(wait, 3))]
+                                   retry_after_seconds=math.ceil(wait * 1000) / 1000)]
             return [Forward("playback", LikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id))]
         if isinstance(msg, Tick):
             self.evict_idle(now)
