@@ -76,7 +76,7 @@ async def run(args) -> dict:
     with start_nats_server(tmp / "nats", port=None) as server:
         cfg = tmp / "config.toml"
         cfg.write_text(f'[nats]\nservers = ["{server.url}"]\nsubject_prefix = "bench"\n'
-                       f'[cytube]\nchannel = "bench"\n[likes]\nrate_per_minute = 60000.0\nrate_burst = 100000\n')
+                       f'[cytube]\nchannel = "bench"\n[likes]\nrate_per_minute = 60000.0\nrate_burst = 100000\n[limits]\nglobal_likes_per_second = 1000000.0\nglobal_likes_burst = 1000000\n')
         daemon = spawn(["-m", "kryten_likes.cli", "run", "--config", str(cfg)])
         ceiling = spawn(["-m", "bench.ceiling", server.url, "bench.ceiling"], ready_line="ready")
         nc = await nats.connect(server.url)

@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "CytubeSection",
     "LikesSection",
+    "LimitsSection",
     "NAMESPACE_PATTERN",
     "NatsSection",
     "StorageSection",
@@ -187,6 +188,17 @@ class SupervisorSection:
 
 
 @frozen
+class LimitsSection:
+    """Abuse limits that protect the bus and the daemon's memory."""
+
+    # Likes per second accepted from all users together (rate_limited past it).
+    global_likes_per_second: float = field(default=1000.0, validator=_positive_number)
+    global_likes_burst: int = field(default=2000, validator=_require("must be >= 1", lambda v: v >= 1))
+    # Requests inside the daemon at once; past it, `unavailable` at once.
+    max_in_flight: int = field(default=20000, validator=_require("must be >= 1", lambda v: v >= 1))
+
+
+@frozen
 class Config:
     """The whole configuration; `Config()` is the defaults."""
 
@@ -196,6 +208,7 @@ class Config:
     likes: LikesSection = LikesSection()
     storage: StorageSection = StorageSection()
     supervisor: SupervisorSection = SupervisorSection()
+    limits: LimitsSection = LimitsSection()
 
 
 # --- structuring

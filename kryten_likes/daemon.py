@@ -103,14 +103,14 @@ class Daemon:
 
 
 async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | None = None,
-                fault: FaultHook | None = None, max_in_flight: int = 20_000, tick_seconds: float = 1.0,
+                fault: FaultHook | None = None, tick_seconds: float = 1.0,
                 task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     clock = clock or SystemClock()
     servers = [nats_url] if nats_url else list(config.nats.servers)
     nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=-1,
                             reconnect_time_wait=0.5, allow_reconnect=True)
     try:
-        await _serve_on(nc, config, clock, fault, max_in_flight, tick_seconds, task_status)
+        await _serve_on(nc, config, clock, fault, config.limits.max_in_flight, tick_seconds, task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await nc.close()
@@ -148,7 +148,10 @@ async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | No
         return shell("gateway", Gateway(ns))
 
     async def start_rate_buckets() -> ActorShell:
-        return shell("rate_buckets", RateBuckets(RatePolicy(config.likes.rate_per_minute, config.likes.rate_burst)))
+        lim = config.limits
+        return shell("rate_buckets", RateBuckets(RatePolicy(
+            config.likes.rate_per_minute, config.likes.rate_burst,
+            lim.global_likes_per_second, lim.global_likes_burst)))
 
     async def start_playback() -> ActorShell:
         book = (await snapshot_for("playback")).books.get(ns)

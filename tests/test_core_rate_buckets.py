@@ -273,3 +273,17 @@ class RateBucketsMachine(RuleBasedStateMachine):
 
 RateBucketsMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestRateBucketsAgainstModel = RateBucketsMachine.TestCase
+
+
+def test_global_cap_limits_all_users_together_and_spares_the_shared_bucket_from_one_user():
+    from kryten_likes.actors.rate_buckets import RateBuckets, RatePolicy
+    b = RateBuckets(RatePolicy(rate_per_minute=60.0, burst=1, global_per_second=2.0, global_burst=2))
+    now = 1000.0
+    assert b.take("a", now) is None and b.take("b", now) is None
+    wait = b.take("c", now)  # the shared bucket is empty
+    assert wait is not None and abs(wait - 0.5) < 1e-9
+    assert b.take("c", now + 0.5) is None
+    # One user hammering stops at their own bucket and takes no shared token.
+    for _ in range(10):
+        assert b.take("a", now + 0.6) is not None
+    assert b.take("d", now + 1.0) is None

@@ -14,6 +14,15 @@ the users active within one refill time, not by all users ever seen.
 
 Every valid like takes a token, duplicates included (contract.md); a limited
 like is answered here and goes no further.
+
+A second bucket, shared by all users, caps likes per second to protect the
+bus. The user's bucket is checked first and a like takes a token from both
+or from neither, so one user hammering cannot drain the shared bucket for
+everyone: their likes stop at their own bucket.
+
+Memory: only users allowed within their last refill time have a bucket, and
+every allowed like also took a shared token, so the table is bounded by
+``global_burst + global_rate * interval * burst``, whatever names arrive.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from ..messages import Forward, LikeAllowed, LikeRequested, Tick
 class RatePolicy:
     rate_per_minute: float
     burst: int
+    global_per_second: float = math.inf
+    global_burst: int = 1
 
     @property
     def interval(self) -> float:
@@ -44,6 +55,9 @@ class RateBuckets:
     def __init__(self, policy: RatePolicy) -> None:
         self.policy = policy
         self._tat: dict[str, float] = {}
+        self._global_tat = -math.inf
+        self._global_interval = 1.0 / policy.global_per_second
+        self._global_tolerance = self._global_interval * (policy.global_burst - 1)
 
     def __len__(self) -> int:
         return len(self._tat)
@@ -54,6 +68,11 @@ class RateBuckets:
         wait = tat - self.policy.tolerance - now
         if wait > 0:
             return wait
+        gtat = max(self._global_tat, now)
+        gwait = gtat - self._global_tolerance - now
+        if gwait > 0:
+            return gwait
+        self._global_tat = gtat + self._global_interval
         self._tat[user] = max(tat, now) + self.policy.interval
         return None
 
