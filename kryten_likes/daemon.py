@@ -16,9 +16,11 @@ from typing import Any
 import anyio
 import attrs
 import nats
+from kryten import KrytenClient
 from anyio.abc import ObjectSendStream
 
 from . import wire
+from .actors.apply import Applies, ApplyShell
 from .actors.counter_book import CounterBook
 from .actors.counter_writer import CounterWriter, CounterWriterShell
 from .actors.dedupe_ledger import ClaimKey, DedupeLedger
@@ -36,7 +38,7 @@ from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
-ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer")
+ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
 
 
 @attrs.frozen
@@ -109,14 +111,21 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
     servers = [nats_url] if nats_url else list(config.nats.servers)
     nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=-1,
                             reconnect_time_wait=0.5, allow_reconnect=True)
+    # kryten-py's client for what it does well (add_media to the bridge); the
+    # counters use nats-py directly (atomic batches, durable consumer).
+    kryten = KrytenClient({"nats": {"servers": servers},
+                           "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}]},
+                          logger=logging.getLogger("kryten_likes.kryten"))
     try:
-        await _serve_on(nc, config, clock, fault, config.limits.max_in_flight, tick_seconds, task_status)
+        await kryten.connect()
+        await _serve_on(nc, kryten, config, clock, fault, config.limits.max_in_flight, tick_seconds, task_status)
     finally:
         with anyio.CancelScope(shield=True):
+            await kryten.disconnect()
             await nc.close()
 
 
-async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
+async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
                     tick_seconds: float, task_status: Any) -> None:
     ns = config.analytics.namespace
     pfx = config.nats.subject_prefix
@@ -172,12 +181,18 @@ async def _serve_on(nc: Any, config: Config, clock: Clock, fault: FaultHook | No
                                                    config.likes.dedupe_enabled, snap.claims))
 
     async def start_writer() -> ActorShell:
+        first_life = "counter_writer" in first_users
         snap = await snapshot_for("counter_writer")
-        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-")
+        # Only at daemon start is what a previous life left half-done truly dead.
+        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life)
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
 
-    specs = [ActorSpec("gateway", start_gateway), ActorSpec("rate_buckets", start_rate_buckets),
+    async def start_apply() -> ActorShell:
+        return shell("apply", Applies(id_prefix=f"{uuid.uuid4().hex[:12]}-"), ApplyShell,
+                     kryten=kryten, channel=config.cytube.channel)
+
+    specs = [ActorSpec("apply", start_apply), ActorSpec("gateway", start_gateway), ActorSpec("rate_buckets", start_rate_buckets),
              ActorSpec("playback", start_playback), ActorSpec("dedupe_ledger", start_ledger),
              ActorSpec("counter_writer", start_writer)]
     s = config.supervisor

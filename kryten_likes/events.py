@@ -19,7 +19,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
-from .actors.gateway import media_changed
+from .actors.gateway import media_changed, queue_observed
 from .actors.shell import Router
 from .messages import EventRef
 
@@ -84,8 +84,21 @@ async def feed_events(js: JetStreamContext, source: EventSource, router: Router)
         pause = 0.1
         for m in msgs:
             ref = EventRef(m.metadata.sequence.stream, m.reply)
-            change = media_changed(m.data, ref) if m.subject.endswith(".changemedia") else None
+            if m.subject.endswith(".changemedia"):
+                change = media_changed(m.data, ref)
+                to = "playback"
+            else:
+                change = queue_observed(m.data, ref)
+                to = "counter_writer"
             if change is None:
-                await m.ack()  # queue events and unreadable ones count nothing here
+                log.warning("event %d on %s is unreadable; skipped", ref.stream_seq, m.subject)
+                await _ack(m)
                 continue
-            router.send("playback", change)
+            router.send(to, change)
+
+
+async def _ack(m) -> None:
+    try:
+        await m.ack()
+    except (nats.errors.Error, OSError) as exc:  # it comes back and is skipped again
+        log.warning("ack lost: %s", exc)

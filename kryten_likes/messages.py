@@ -229,3 +229,106 @@ class PutDocument:
     bucket: Literal["analytics", "likes"]
     key: str
     value: dict = attrs.field(hash=False)
+
+
+# --- queue applies and queue events ---------------------------------------------------
+
+
+@frozen
+class ApplyItem:
+    video_id: str
+    media_type: str
+    title: str | None = None
+    duration_seconds: int | None = None
+
+
+@frozen
+class ApplyRequested:
+    """gateway → apply: enqueue these items on the channel, in order."""
+
+    reply: ReplyTo
+    namespace: str
+    playlist_id: str
+    items: tuple[ApplyItem, ...]
+    requested_by: str | None = None
+
+
+@frozen
+class QueueObserved:
+    """A ``queue`` event from the bridge: someone (maybe we) queued ``media``."""
+
+    media: Media
+    queued_by: str | None = None
+    event: EventRef | None = None
+
+
+@frozen
+class EnqueueStarted:
+    """apply → counter_writer, *before* asking the bridge: a queue event for this
+    media may be ours (it may arrive before the bridge's answer)."""
+
+    namespace: str
+    media: Media
+
+
+@frozen
+class EnqueueRefused:
+    """apply → counter_writer: the bridge did not queue it (or did not answer)."""
+
+    namespace: str
+    media: Media
+
+
+@frozen
+class QueueConfirmed:
+    """apply → counter_writer: the bridge queued item ``index`` of an apply; count it."""
+
+    apply_id: str
+    namespace: str
+    playlist_id: str
+    index: int
+    media: Media
+
+
+@frozen
+class ApplyProgress:
+    """counter_writer → apply: item ``index`` of the apply is counted, durably."""
+
+    apply_id: str
+    index: int
+
+
+@frozen
+class ApplyFinished:
+    """apply → counter_writer: close the apply and answer its requester."""
+
+    reply: ReplyTo
+    apply_id: str
+    namespace: str
+    playlist_id: str
+    enqueued_count: int
+    failed: tuple = ()  # ({"video_id", "reason"}, ...)
+
+
+@frozen
+class EnqueueAnswered:
+    """The apply shell → apply: what the bridge said about one item."""
+
+    apply_id: str
+    index: int
+    ok: bool
+    reason: str | None = None
+
+
+@frozen
+class Enqueue:
+    """Effect of apply: ask the bridge to queue ``item`` (kryten-py ``add_media``)."""
+
+    apply_id: str
+    index: int
+    item: ApplyItem
+
+
+@frozen
+class WriterRestarted:
+    """supervisor → apply: the counter writer died; say again what it must know."""

@@ -21,6 +21,7 @@ class CounterBook:
         self.playlists: dict[str, StoredEntry] = {}
         self.global_doc: StoredEntry | None = None
         self.now_playing: StoredEntry | None = None
+        self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         # (-count, video_id): highest first, ties by video_id, as the contract says.
         self.top_liked: SortedList = SortedList()
         self.top_played: SortedList = SortedList()
@@ -35,6 +36,8 @@ class CounterBook:
                 self.global_doc = entry
             case ("now_playing",):
                 self.now_playing = entry
+            case ("queue", "expected"):
+                self.expectations = entry
             case ("items", tok):
                 self.set_item(v.get("video_id") or decode_token(tok), entry)
             case ("items", tok, "likes"):

@@ -42,14 +42,16 @@ from typing import Any
 from .. import wire
 from ..clock import iso, parse_iso
 from ..messages import (
+    ApplyFinished, EnqueueRefused, EnqueueStarted, QueueConfirmed, QueueObserved, WriterRestarted,
     ReplyTo, Rewind,
     AckEvent, ClaimsSettled, Commit, CommitFinished, EventPassed, EventRef, Forward, LikeDuplicate,
     LikeReserved, PlayStarted, PutDocument, StatsAsked, Tick, TopAsked,
 )
 from .shell import ActorShell
-from ..store import AtomicBucket, Conflict, KvWrite, Landed, StoredEntry, dedupe_key, global_key, item_key
-from ..store import likes_key, now_playing_key, ranking_key
+from ..store import AtomicBucket, Conflict, KvWrite, Landed, StoredEntry, dedupe_key, global_key, likes_key
+from ..store import ranking_key
 from ..store import documents as docs
+from . import analytics_changes as ac
 from .counter_book import CounterBook
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,21 @@ MAX_CONFLICTS = 5
 RANKING_SIZE = 100
 
 
+@attrs.frozen
+class Recover:
+    """A change queued at start: settle what a previous life left half-done."""
+
+    namespace: str
+
+
 @attrs.define
 class Group:
     kind: str  # "likes" | "plays"
     group_id: str
     writes: tuple[KvWrite, ...]
     likes: list[LikeReserved] = attrs.Factory(list)
-    plays: list[PlayStarted] = attrs.Factory(list)
+    changes: list = attrs.Factory(list)  # analytics: (change, enqueues in flight when it arrived)
+    draft: object = None
     # likes: (namespace, video_id) -> count before this group
     before: dict[tuple[str, str], int] = attrs.Factory(dict)
     values: dict[str, dict] = attrs.Factory(dict)  # key -> the document written
@@ -73,7 +83,7 @@ class Group:
 
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
-                 max_batch: int = 900, materialise_every: float = 10.0) -> None:
+                 max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False) -> None:
         self.books = books
         self.namespace = namespace  # where plays are counted
         self.max_batch = max_batch
@@ -81,9 +91,14 @@ class CounterWriter:
         self._prefix = group_prefix
         self._seq = 0
         self.pending_likes: deque[LikeReserved] = deque()
-        self.pending_plays: deque[PlayStarted] = deque()
+        self.pending_changes: deque[tuple[object, int]] = deque()
+        self.enqueues: dict[tuple[str, str], int] = {}  # (ns, media key) -> asked of the bridge, unanswered
         self.in_flight: dict[str, Group] = {}  # kind -> group
-        self._retry_conflicts: dict[str, int] = {"likes": 0, "plays": 0}
+        self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
+        if recover:
+            for ns, b in self.books.items():
+                if ac.needs_recovery(b):
+                    self.pending_changes.append((Recover(ns), 0))
         self._claim_revisions: dict[str, int] = {}  # overrides after a conflict
         self._dirty: set[tuple[str, str]] = set()
         self._last_materialised = -math.inf
@@ -96,8 +111,8 @@ class CounterWriter:
 
     @property
     def last_event_seq(self) -> int:
-        g = self.book(self.namespace).global_doc
-        return int(g.value.get("last_event_seq", 0)) if g is not None and g.value else 0
+        """The highest changeMedia event stored (queue events: ``last_seq("queue")``)."""
+        return self.last_seq("play")
 
     # --- the step -------------------------------------------------------------------
 
@@ -108,11 +123,9 @@ class CounterWriter:
         if isinstance(msg, LikeDuplicate):
             return [wire.duplicate(msg.reply, video_id=msg.media.video_id,
                                    like_count=self.book(msg.namespace).like_count(msg.media.video_id))]
-        if isinstance(msg, PlayStarted):
-            if msg.event is not None and self._already_counted(msg.event.stream_seq):
-                return self._event_passed(msg.event)
-            self.pending_plays.append(msg)
-            return []
+        if isinstance(msg, (PlayStarted, QueueObserved, EnqueueStarted, QueueConfirmed, EnqueueRefused,
+                            ApplyFinished)):
+            return self._change(msg)
         if isinstance(msg, EventPassed):
             return self._event_passed(msg.event)
         if isinstance(msg, CommitFinished):
@@ -129,15 +142,19 @@ class CounterWriter:
         out: list = []
         if "likes" not in self.in_flight and self.pending_likes:
             out.append(self._like_group(now))
-        if "plays" not in self.in_flight and self.pending_plays:
-            out.append(self._play_group(now))
+        if "analytics" not in self.in_flight and self.pending_changes:
+            out.append(self._analytics_group(now))
         return out
 
     def held(self) -> tuple[list[LikeReserved], list[PlayStarted]]:
         """The likes and plays this writer holds that are not stored yet."""
         likes = list(self.pending_likes) + [l for g in self.in_flight.values() for l in g.likes]
-        plays = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
-        return likes, plays
+        changes = [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
+        return likes, [c for c in changes if isinstance(c, PlayStarted)]
+
+    def held_applies(self) -> list[ApplyFinished]:
+        changes = [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
+        return [c for c in changes if isinstance(c, ApplyFinished)]
 
     # --- likes -------------------------------------------------------------------------
 
@@ -248,88 +265,116 @@ class CounterWriter:
             out.append(Forward("dedupe_ledger", ClaimsSettled(tuple(confirmed), tuple(released))))
         return out
 
-    # --- plays ---------------------------------------------------------------------------
+    # --- analytics: plays, queue events, applies ----------------------------------------
 
-    def _already_counted(self, seq: int) -> bool:
-        if seq <= self.last_event_seq:
-            return True
-        waiting = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
-        return any(p.event is not None and p.event.stream_seq == seq for p in waiting)
+    def last_seq(self, kind: str) -> int:
+        g = self.book(self.namespace).global_doc
+        field = "last_event_seq" if kind == "play" else "last_queue_seq"
+        return int(g.value.get(field, 0)) if g is not None and g.value else 0
+
+    def _waiting_events(self) -> list[EventRef]:
+        changes = [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
+        return [c.event for c in changes if isinstance(c, (PlayStarted, QueueObserved)) and c.event is not None]
+
+    def _already_counted(self, kind: str, seq: int) -> bool:
+        return seq <= self.last_seq(kind) or any(ev.stream_seq == seq for ev in self._waiting_events())
 
     def _event_passed(self, ev: EventRef) -> list:
         # Ack unless the same event (an earlier delivery) still waits to be stored:
         # its own ack comes when it lands.
-        waiting = list(self.pending_plays) + [p for g in self.in_flight.values() for p in g.plays]
-        if any(p.event is not None and p.event.stream_seq == ev.stream_seq for p in waiting):
+        if any(w.stream_seq == ev.stream_seq for w in self._waiting_events()):
             return []
         return [AckEvent(ev)]
 
-    def _play_group(self, now: float) -> Commit:
+    def _change(self, msg: object) -> list:
+        """Queue an analytics change, noting the enqueues in flight as it arrived."""
+        if isinstance(msg, (PlayStarted, QueueObserved)) and msg.event is not None:
+            kind = "play" if isinstance(msg, PlayStarted) else "queue"
+            if self._already_counted(kind, msg.event.stream_seq):
+                return self._event_passed(msg.event)
+        in_flight = 0
+        if isinstance(msg, EnqueueStarted):
+            k = (msg.namespace, ac.media_key(msg.media))
+            self.enqueues[k] = self.enqueues.get(k, 0) + 1
+            return []
+        if isinstance(msg, (QueueConfirmed, EnqueueRefused)):
+            k = (msg.namespace, ac.media_key(msg.media))
+            self.enqueues[k] = max(0, self.enqueues.get(k, 0) - 1)
+            in_flight = self.enqueues[k]
+        elif isinstance(msg, QueueObserved):
+            in_flight = self.enqueues.get((self.namespace, ac.media_key(msg.media)), 0)
+        self.pending_changes.append((msg, in_flight))
+        return []
+
+    def _analytics_group(self, now: float) -> Commit:
         gid = self._new_id()
-        ns = self.namespace
-        book = self.book(ns)
-        plays = [self.pending_plays.popleft() for _ in range(min(len(self.pending_plays), self.max_batch // 2))]
-        g = book.global_value()
-        items: dict[str, dict] = {}
-        for p in plays:
-            vid = p.media.video_id
-            if vid not in items:
-                e = book.items.get(vid)
-                items[vid] = dict(e.value) if e is not None and e.value else docs.new_item(vid)
-            docs.count_play(items[vid], g, p.media, p.at, p.event.stream_seq if p.event is not None else None)
-        g.update(updated_at=iso(now), schema_version=docs.SCHEMA, batch=gid)
-        last = plays[-1]
-        np = docs.now_playing_value(last.media, last.at, int(g.get("last_event_seq", 0)), gid)
-        values = {item_key(ns, vid): dict(doc, batch=gid) for vid, doc in items.items()}
-        writes = [KvWrite(key, docs.dump(doc), book.revision(book.items, doc["video_id"]))
-                  for key, doc in values.items()]
-        values[now_playing_key(ns)], values[global_key(ns)] = np, g
-        writes.append(KvWrite(now_playing_key(ns), docs.dump(np), book.now_playing.revision if book.now_playing else 0))
-        writes.append(KvWrite(global_key(ns), docs.dump(g), book.global_doc.revision if book.global_doc else 0))
-        group = Group("plays", gid, tuple(writes), plays=plays, values=values,
-                      conflicts=self._retry_conflicts["plays"])
-        self.in_flight["plays"] = group
-        return Commit("analytics", gid, group.writes, marker_key=global_key(ns))
+        d = ac.Draft(self.book, gid, now)
+        taken: list = []
+        while self.pending_changes and len(d) < self.max_batch - 4 and len(taken) < self.max_batch // 2:
+            change, in_flight = self.pending_changes.popleft()
+            taken.append((change, in_flight))
+            if isinstance(change, PlayStarted):
+                ac.play(d, change)
+            elif isinstance(change, QueueObserved):
+                ac.queue_seen(d, self.namespace, change, in_flight)
+            elif isinstance(change, QueueConfirmed):
+                ac.queue_confirmed(d, change)
+            elif isinstance(change, EnqueueRefused):
+                ac.enqueue_refused(d, change, in_flight)
+            elif isinstance(change, ApplyFinished):
+                ac.apply_finished(d, change)
+            elif isinstance(change, Recover):
+                ac.recover(d, change.namespace)
+        g = d.global_(self.namespace)  # every group moves the global document: the marker
+        g.update(updated_at=iso(now), schema_version=docs.SCHEMA)
+        for value in d.values.values():
+            value["batch"] = gid
+        writes = tuple(KvWrite(k, docs.dump(v), d.expected[k]) for k, v in d.values.items())
+        group = Group("analytics", gid, writes, changes=taken, values=d.values, draft=d,
+                      conflicts=self._retry_conflicts["analytics"])
+        self.in_flight["analytics"] = group
+        return Commit("analytics", gid, writes, marker_key=global_key(self.namespace))
 
-    def _plays_landed(self, g: Group, landed: Landed) -> list:
-        ns = self.namespace
+    def _store_in_book(self, d: ac.Draft, key: str, entry: StoredEntry | None) -> None:
+        ns, kind, ident = d.kinds[key]
         book = self.book(ns)
+        if kind == "global":
+            book.global_doc = entry
+        elif kind == "now_playing":
+            book.now_playing = entry
+        elif kind == "expected":
+            book.expectations = entry
+        elif kind == "playlist":
+            if entry is None:
+                book.playlists.pop(ident, None)
+            else:
+                book.playlists[ident] = entry
+        else:
+            book.set_item(ident, entry if entry is not None else StoredEntry(0, None))
+            self._dirty.add((ns, "played"))
+
+    def _analytics_landed(self, g: Group, landed: Landed) -> list:
         for key, value in g.values.items():
-            entry = StoredEntry(landed.revisions[key], value)
-            if key == global_key(ns):
-                book.global_doc = entry
-            elif key == now_playing_key(ns):
-                book.now_playing = entry
-            else:
-                book.set_item(value["video_id"], entry)
-        self._dirty.add((ns, "played"))
-        self._retry_conflicts["plays"] = 0
-        return [AckEvent(p.event) for p in g.plays if p.event is not None]
+            self._store_in_book(g.draft, key, StoredEntry(landed.revisions[key], value))
+        self._retry_conflicts["analytics"] = 0
+        return g.draft.after
 
-    def _plays_conflicted(self, g: Group, conflict: Conflict) -> list:
-        ns = self.namespace
-        book = self.book(ns)
+    def _analytics_conflicted(self, g: Group, conflict: Conflict) -> list:
         for key, entry in conflict.current.items():
-            if key == global_key(ns):
-                book.global_doc = entry
-            elif key == now_playing_key(ns):
-                book.now_playing = entry
-            elif entry is not None and entry.value is not None:
-                book.set_item(entry.value["video_id"], entry)
-            else:
-                vid = next(p.media.video_id for p in g.plays if item_key(ns, p.media.video_id) == key)
-                book.set_item(vid, entry if entry is not None else StoredEntry(0, None))
+            self._store_in_book(g.draft, key, entry)
         if g.conflicts + 1 >= MAX_CONFLICTS:
-            raise RuntimeError(f"plays batch {g.group_id} conflicted {MAX_CONFLICTS} times: another writer?")
-        self._retry_conflicts["plays"] = g.conflicts + 1
+            raise RuntimeError(f"analytics batch {g.group_id} conflicted {MAX_CONFLICTS} times: another writer?")
+        self._retry_conflicts["analytics"] = g.conflicts + 1
         out: list = []
         keep = []
-        for p in g.plays:
-            if p.event is not None and p.event.stream_seq <= self.last_event_seq:
-                out.append(AckEvent(p.event))  # stored by an earlier life of this daemon
+        for change, in_flight in g.changes:
+            ev = getattr(change, "event", None)
+            kind = "play" if isinstance(change, PlayStarted) else "queue"
+            if ev is not None and ev.stream_seq <= self.last_seq(kind):
+                out.append(AckEvent(ev))  # stored by an earlier life of this daemon
             else:
-                keep.append(p)
-        self.pending_plays.extendleft(reversed(keep))
+                keep.append((change, in_flight))
+        self.pending_changes.extendleft(reversed(keep))
         return out
 
     # --- outcomes, queries, materialised rankings ---------------------------------------
@@ -342,11 +387,11 @@ class CounterWriter:
         # raises, held() still lists it and the supervisor answers for it.
         g = self.in_flight[kind]
         if isinstance(msg.outcome, Landed):
-            out = self._likes_landed(g, msg.outcome) if kind == "likes" else self._plays_landed(g, msg.outcome)
+            out = self._likes_landed(g, msg.outcome) if kind == "likes" else self._analytics_landed(g, msg.outcome)
         elif kind == "likes":
             out = self._likes_conflicted(g, msg.outcome, now)
         else:
-            out = self._plays_conflicted(g, msg.outcome)
+            out = self._analytics_conflicted(g, msg.outcome)
         del self.in_flight[kind]
         return out
 
@@ -427,7 +472,10 @@ class CounterWriterShell(ActorShell):
         stored = docs.media_of_now_playing(book.now_playing.value if book.now_playing is not None else None)
         media, started = stored if stored is not None else (None, 0.0)
         forwards.append(Forward("playback", Rewind(media, started, self.core.last_event_seq)))
-        naks = [p.event for p in plays if p.event is not None]
+        replies += [f.reply for f in self.core.held_applies()]
+        forwards.append(Forward("apply", WriterRestarted()))
+        naks = self.core._waiting_events()
+        naks += [m.event for m in self.in_hand if isinstance(m, (PlayStarted, QueueObserved)) and m.event is not None]
         return replies, forwards, naks
 
 

@@ -26,9 +26,10 @@ import attrs
 
 from .. import wire
 from ..messages import Forward, LikeRequested, Media, MediaChanged, EventRef, NowPlayingAsked, ReplyTo, StatsAsked
-from ..messages import TopAsked
+from ..messages import ApplyItem, ApplyRequested, QueueObserved, TopAsked
 
-COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats")
+COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply")
+MAX_APPLY_ITEMS = 500
 MAX_BODY = 64 * 1024
 NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
@@ -46,6 +47,7 @@ class Inbound:
 class Invalid(Exception):
     def __init__(self, field: str, why: str) -> None:
         super().__init__(f"{field}: {why}")
+        self.field, self.why = field, why
 
 
 def fold_user(name: str) -> str:
@@ -134,7 +136,40 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "stats":
         return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", 1000),
                                                     _opt_str(body, "playlist_id", 1000)))
+    if command == "queue_apply":
+        playlist_id = _opt_str(body, "playlist_id", 1000)
+        if playlist_id is None:
+            raise Invalid("playlist_id", "is required")
+        return Forward("apply", ApplyRequested(to, ns, playlist_id, _apply_items(body),
+                                               _opt_str(body, "requested_by", 200)))
     raise Invalid("command", f"unknown command {command!r}")
+
+
+def _apply_items(body: dict) -> tuple[ApplyItem, ...]:
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise Invalid("items", "must be a list")
+    if not 1 <= len(items) <= MAX_APPLY_ITEMS:
+        raise Invalid("items", f"must hold 1-{MAX_APPLY_ITEMS} items")
+    out = []
+    for i, it in enumerate(items):
+        if not isinstance(it, dict):
+            raise Invalid(f"items[{i}]", "must be an object")
+        try:
+            vid = _opt_str(it, "video_id", 1000)
+            mtype = _opt_str(it, "type", 100)
+            title = _opt_str(it, "title", 1000)
+        except Invalid as exc:
+            raise Invalid(f"items[{i}].{exc.field}", exc.why) from None
+        if vid is None:
+            raise Invalid(f"items[{i}].video_id", "is required")
+        if mtype is None:
+            raise Invalid(f"items[{i}].type", "is required")
+        dur = it.get("duration_seconds")
+        if dur is not None and (isinstance(dur, bool) or not isinstance(dur, int) or dur < 0):
+            raise Invalid(f"items[{i}].duration_seconds", "must be a non-negative integer")
+        out.append(ApplyItem(vid, mtype, title, dur))
+    return tuple(out)
 
 
 def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
@@ -144,21 +179,43 @@ def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
     item from a new play, so the RawEvent payload is read here directly.
     """
     try:
-        event = json.loads(raw)
-        payload = event["payload"]
-        vid = payload["id"]
+        payload = json.loads(raw)["payload"]
     except (ValueError, KeyError, TypeError):
         return None
-    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000:
+    media = _media(payload)
+    if media is None:
         return None
-    secs = payload.get("seconds")
-    dur = int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) and math.isfinite(secs) else None
     t = payload.get("currentTime", 0)
     t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else 0.0
-    title = payload.get("title")
-    mtype = payload.get("type")
-    media = Media(vid, mtype if isinstance(mtype, str) else "", title if isinstance(title, str) else "", dur)
     return MediaChanged(media, t, ref)
+
+
+def _media(raw: object) -> Media | None:
+    if not isinstance(raw, dict):
+        return None
+    vid = raw.get("id")
+    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000:
+        return None
+    secs = raw.get("seconds")
+    dur = int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) and math.isfinite(secs) \
+        and secs >= 0 else None
+    title, mtype = raw.get("title"), raw.get("type")
+    return Media(vid, mtype if isinstance(mtype, str) else "", title if isinstance(title, str) else "", dur)
+
+
+def queue_observed(raw: bytes, ref: EventRef | None) -> QueueObserved | None:
+    """The bridge's queue RawEvent (``payload.item.media``, ``payload.item.queueby``)."""
+    try:
+        item = json.loads(raw)["payload"]["item"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(item, dict):
+        return None
+    media = _media(item.get("media"))
+    if media is None:
+        return None
+    by = item.get("queueby")
+    return QueueObserved(media, by if isinstance(by, str) else None, ref)
 
 
 class Gateway:

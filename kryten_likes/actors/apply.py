@@ -1,0 +1,188 @@
+"""apply: playlist applies in flight — each item enqueued through the bridge,
+in order, each confirmed item counted once.
+
+Theory of operation
+-------------------
+An apply walks its items one at a time (the channel keeps the given order).
+For item ``i`` it first tells the counter writer ``EnqueueStarted`` (so the
+bridge's queue event, which usually comes *before* the bridge's answer, is
+known as ours), then asks the bridge (``Enqueue``: kryten-py ``add_media``).
+The bridge's answer comes back as ``EnqueueAnswered``:
+
+- confirmed (``data.success`` true) → ``QueueConfirmed`` to the writer, and the
+  apply waits for ``ApplyProgress``: the count is durable before the next item
+  is sent, so a crash can cost at most the item in flight;
+- refused or no answer in time → the item goes into ``failed`` with a reason,
+  ``EnqueueRefused`` to the writer, next item.
+
+After the last item, ``ApplyFinished`` goes to the writer, which closes the
+apply in its playlist document and answers the requester (``enqueue_failed``
+if nothing was confirmed). At most ``max_active`` applies run at once; the
+rest wait in order.
+
+If the counter writer dies, ``WriterRestarted`` arrives: the enqueue in
+flight is announced again, and an unacknowledged confirmation is sent again
+(the writer counts an apply's item once, whatever it is told twice).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+import nats.errors
+
+from .. import wire
+from ..messages import (
+    ApplyFinished, ApplyProgress, ApplyRequested, Enqueue, EnqueueAnswered, EnqueueRefused, EnqueueStarted,
+    Forward, Media, QueueConfirmed, WriterRestarted,
+)
+from .shell import ActorShell
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class ApplyRun:
+    apply_id: str
+    request: ApplyRequested
+    index: int = 0
+    confirmed: int = 0
+    failed: list = attrs.Factory(list)
+    awaiting: str = "bridge"  # "bridge": enqueue in flight; "writer": count in flight
+
+
+def media_of(run: ApplyRun) -> Media:
+    it = run.request.items[run.index]
+    return Media(it.video_id, it.media_type, it.title or "", it.duration_seconds)
+
+
+class Applies:
+    def __init__(self, *, id_prefix: str, max_active: int = 4) -> None:
+        self.max_active = max_active
+        self.active: dict[str, ApplyRun] = {}
+        self.waiting: deque[ApplyRequested] = deque()
+        self._prefix = id_prefix
+        self._seq = 0
+
+    def in_hand(self) -> list:
+        return [r.request.reply for r in self.active.values()] + [w.reply for w in self.waiting]
+
+    def step(self, msg: object, now: float) -> list:
+        if isinstance(msg, ApplyRequested):
+            self.waiting.append(msg)
+            return self._start_waiting()
+        if isinstance(msg, EnqueueAnswered):
+            return self._answered(msg)
+        if isinstance(msg, ApplyProgress):
+            run = self.active.get(msg.apply_id)
+            if run is None or run.awaiting != "writer" or msg.index != run.index:
+                return []  # a repeat after a writer restart
+            run.confirmed += 1
+            return self._next(run)
+        if isinstance(msg, WriterRestarted):
+            return self._say_again()
+        raise TypeError(f"apply cannot take {msg!r}")
+
+    def _start_waiting(self) -> list:
+        out: list = []
+        while self.waiting and len(self.active) < self.max_active:
+            req = self.waiting.popleft()
+            self._seq += 1
+            run = ApplyRun(f"{self._prefix}{self._seq}", req)
+            self.active[run.apply_id] = run
+            out += self._send(run)
+        return out
+
+    def _send(self, run: ApplyRun) -> list:
+        run.awaiting = "bridge"
+        return [Forward("counter_writer", EnqueueStarted(run.request.namespace, media_of(run))),
+                Enqueue(run.apply_id, run.index, run.request.items[run.index])]
+
+    def _answered(self, msg: EnqueueAnswered) -> list:
+        run = self.active.get(msg.apply_id)
+        if run is None or run.awaiting != "bridge" or msg.index != run.index:
+            return []
+        req = run.request
+        if msg.ok:
+            run.awaiting = "writer"
+            return [Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
+                                                             run.index, media_of(run)))]
+        run.failed.append({"video_id": req.items[run.index].video_id, "reason": msg.reason or "refused"})
+        out: list = [Forward("counter_writer", EnqueueRefused(req.namespace, media_of(run)))]
+        return out + self._next(run)
+
+    def _next(self, run: ApplyRun) -> list:
+        run.index += 1
+        if run.index < len(run.request.items):
+            return self._send(run)
+        del self.active[run.apply_id]
+        req = run.request
+        if run.confirmed == 0:
+            out: list = [wire.error(req.reply, "enqueue_failed", "the bridge queued none of the items",
+                                    enqueued_count=0, failed=run.failed)]
+        else:
+            out = [Forward("counter_writer", ApplyFinished(req.reply, run.apply_id, req.namespace,
+                                                           req.playlist_id, run.confirmed, tuple(run.failed)))]
+        return out + self._start_waiting()
+
+    def _say_again(self) -> list:
+        out: list = []
+        for run in self.active.values():
+            req = run.request
+            if run.awaiting == "bridge":
+                out.append(Forward("counter_writer", EnqueueStarted(req.namespace, media_of(run))))
+            else:
+                out.append(Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
+                                                                    run.index, media_of(run))))
+        return out
+
+
+class ApplyShell(ActorShell):
+    """Asks the bridge through kryten-py (``KrytenClient.add_media``: a request
+    on ``kryten.robot.command`` that the bridge answers once CyTube has queued
+    the item, or refused it). Each ask runs as a child task, so other applies
+    keep moving; the answer comes back through the mailbox."""
+
+    def __init__(self, *args: Any, kryten: Any, channel: str, timeout: float = 8.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kryten = kryten
+        self.channel = channel
+        self.timeout = timeout
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await super().run(inbox, task_status=task_status)
+            tg.cancel_scope.cancel()
+
+    async def perform_other(self, effect: Any) -> None:
+        if isinstance(effect, Enqueue):
+            assert self._tg is not None
+            self._tg.start_soon(self._enqueue, effect)
+        else:
+            await super().perform_other(effect)
+
+    async def _enqueue(self, e: Enqueue) -> None:
+        ok, reason = False, None
+        try:
+            answer = await self.kryten.add_media(self.channel, e.item.media_type, e.item.video_id,
+                                                 timeout=self.timeout)
+            # The bridge's top-level success is true even when the add failed.
+            data = answer.get("data") if isinstance(answer, dict) else None
+            ok = isinstance(data, dict) and data.get("success") is True
+            if not ok:
+                reason = str((data or {}).get("error") or (answer or {}).get("error") or "refused")[:200]
+        except TimeoutError:
+            reason = "timeout"
+        except nats.errors.NoRespondersError:
+            reason = "no_bridge"
+        except Exception as exc:  # the bridge's trouble is this item's failure, not ours
+            log.warning("add_media %s failed: %r", e.item.video_id, exc)
+            reason = "bridge_error"
+        self.router.send("apply", EnqueueAnswered(e.apply_id, e.index, ok, reason))
