@@ -143,6 +143,8 @@ class CytubeSection:
             and event_channel_token(v) != "",
         ),
     )
+    # How long queue_apply waits for the bridge to confirm one item.
+    bridge_timeout_seconds: float = field(default=8.0, validator=_positive_number)
 
 
 @frozen

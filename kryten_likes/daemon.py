@@ -190,7 +190,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
 
     async def start_apply() -> ActorShell:
         return shell("apply", Applies(id_prefix=f"{uuid.uuid4().hex[:12]}-"), ApplyShell,
-                     kryten=kryten, channel=config.cytube.channel)
+                     kryten=kryten, channel=config.cytube.channel, timeout=config.cytube.bridge_timeout_seconds)
 
     specs = [ActorSpec("apply", start_apply), ActorSpec("gateway", start_gateway), ActorSpec("rate_buckets", start_rate_buckets),
              ActorSpec("playback", start_playback), ActorSpec("dedupe_ledger", start_ledger),

@@ -167,3 +167,61 @@ def playing(h, video_id: str) -> None:
 
 def plays_of(h, video_id: str) -> int:
     return h.request("stats", {"video_id": video_id})["item"]["play_count"]
+
+
+class StandInBridge:
+    """Plays kryten-robot for queue_apply: answers ``addvideo`` on
+    ``kryten.robot.command`` (for one channel) like the real bridge — top-level
+    ``success`` always true, the outcome in ``data.success`` — and publishes
+    the matching queue event, by default *before* answering."""
+
+    def __init__(self, h: Harness, *, refuse=(), silent=(), event_after=False, no_event=()) -> None:
+        self.h, self.refuse, self.silent = h, set(refuse), set(silent)
+        self.event_after, self.no_event = event_after, set(no_event)
+        self.asked: list[tuple[str, str]] = []
+        self.uid = 0
+        self.sub = h.portal.call(lambda: h.nc.subscribe("kryten.robot.command", cb=self._on_command))
+        h.portal.call(h.nc.flush)
+
+    def queue_event_body(self, media_type: str, video_id: str, seconds: int = 30, by: str = "bridgebot") -> dict:
+        return {"item": {"media": {"id": video_id, "type": media_type, "title": f"title of {video_id}",
+                                   "seconds": seconds}, "queueby": by, "uid": self.uid}}
+
+    def foreign(self, media_type: str, video_id: str) -> None:
+        """A queue event for an item someone else added in the channel."""
+        self.h.portal.call(self._publish_event, media_type, video_id)
+
+    async def _publish_event(self, media_type: str, video_id: str) -> None:
+        from kryten_likes.config import event_channel_token
+        token = event_channel_token(self.h.config.cytube.channel)
+        subject = f"{self.h.config.nats.subject_prefix}.events.cytube.{token}.queue"
+        event = {"event_name": "queue", "payload": self.queue_event_body(media_type, video_id),
+                 "channel": self.h.config.cytube.channel, "domain": "cytu.be",
+                 "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}
+        await self.h.nc.jetstream().publish(subject, json.dumps(event).encode())
+
+    async def _on_command(self, msg) -> None:
+        req = json.loads(msg.data)
+        if req.get("command") != "addvideo" or req.get("meta", {}).get("channel") != self.h.config.cytube.channel:
+            return
+        args = req["args"]
+        key = (args["type"], args["id"])
+        self.asked.append(key)
+        if args["id"] in self.silent:
+            return
+        if args["id"] in self.refuse:
+            await msg.respond(json.dumps({"success": True, "data": {"success": False,
+                                                                    "error": "cannot queue"}}).encode())
+            return
+        self.uid += 1
+        events = 0 if args["id"] in self.no_event else 1
+        if not self.event_after:
+            for _ in range(events):
+                await self._publish_event(*key)
+        await msg.respond(json.dumps({"success": True, "data": {"success": True, "uid": self.uid}}).encode())
+        if self.event_after:
+            for _ in range(events):
+                await self._publish_event(*key)
+
+    def close(self) -> None:
+        self.h.portal.call(self.sub.unsubscribe)
