@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,10 @@ class _NoAnswer(Exception):
     """Nobody answered: no server, no responder, or no reply in time."""
 
 
+class _BadInput(Exception):
+    """A file named on the command line cannot be used."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = _build_parser()
@@ -73,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kryten_likes.daemon import run_daemon
 
         return run_daemon(with_nats_url(config, args.nats_url))
-    return _run_client(args, config)
+    try:
+        return _run_client(args, config)
+    except _BadInput as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def console_main() -> NoReturn:
@@ -134,6 +143,16 @@ def _build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--playlist", metavar="ID", help="also the apply record of this playlist")
     stats.set_defaults(request=_stats_request, render=_render_stats)
 
+    apply = subparsers.add_parser(
+        "apply", parents=[client], help="enqueue a playlist's items on the channel (queue_apply)",
+        description="Enqueue items through the bridge and count them. FILE is JSON (a list of items, or "
+                    "an object with 'items') or TOML (an [[items]] array); each item has video_id and type, "
+                    "optionally title and duration_seconds.")
+    apply.add_argument("playlist_id", metavar="PLAYLIST_ID")
+    apply.add_argument("file", metavar="FILE", help="the items, JSON or TOML (by extension)")
+    apply.add_argument("--requested-by", metavar="NAME")
+    apply.set_defaults(request=_apply_request, render=_render_apply)
+
     now_playing = subparsers.add_parser("now-playing", parents=[client], help="what plays now")
     now_playing.set_defaults(request=_now_playing_request, render=_render_now_playing)
     return parser
@@ -182,6 +201,32 @@ def _stats_request(args: argparse.Namespace) -> Request:
     if args.playlist is not None:
         body["playlist_id"] = args.playlist
     return Request("stats", body)
+
+
+def _apply_request(args: argparse.Namespace) -> Request:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise _BadInput(f"cannot read {path}: {exc}") from None
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise _BadInput(f"{path}: expected a list of items (or an object with 'items')")
+    body: dict[str, Any] = {"playlist_id": args.playlist_id, "items": items}
+    if args.requested_by is not None:
+        body["requested_by"] = args.requested_by
+    return Request("queue_apply", body)
+
+
+def _render_apply(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    lines = [f"enqueued {reply.get('enqueued_count')} of playlist {args.playlist_id}"]
+    playlist = reply.get("playlist")
+    if isinstance(playlist, dict):
+        lines[0] += f" (applied {_count(playlist.get('apply_count'), 'time')})"
+    for failed in reply.get("failed") or []:
+        lines.append(f"failed: {failed.get('video_id')} ({failed.get('reason')})")
+    return "\n".join(lines)
 
 
 def _now_playing_request(args: argparse.Namespace) -> Request:

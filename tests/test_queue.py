@@ -183,3 +183,28 @@ def test_a_flood_of_applies_queue_events_plays_and_likes_stays_exact(bridged):
     assert item(h, "hot0")["like_count"] == 100 and item(h, "hot0")["play_count"] == 1
     pls = [h.request("stats", {"playlist_id": f"pl{k}"})["playlist"]["apply_count"] for k in (0, 1)]
     assert pls == [3, 3]
+
+
+def test_cli_apply_and_stats_playlist(bridged, tmp_path):
+    import subprocess
+    import sys
+    h, bridge = bridged()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[nats]\nservers = ["{h.url}"]\nsubject_prefix = "{h.config.nats.subject_prefix}"\n')
+    toml_items = tmp_path / "items.toml"
+    toml_items.write_text('[[items]]\nvideo_id = "c1"\ntype = "yt"\n\n[[items]]\nvideo_id = "c2"\ntype = "yt"\n'
+                          'duration_seconds = 90\n')
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "kryten_likes.cli", *args, "--config", str(cfg)],
+                              capture_output=True, text=True, timeout=30)
+
+    out = cli("apply", "mix", str(toml_items), "--requested-by", "op")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "enqueued 2 of playlist mix (applied 1 time)"
+    json_items = tmp_path / "items.json"
+    json_items.write_text(json.dumps([{"video_id": "c1", "type": "yt"}]))
+    assert cli("apply", "mix", str(json_items)).returncode == 0
+    out = cli("stats", "--playlist", "mix", "--json")
+    assert json.loads(out.stdout)["playlist"]["apply_count"] == 2
+    assert cli("apply", "mix", str(tmp_path / "missing.json")).returncode == 2
