@@ -168,6 +168,9 @@ class LikesSection:
     dedupe_window_seconds: float = field(default=86400.0, validator=_positive_number)
     rate_per_minute: float = field(default=6.0, validator=_positive_number)
     rate_burst: int = field(default=3, validator=_require("must be >= 1", lambda v: v >= 1))
+    # A like retried with the same correlation_id within this window gets the
+    # original outcome instead of a second count.
+    retry_window_seconds: float = field(default=600.0, validator=_positive_number)
 
 
 @frozen

@@ -184,7 +184,8 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         first_life = "counter_writer" in first_users
         snap = await snapshot_for("counter_writer")
         # Only at daemon start is what a previous life left half-done truly dead.
-        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life)
+        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
+                             retry_window=config.likes.retry_window_seconds)
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
 

@@ -118,6 +118,7 @@ class LikeReserved:
     namespace: str
     media: Media
     claim: Claim | None = None
+    user: str = ""
 
 
 @frozen
@@ -127,6 +128,7 @@ class LikeDuplicate:
     reply: ReplyTo
     namespace: str
     media: Media
+    user: str = ""
 
 
 @frozen

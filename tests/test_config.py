@@ -15,6 +15,7 @@ from kryten_likes.config import (
     ConfigError,
     CytubeSection,
     LikesSection,
+    LimitsSection,
     NatsSection,
     StorageSection,
     SupervisorSection,
@@ -32,6 +33,7 @@ subject_prefix = "kryten.test"
 [cytube]
 domain = "example.org"
 channel = "My.Channel"
+bridge_timeout_seconds = 3
 
 [analytics]
 namespace = "staging-2"
@@ -41,6 +43,7 @@ dedupe_enabled = false
 dedupe_window_seconds = 3600
 rate_per_minute = 2.5
 rate_burst = 7
+retry_window_seconds = 60
 
 [storage]
 data_dir = "/var/lib/kryten-likes"
@@ -51,6 +54,11 @@ max_restarts = 0
 period_seconds = 30
 backoff_initial_seconds = 0.5
 backoff_max_seconds = 8.0
+
+[limits]
+global_likes_per_second = 50
+global_likes_burst = 100
+max_in_flight = 500
 """
 
 
@@ -92,15 +100,17 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         nats=NatsSection(
             servers=("nats://10.0.0.1:4222", "nats://10.0.0.2:4222"), subject_prefix="kryten.test"
         ),
-        cytube=CytubeSection(domain="example.org", channel="My.Channel"),
+        cytube=CytubeSection(domain="example.org", channel="My.Channel", bridge_timeout_seconds=3.0),
         analytics=AnalyticsSection(namespace="staging-2"),
         likes=LikesSection(
-            dedupe_enabled=False, dedupe_window_seconds=3600.0, rate_per_minute=2.5, rate_burst=7
+            dedupe_enabled=False, dedupe_window_seconds=3600.0, rate_per_minute=2.5, rate_burst=7,
+            retry_window_seconds=60.0,
         ),
         storage=StorageSection(data_dir="/var/lib/kryten-likes", replicas=3),
         supervisor=SupervisorSection(
             max_restarts=0, period_seconds=30.0, backoff_initial_seconds=0.5, backoff_max_seconds=8.0
         ),
+        limits=LimitsSection(global_likes_per_second=50.0, global_likes_burst=100, max_in_flight=500),
     )
     # An int written for a float key arrives as a float.
     assert type(config.likes.dedupe_window_seconds) is float
@@ -224,5 +234,6 @@ def test_the_full_example_is_valid_toml() -> None:
     for name, section in (
         ("nats", NatsSection), ("cytube", CytubeSection), ("analytics", AnalyticsSection),
         ("likes", LikesSection), ("storage", StorageSection), ("supervisor", SupervisorSection),
+        ("limits", LimitsSection),
     ):
         assert set(data[name]) == {a.name for a in section.__attrs_attrs__}

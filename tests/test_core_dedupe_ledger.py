@@ -36,11 +36,11 @@ def like(n: int, user: str = "alice", media: Media = V1, ns: str = "ns1") -> Lik
 
 def reserved(n: int, user: str, media: Media, at: float, ns: str = "ns1") -> Forward:
     return Forward("counter_writer", LikeReserved(to(n), ns, media,
-                                                  Claim(ns, media.video_id, user, at, at + W)))
+                                                  Claim(ns, media.video_id, user, at, at + W), user))
 
 
-def dup(n: int, media: Media = V1, ns: str = "ns1") -> Forward:
-    return Forward("counter_writer", LikeDuplicate(to(n), ns, media))
+def dup(n: int, media: Media = V1, ns: str = "ns1", user: str = "alice") -> Forward:
+    return Forward("counter_writer", LikeDuplicate(to(n), ns, media, user))
 
 
 # --- unit tests -------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_one_settlement_can_confirm_and_release_many():
 def test_tick_forgets_expired_claims():
     led = DedupeLedger(W, claims={("ns1", "v1", "old"): T0 + 10, ("ns1", "v1", "new"): T0 + 50})
     # Claims rebuilt from KV at start are honoured.
-    assert led.step(like(1, "old"), T0) == [dup(1)]
+    assert led.step(like(1, "old"), T0) == [dup(1, user="old")]
     assert led.step(Tick(), T0 + 10) == []
     assert set(led.claims) == {("ns1", "v1", "new")}
     assert led.step(like(2, "old"), T0 + 10) == [reserved(2, "old", V1, T0 + 10)]
@@ -154,7 +154,7 @@ def test_confirmed_with_the_stored_expiry_uses_it():
 def test_disabled_forwards_every_like_without_a_claim():
     led = DedupeLedger(W, enabled=False)
     for n in range(1, 4):
-        assert led.step(like(n), T0) == [Forward("counter_writer", LikeReserved(to(n), "ns1", V1, None))]
+        assert led.step(like(n), T0) == [Forward("counter_writer", LikeReserved(to(n), "ns1", V1, None, "alice"))]
     assert led.reserved == {} and led.claims == {}
 
 
@@ -163,7 +163,7 @@ def test_usernames_are_keys_as_given():
     led = DedupeLedger(W)
     [a] = led.step(like(1, "strasse"), T0)
     led.step(ClaimsSettled(confirmed=(a.message.claim,)), T0)
-    assert led.step(like(2, "strasse"), T0) == [dup(2)]
+    assert led.step(like(2, "strasse"), T0) == [dup(2, user="strasse")]
     assert led.step(like(3, "straße"), T0) == [reserved(3, "straße", V1, T0)]
 
 
@@ -201,7 +201,8 @@ class DedupeMachine(RuleBasedStateMachine):
 
     def _expect_reserve(self, key: tuple, reply: ReplyTo, media: Media, effect: Forward) -> None:
         assert key not in self.outstanding, f"two reservations for {key}"
-        expected = LikeReserved(reply, "ns1", media, Claim("ns1", media.video_id, key[2], self.now, self.now + W))
+        expected = LikeReserved(reply, "ns1", media, Claim("ns1", media.video_id, key[2], self.now, self.now + W),
+                                key[2])
         assert effect == Forward("counter_writer", expected), effect
         self.outstanding[key] = effect.message.claim
         self._answer(reply)
@@ -218,10 +219,10 @@ class DedupeMachine(RuleBasedStateMachine):
         key = ("ns1", media.video_id, user)
         out = self.ledger.step(LikeForItem(reply, "ns1", user, media), self.now)
         if not self.ledger.enabled:
-            assert out == [Forward("counter_writer", LikeReserved(reply, "ns1", media, None))]
+            assert out == [Forward("counter_writer", LikeReserved(reply, "ns1", media, None, user))]
             self._answer(reply)
         elif self.live(key):
-            assert out == [Forward("counter_writer", LikeDuplicate(reply, "ns1", media))]
+            assert out == [Forward("counter_writer", LikeDuplicate(reply, "ns1", media, user))]
             self._answer(reply)
         elif key in self.outstanding:
             assert out == []
@@ -261,7 +262,7 @@ class DedupeMachine(RuleBasedStateMachine):
         assert len(out) == len(expected_dups) + len(expected_reserves), out
         for (key, reply), effect in zip(expected_dups, out):
             media = next(m for m in ITEMS if m.video_id == key[1])
-            assert effect == Forward("counter_writer", LikeDuplicate(reply, "ns1", media)), effect
+            assert effect == Forward("counter_writer", LikeDuplicate(reply, "ns1", media, key[2])), effect
             self._answer(reply)
         for (key, reply), effect in zip(expected_reserves, out[len(expected_dups):]):
             media = next(m for m in ITEMS if m.video_id == key[1])

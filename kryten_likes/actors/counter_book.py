@@ -22,6 +22,7 @@ class CounterBook:
         self.global_doc: StoredEntry | None = None
         self.now_playing: StoredEntry | None = None
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
+        self.requests: list[StoredEntry] = []  # request keys, handed to the writer's RequestMemory
         # (-count, video_id): highest first, ties by video_id, as the contract says.
         self.top_liked: SortedList = SortedList()
         self.top_played: SortedList = SortedList()
@@ -38,6 +39,8 @@ class CounterBook:
                 self.now_playing = entry
             case ("queue", "expected"):
                 self.expectations = entry
+            case ("requests", _, _):
+                self.requests.append(entry)
             case ("items", tok):
                 self.set_item(v.get("video_id") or decode_token(tok), entry)
             case ("items", tok, "likes"):

@@ -53,6 +53,7 @@ from ..store import ranking_key
 from ..store import documents as docs
 from . import analytics_changes as ac
 from .counter_book import CounterBook
+from .request_memory import RequestKey, RequestMemory, request_key
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,15 @@ class Group:
     # likes: (namespace, video_id) -> count before this group
     before: dict[tuple[str, str], int] = attrs.Factory(dict)
     values: dict[str, dict] = attrs.Factory(dict)  # key -> the document written
+    counts: list[int] = attrs.Factory(list)  # likes: the count each like gets
+    now: float = 0.0
     conflicts: int = 0
 
 
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
-                 max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False) -> None:
+                 max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
+                 retry_window: float = 600.0) -> None:
         self.books = books
         self.namespace = namespace  # where plays are counted
         self.max_batch = max_batch
@@ -95,6 +99,11 @@ class CounterWriter:
         self.enqueues: dict[tuple[str, str], int] = {}  # (ns, media key) -> asked of the bridge, unanswered
         self.in_flight: dict[str, Group] = {}  # kind -> group
         self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
+        self.requests = RequestMemory(retry_window)
+        for ns, b in self.books.items():
+            for entry in b.requests:
+                self.requests.load(ns, entry)
+            b.requests.clear()
         if recover:
             for ns, b in self.books.items():
                 if ac.needs_recovery(b):
@@ -117,10 +126,17 @@ class CounterWriter:
     # --- the step -------------------------------------------------------------------
 
     def step(self, msg: object, now: float) -> list:
-        if isinstance(msg, LikeReserved):
-            self.pending_likes.append(msg)
-            return []
-        if isinstance(msg, LikeDuplicate):
+        if isinstance(msg, (LikeReserved, LikeDuplicate)):
+            rk = self._rk(msg)
+            if rk is not None:
+                hit = self.requests.known(rk, now)
+                if hit is not None:
+                    return self._replay(msg, hit)  # a retry: the original outcome
+                if (rk in self.requests.owner or isinstance(msg, LikeReserved)) and not self.requests.arrive(rk, msg):
+                    return []  # the original is being stored; answer with it
+            if isinstance(msg, LikeReserved):
+                self.pending_likes.append(msg)
+                return []
             return [wire.duplicate(msg.reply, video_id=msg.media.video_id,
                                    like_count=self.book(msg.namespace).like_count(msg.media.video_id))]
         if isinstance(msg, (PlayStarted, QueueObserved, EnqueueStarted, QueueConfirmed, EnqueueRefused,
@@ -135,6 +151,7 @@ class CounterWriter:
         if isinstance(msg, StatsAsked):
             return [self._stats(msg)]
         if isinstance(msg, Tick):
+            self.requests.evict(now)
             return self._materialise(now)
         raise TypeError(f"counter_writer cannot take {msg!r}")
 
@@ -206,10 +223,24 @@ class CounterWriter:
             key = likes_key(ns, vid)
             values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
             writes.append(KvWrite(key, docs.dump(values[key]), book.revision(book.likes, vid)))
-        group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values,
+        counts: list[int] = []
+        seen: dict[tuple[str, str], int] = {}
+        for like in likes:
+            item = (like.namespace, like.media.video_id)
+            seen[item] = seen.get(item, 0) + 1
+            counts.append(before[item] + seen[item])
+            rk = self._rk(like)
+            if rk is not None:
+                key = request_key(rk)
+                value = {"user": rk[1], "correlation_id": rk[2], "video_id": like.media.video_id,
+                         "like_count": counts[-1], "status": "ok", "liked_at": iso(now),
+                         "expires_at": iso(now + self.requests.window), "schema_version": docs.SCHEMA, "batch": gid}
+                writes.append(KvWrite(key, docs.dump(value), self._claim_revisions.get(key, 0),
+                                      ttl_seconds=self.requests.window))
+        group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values, counts=counts, now=now,
                       conflicts=self._retry_conflicts["likes"])
         self.in_flight["likes"] = group
-        return Commit("likes", gid, group.writes, marker_key=writes[-1].key)
+        return Commit("likes", gid, group.writes, marker_key=next(iter(values)))
 
     def _likes_landed(self, g: Group, landed: Landed) -> list:
         out: list = []
@@ -217,12 +248,14 @@ class CounterWriter:
             key = likes_key(ns, vid)
             self.book(ns).set_likes(vid, StoredEntry(landed.revisions[key], g.values[key]))
             self._dirty.add((ns, "liked"))
-        seen: dict[tuple[str, str], int] = {}
         claims = []
-        for like in g.likes:
-            item = (like.namespace, like.media.video_id)
-            seen[item] = seen.get(item, 0) + 1
-            out.append(wire.ok(like.reply, video_id=like.media.video_id, like_count=g.before[item] + seen[item]))
+        for like, count in zip(g.likes, g.counts):
+            out.append(wire.ok(like.reply, video_id=like.media.video_id, like_count=count))
+            rk = self._rk(like)
+            if rk is not None:
+                outcome = {"video_id": like.media.video_id, "like_count": count}
+                for waiter in self.requests.settled(rk, outcome, g.now):
+                    out += self._replay(waiter, outcome)
             if like.claim is not None:
                 claims.append(like.claim)
                 self._claim_revisions.pop(dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user), None)
@@ -241,22 +274,36 @@ class CounterWriter:
         give_up = g.conflicts + 1 >= MAX_CONFLICTS
         for like in g.likes:
             c = like.claim
+            rk = self._rk(like)
+            if rk is not None:
+                entry = conflict.current.get(request_key(rk))
+                if entry is not None and entry.value is not None and parse_iso(entry.value["expires_at"]) > now:
+                    # A retry whose original was stored by an earlier life of the daemon.
+                    outcome = {"video_id": entry.value["video_id"], "like_count": entry.value["like_count"]}
+                    out += self._replay(like, outcome)
+                    for waiter in self.requests.settled(rk, outcome, now):
+                        out += self._replay(waiter, outcome)
+                    continue
+                self._claim_revisions[request_key(rk)] = entry.revision if entry is not None else 0
             if c is not None:
                 key = dedupe_key(c.namespace, c.video_id, c.user)
                 entry = conflict.current.get(key)
                 if entry is not None and entry.value is not None:
                     exp = parse_iso(entry.value["expires_at"])
                     if exp > now:
-                        out.append(wire.duplicate(like.reply, video_id=c.video_id,
-                                                  like_count=self.book(c.namespace).like_count(c.video_id)))
+                        count = self.book(c.namespace).like_count(c.video_id)
+                        for d in [like] + (self.requests.settled(rk, None, now) if rk is not None else []):
+                            out.append(wire.duplicate(d.reply, video_id=c.video_id, like_count=count))
                         confirmed.append(attrs.evolve(c, expires_at=exp))
                         self._claim_revisions.pop(key, None)
                         continue
                 self._claim_revisions[key] = entry.revision if entry is not None else 0
             if give_up:
-                out.append(wire.error(like.reply, "internal_error", "the like's keys keep changing under us"))
-                if c is not None:
-                    released.append(c)
+                failed = [like] + (self.requests.settled(rk, None, now) if rk is not None else [])
+                for f in failed:
+                    out.append(wire.error(f.reply, "internal_error", "the like's keys keep changing under us"))
+                    if getattr(f, "claim", None) is not None:
+                        released.append(f.claim)
             else:
                 retry.append(like)
         self.pending_likes.extendleft(reversed(retry))
@@ -264,6 +311,22 @@ class CounterWriter:
         if confirmed or released:
             out.append(Forward("dedupe_ledger", ClaimsSettled(tuple(confirmed), tuple(released))))
         return out
+
+    @staticmethod
+    def _rk(msg: LikeReserved | LikeDuplicate) -> RequestKey | None:
+        cid = msg.reply.correlation_id
+        user = msg.user or (msg.claim.user if isinstance(msg, LikeReserved) and msg.claim else "")
+        return (msg.namespace, user, cid) if cid and user else None
+
+    def _replay(self, msg: LikeReserved | LikeDuplicate, outcome: dict) -> list:
+        """Answer a retry with the original outcome; it counts nothing."""
+        out: list = [wire.ok(msg.reply, **outcome)]
+        if isinstance(msg, LikeReserved) and msg.claim is not None:
+            out.append(Forward("dedupe_ledger", ClaimsSettled(released=(msg.claim,))))
+        return out
+
+    def held_waiters(self) -> list:
+        return [w for ws in self.requests.waiters.values() for w in ws]
 
     # --- analytics: plays, queue events, applies ----------------------------------------
 
@@ -466,13 +529,16 @@ class CounterWriterShell(ActorShell):
         replies += [l.reply for l in likes]
         forwards: list[Forward] = []
         released = tuple(l.claim for l in likes if l.claim is not None)
-        if released:
-            forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
         book = self.core.book(self.core.namespace)
         stored = docs.media_of_now_playing(book.now_playing.value if book.now_playing is not None else None)
         media, started = stored if stored is not None else (None, 0.0)
         forwards.append(Forward("playback", Rewind(media, started, self.core.last_event_seq)))
         replies += [f.reply for f in self.core.held_applies()]
+        waiters = self.core.held_waiters()
+        replies += [w.reply for w in waiters]
+        released += tuple(w.claim for w in waiters if isinstance(w, LikeReserved) and w.claim is not None)
+        if released:
+            forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
         forwards.append(Forward("apply", WriterRestarted()))
         naks = self.core._waiting_events()
         naks += [m.event for m in self.in_hand if isinstance(m, (PlayStarted, QueueObserved)) and m.event is not None]

@@ -61,10 +61,10 @@ class DedupeLedger:
 
     def _like(self, msg: LikeForItem, now: float) -> list:
         if not self.enabled:
-            return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, None))]
+            return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, None, msg.user))]
         key = (msg.namespace, msg.media.video_id, msg.user)
         if self.is_claimed(key, now):
-            return [Forward("counter_writer", LikeDuplicate(msg.reply, msg.namespace, msg.media))]
+            return [Forward("counter_writer", LikeDuplicate(msg.reply, msg.namespace, msg.media, msg.user))]
         waiters = self.reserved.get(key)
         if waiters is not None:
             waiters.append(msg)
@@ -75,7 +75,7 @@ class DedupeLedger:
         self.reserved[key] = deque()
         claim = Claim(msg.namespace, msg.media.video_id, msg.user, now, now + self.window)
         self._reservation[key] = claim
-        return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, claim))]
+        return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, claim, msg.user))]
 
     def _settled(self, msg: ClaimsSettled, now: float) -> list:
         out: list = []
@@ -86,7 +86,7 @@ class DedupeLedger:
             if not self._settles(key, c):
                 continue  # a claim of an earlier life; our own reservation settles later
             for w in self.reserved.pop(key, ()):
-                out.append(Forward("counter_writer", LikeDuplicate(w.reply, w.namespace, w.media)))
+                out.append(Forward("counter_writer", LikeDuplicate(w.reply, w.namespace, w.media, w.user)))
         for c in msg.released:
             key = (c.namespace, c.video_id, c.user)
             if not self._settles(key, c):
