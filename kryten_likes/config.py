@@ -33,6 +33,8 @@ from cattrs.gen import make_dict_structure_fn
 
 __all__ = [
     "AnalyticsSection",
+    "ChatSection",
+    "MetricsSection",
     "Config",
     "ConfigError",
     "CytubeSection",
@@ -204,6 +206,26 @@ class LimitsSection:
 
 
 @frozen
+class ChatSection:
+    """Likes from the channel chat, and how sparingly the bot answers there."""
+
+    enabled: bool = True
+    like_command: str = field(default="!like", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
+    top_command: str = field(default="!top", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
+    bot_username: str = ""  # the bridge's own CyTube name: its messages are skipped
+    reply_window_seconds: float = field(default=300.0, validator=_positive_number)  # one reply per user per window
+    max_replies_per_minute: int = field(default=10, validator=_require("must be >= 0", lambda v: v >= 0))
+
+
+@frozen
+class MetricsSection:
+    """The HTTP endpoint with /health and Prometheus /metrics."""
+
+    port: int = field(default=28288, validator=_require("must be 0 (off) to 65535", lambda v: 0 <= v <= 65535))
+    host: str = "127.0.0.1"
+
+
+@frozen
 class Config:
     """The whole configuration; `Config()` is the defaults."""
 
@@ -214,6 +236,8 @@ class Config:
     storage: StorageSection = StorageSection()
     supervisor: SupervisorSection = SupervisorSection()
     limits: LimitsSection = LimitsSection()
+    chat: ChatSection = ChatSection()
+    metrics: MetricsSection = MetricsSection()
 
 
 # --- structuring

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import signal
+import time
 from pathlib import Path
 import uuid
 from typing import Any
@@ -19,7 +20,9 @@ import nats
 from kryten import KrytenClient
 from anyio.abc import ObjectSendStream
 
-from . import wire
+from . import __version__, wire
+from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
+from .operations import Metrics, serve_http, service_reply
 from .actors.apply import Applies, ApplyShell
 from .actors.counter_book import CounterBook
 from .actors.counter_writer import CounterWriter, CounterWriterShell
@@ -113,8 +116,11 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
                             reconnect_time_wait=0.5, allow_reconnect=True)
     # kryten-py's client for what it does well (add_media to the bridge); the
     # counters use nats-py directly (atomic batches, durable consumer).
+    # kryten-py also publishes our lifecycle events (kryten.lifecycle.likes.startup,
+    # .heartbeat, .shutdown) and answers service discovery.
     kryten = KrytenClient({"nats": {"servers": servers},
-                           "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}]},
+                           "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}],
+                           "service": {"name": "likes", "version": __version__, "heartbeat_interval": 30}},
                           logger=logging.getLogger("kryten_likes.kryten"))
     try:
         await kryten.connect()
@@ -140,6 +146,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         sends[name], inboxes[name] = anyio.create_memory_object_stream(math.inf)
     router = Router(sends)
     bus = Bus(nc, max_in_flight)
+    started_at = time.monotonic()
     first = await load_snapshot(analytics, likes, clock.now())
     first_users = {"playback", "dedupe_ledger", "counter_writer"}
 
@@ -205,10 +212,61 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         if not bus.admit():
             cid = _correlation_id(msg.data)
             if msg.reply:
-                await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid), "unavailable",
+                await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid, command), "unavailable",
                                                      "the daemon is at capacity; retry").body)
             return
-        router.send("gateway", Inbound(command, msg.data, msg.reply or None))
+        router.send("gateway", Inbound(command, msg.data, msg.reply or None, time.monotonic()))
+
+    def snapshot() -> dict:
+        writer = supervisor.incarnations.get("counter_writer")
+        g = writer.core.book(ns).global_value() if writer is not None else {}
+        return {"global": g, "in_flight": bus.in_flight, "restarts": dict(supervisor.restarts),
+                "mailboxes": {n: inboxes[n].statistics().current_buffer_used for n in ACTORS},
+                "kv_conflicts": analytics.conflicts + likes.conflicts,
+                "kv_lost": analytics.lost_answers + likes.lost_answers}
+
+    def health() -> dict:
+        ok = nc.is_connected
+        return {"service": "likes", "status": "healthy" if ok else "degraded", "nats_connected": ok,
+                "version": __version__, "uptime_seconds": round(time.monotonic() - started_at, 1),
+                "namespace": ns, "channel": config.cytube.channel, "actor_restarts": dict(supervisor.restarts)}
+
+    def stats() -> dict:
+        s = snapshot()
+        return {"global": s["global"], "in_flight": s["in_flight"], "actor_restarts": s["restarts"],
+                "mailbox_depths": s["mailboxes"], "kv_conflicts": s["kv_conflicts"], "kv_lost_answers": s["kv_lost"]}
+
+    metrics = Metrics(snapshot)
+    bus.watchers.append(metrics.observe)
+
+    async def on_service_command(msg: Any) -> None:
+        try:
+            request = json.loads(msg.data)
+        except ValueError:
+            request = None
+        if msg.reply:
+            await bus.send(msg.reply, service_reply(request, health, stats))
+
+    voice = ChatVoice(config.chat)
+    chat_out, chat_in = anyio.create_memory_object_stream(100)
+    mouth = ChatMouth(kryten, config.cytube.channel, chat_out)
+
+    def speak(r: Any) -> None:
+        line = voice.line_for(r.to, r.body, clock.now())
+        if line is not None:
+            mouth.say(line)
+
+    bus.watchers.append(speak)
+
+    async def on_chat(event: Any) -> None:
+        line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
+                        bool(getattr(event, "shadow", False)))
+        forward = chat_request(line, config.chat, ns)
+        if forward is not None and bus.admit():
+            router.send(forward.to, forward.message)
+
+    if config.chat.enabled:
+        kryten.on("chatmsg")(on_chat)
 
     async def ticker() -> None:
         while True:
@@ -219,9 +277,16 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in COMMANDS]
+        subs.append(await nc.subscribe("kryten.likes.command", cb=on_service_command))
         await nc.flush()  # the server knows our subscriptions before we say we serve
         tg.start_soon(feed_events, js, source, router)
         tg.start_soon(ticker)
+        tg.start_soon(mouth.run, chat_in)
+        if config.metrics.port:
+            try:
+                await tg.start(serve_http, config.metrics.host, config.metrics.port, metrics, health)
+            except OSError as exc:  # metrics are for operators; the counts must go on
+                log.error("no metrics endpoint on %s:%d: %s", config.metrics.host, config.metrics.port, exc)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
         task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc))
         try:

@@ -21,10 +21,14 @@ frozen = attrs.frozen  # slots=True, frozen=True, eq, repr
 
 @frozen
 class ReplyTo:
-    """Where a request's answer goes: a NATS reply subject (None: nobody waits)."""
+    """Where a request's answer goes: a NATS reply subject (None: nobody waits
+    on the bus), or a chat user to answer in the channel."""
 
     subject: str | None
     correlation_id: str | None = None
+    command: str | None = None  # for metrics and chat: which command this answers
+    received: float = 0.0  # monotonic time of arrival, for the latency histogram
+    chat_user: str | None = None
 
 
 @frozen

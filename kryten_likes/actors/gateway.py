@@ -42,6 +42,7 @@ class Inbound:
     command: str
     data: bytes
     reply_subject: str | None
+    received: float = 0.0  # monotonic arrival time, for the latency histogram
 
 
 class Invalid(Exception):
@@ -99,7 +100,7 @@ def _limit(body: dict) -> int:
 
 def decode(req: Inbound, default_namespace: str) -> Any:
     """One request → the message that answers it, or an invalid_request reply."""
-    to = ReplyTo(req.reply_subject, None)
+    to = ReplyTo(req.reply_subject, None, req.command, req.received)
     try:
         if len(req.data) > MAX_BODY:
             raise Invalid("body", f"larger than {MAX_BODY} bytes")
@@ -113,7 +114,7 @@ def decode(req: Inbound, default_namespace: str) -> Any:
             raise Invalid("body", "not a JSON object")
         cid = body.get("correlation_id")
         if isinstance(cid, str) and len(cid) <= 200:
-            to = ReplyTo(req.reply_subject, cid)
+            to = attrs.evolve(to, correlation_id=cid)
         elif cid is not None:
             raise Invalid("correlation_id", "must be a string of at most 200 characters")
         ns = body.get("namespace")

@@ -42,10 +42,12 @@ class Bus:
     that keeps every mailbox finite (one reply per admitted request).
     """
 
-    def __init__(self, nc: NatsClient, max_in_flight: int) -> None:
+    def __init__(self, nc: NatsClient, max_in_flight: int,
+                 watchers: list[Callable[[Reply], None]] | None = None) -> None:
         self.nc = nc
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.watchers = watchers if watchers is not None else []  # metrics, the chat voice
 
     def admit(self) -> bool:
         if self.in_flight >= self.max_in_flight:
@@ -55,6 +57,11 @@ class Bus:
 
     async def reply(self, r: Reply) -> None:
         self.in_flight = max(0, self.in_flight - 1)
+        for watch in self.watchers:
+            try:
+                watch(r)
+            except Exception:  # an observer's bug must not lose the reply
+                log.exception("reply watcher failed")
         if r.to.subject is None:
             return
         await self.send(r.to.subject, r.body)

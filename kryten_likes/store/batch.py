@@ -81,6 +81,8 @@ class AtomicBucket:
         self._kv = kv
         self.bucket = bucket
         self._timeout = timeout
+        self.conflicts = 0  # batches refused on a changed revision (for metrics)
+        self.lost_answers = 0  # batches whose answer was lost and had to be resolved
 
     async def read(self, key: str) -> StoredEntry | None:
         try:
@@ -115,6 +117,7 @@ class AtomicBucket:
             except BatchRefused:
                 raise
             except (nats.errors.Error, TimeoutError, OSError) as exc:
+                self.lost_answers += 1
                 log.warning("batch %s: answer lost (%s); resolving", group_id, type(exc).__name__)
             # Unknown outcome: find out before deciding anything.
             while True:
@@ -153,6 +156,7 @@ class AtomicBucket:
             first = last - int(ack.get("count", n)) + 1
             return Landed(group_id, {w.key: first + i for i, w in enumerate(writes)})
         if err.get("err_code") == WRONG_LAST_SEQUENCE:
+            self.conflicts += 1
             current = await self.read_many([w.key for w in writes])
             marker = next((e for e in current.values() if e and e.value and e.value.get("batch") == group_id), None)
             if marker is not None:
