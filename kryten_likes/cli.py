@@ -26,7 +26,9 @@ import nats.errors
 from attrs import frozen
 from nats.aio.client import Client as NatsClient
 
-from kryten_likes.config import NAMESPACE_PATTERN, Config, ConfigError, load_config, with_nats_url
+from kryten_likes.config import (
+    NAMESPACE_PATTERN, Config, ConfigError, from_environment, load_config, nats_options, with_nats_url,
+)
 
 __all__ = ["DEFAULT_NATS_URL", "Request", "console_main", "main", "resolve_client_url"]
 
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
-        config = load_config(args.config)
+        config = from_environment(load_config(args.config))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{PROG}: config error: {problem}", file=sys.stderr)
@@ -244,7 +246,7 @@ def _run_client(args: argparse.Namespace, config: Config) -> int:
     url = resolve_client_url(config, args.nats_url)
     subject = f"{config.nats.subject_prefix}.playlist.cmd.{request.command}"
     try:
-        data = asyncio.run(_ask(url, subject, json.dumps(body).encode(), args.timeout))
+        data = asyncio.run(_ask(url, subject, json.dumps(body).encode(), args.timeout, nats_options(config)))
     except KeyboardInterrupt:
         return 130  # the shell's convention for a command stopped by Ctrl-C
     except _NoAnswer as exc:
@@ -270,7 +272,7 @@ def _run_client(args: argparse.Namespace, config: Config) -> int:
     return EXIT_ERROR_REPLY
 
 
-async def _ask(url: str, subject: str, payload: bytes, timeout: float) -> bytes:
+async def _ask(url: str, subject: str, payload: bytes, timeout: float, options: Mapping[str, Any]) -> bytes:
     """One request/reply; every way of getting no reply is a `_NoAnswer`."""
     connect_errors: list[Exception] = []
 
@@ -291,6 +293,7 @@ async def _ask(url: str, subject: str, payload: bytes, timeout: float) -> bytes:
                     max_reconnect_attempts=1,
                     reconnect_time_wait=0,
                     error_cb=remember,
+                    **options,
                 ),
                 timeout,
             )

@@ -14,6 +14,7 @@ missing file and an empty file mean the same thing.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -40,6 +41,10 @@ __all__ = [
     "CytubeSection",
     "LikesSection",
     "LimitsSection",
+    "LoggingSection",
+    "DEFAULT_CONFIG_PATH",
+    "from_environment",
+    "nats_options",
     "NAMESPACE_PATTERN",
     "NatsSection",
     "StorageSection",
@@ -128,6 +133,23 @@ class NatsSection:
             lambda v: _SUBJECT_PREFIX.match(v) is not None,
         ),
     )
+    # Credentials and TLS, passed to every connection (also overridable from
+    # the environment: KRYTEN_LIKES_NATS_URL, _USER, _PASSWORD, _TOKEN, _CREDS).
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+@frozen
+class LoggingSection:
+    """How much the daemon says; one line per event either way."""
+
+    level: str = field(default="INFO", validator=_require(
+        "must be DEBUG, INFO, WARNING or ERROR", lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")))
 
 
 @frozen
@@ -238,6 +260,7 @@ class Config:
     limits: LimitsSection = LimitsSection()
     chat: ChatSection = ChatSection()
     metrics: MetricsSection = MetricsSection()
+    logging: LoggingSection = LoggingSection()
 
 
 # --- structuring
@@ -355,13 +378,22 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         raise ConfigError(tuple(_problems(exc, ""))) from None
 
 
+DEFAULT_CONFIG_PATH = "/etc/kryten/kryten-likes/config.toml"
+
+_ENV = {"KRYTEN_LIKES_NATS_USER": "user", "KRYTEN_LIKES_NATS_PASSWORD": "password",
+        "KRYTEN_LIKES_NATS_TOKEN": "token", "KRYTEN_LIKES_NATS_CREDS": "creds_file"}
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
-    """Read a TOML file into a `Config`; `None` gives the defaults.
+    """Read a TOML file into a `Config`; `None` gives the file at
+    `DEFAULT_CONFIG_PATH` when it exists, else the defaults.
 
     Every problem line of the `ConfigError` starts with the file's path.
     """
     if path is None:
-        return Config()
+        if not os.path.exists(DEFAULT_CONFIG_PATH):
+            return Config()
+        path = DEFAULT_CONFIG_PATH
     try:
         with open(path, "rb") as file:
             data = tomllib.load(file)
@@ -370,9 +402,42 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{os.fspath(path)}: not valid TOML: {exc}") from None
     try:
-        return parse_config(data)
+        config = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(tuple(f"{os.fspath(path)}: {p}" for p in exc.problems)) from None
+    if (config.nats.password or config.nats.token) and os.stat(path).st_mode & 0o004:
+        # A secret in a file anyone can read: say so (without the secret).
+        logging.getLogger(__name__).warning(
+            "%s holds a NATS password or token and is world-readable; chmod o-r it", os.fspath(path))
+    return config
+
+
+def from_environment(config: Config, environ: Mapping[str, str] | None = None) -> Config:
+    """Secrets and the server from the environment override the file."""
+    env = os.environ if environ is None else environ
+    changes = {field_: env[name] for name, field_ in _ENV.items() if env.get(name)}
+    if env.get("KRYTEN_LIKES_NATS_URL"):
+        changes["servers"] = tuple(u.strip() for u in env["KRYTEN_LIKES_NATS_URL"].split(",") if u.strip())
+    return attrs.evolve(config, nats=attrs.evolve(config.nats, **changes)) if changes else config
+
+
+def nats_options(config: Config) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect`` beside the servers."""
+    n = config.nats
+    opts: dict[str, Any] = {}
+    if n.user:
+        opts["user"], opts["password"] = n.user, n.password
+    if n.token:
+        opts["token"] = n.token
+    if n.creds_file:
+        opts["user_credentials"] = n.creds_file
+    if n.tls_ca or n.tls_cert:
+        import ssl
+        ctx = ssl.create_default_context(cafile=n.tls_ca)
+        if n.tls_cert:
+            ctx.load_cert_chain(n.tls_cert, n.tls_key)
+        opts["tls"] = ctx
+    return opts
 
 
 def with_nats_url(config: Config, url: str | None) -> Config:

@@ -32,7 +32,7 @@ from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
 from .actors.shell import ActorShell, Bus, FaultHook, Router
 from .clock import Clock, SystemClock, parse_iso
-from .config import Config, event_channel_token
+from .config import Config, event_channel_token, nats_options
 from .events import feed_events, open_event_source
 from .messages import Media, ReplyTo, Tick
 from .store.documents import media_of_now_playing
@@ -93,6 +93,30 @@ async def bridge_now_playing(nc: Any, channel: str) -> Media | None:
                  int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else None)
 
 
+class StartError(Exception):
+    """The daemon cannot start; the message says why (never a secret)."""
+
+
+async def connect(servers: list[str], config: Config) -> Any:
+    """A few tries at start (a wrong password or no server should stop the
+    daemon with a clear message), then reconnect forever: once running, the
+    daemon outlives nats-server restarts."""
+    errors: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:
+        errors.append(exc)
+
+    try:
+        nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=3,
+                                reconnect_time_wait=0.5, allow_reconnect=True, error_cb=remember,
+                                **nats_options(config))
+    except Exception as exc:
+        cause = errors[-1] if errors else exc
+        raise StartError(f"cannot connect to NATS at {', '.join(servers)}: {cause}") from None
+    nc.options["max_reconnect_attempts"] = -1  # nats-py reads this on every reconnect
+    return nc
+
+
 @attrs.define
 class Daemon:
     """A running daemon, for tests and the CLI: its parts and a way to stop it."""
@@ -112,13 +136,15 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
                 task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     clock = clock or SystemClock()
     servers = [nats_url] if nats_url else list(config.nats.servers)
-    nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.5, allow_reconnect=True)
+    nc = await connect(servers, config)
     # kryten-py's client for what it does well (add_media to the bridge); the
     # counters use nats-py directly (atomic batches, durable consumer).
     # kryten-py also publishes our lifecycle events (kryten.lifecycle.likes.startup,
     # .heartbeat, .shutdown) and answers service discovery.
-    kryten = KrytenClient({"nats": {"servers": servers},
+    n = config.nats  # kryten-py takes user/password/token/TLS paths (not a creds file)
+    auth = {k: v for k, v in (("user", n.user), ("password", n.password), ("token", n.token),
+                              ("tls_ca", n.tls_ca), ("tls_cert", n.tls_cert), ("tls_key", n.tls_key)) if v}
+    kryten = KrytenClient({"nats": {"servers": servers, **auth},
                            "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}],
                            "service": {"name": "likes", "version": __version__, "heartbeat_interval": 30}},
                           logger=logging.getLogger("kryten_likes.kryten"))
@@ -311,7 +337,9 @@ def run_daemon(config: Config) -> int:
     from .embedded import EmbeddedNatsError, start_nats_server
     from .supervisor import SupervisorGaveUp
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per event; credentials are never put in a log line.
+    logging.basicConfig(level=config.logging.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = None
     url = None  # None: serve() uses every configured server
     if not config.nats.servers:
@@ -344,8 +372,11 @@ def run_daemon(config: Config) -> int:
         log.error("giving up: %s", exc)
         return 1
     except BaseExceptionGroup as eg:  # the task group wraps what ended it
-        gave_up = eg.subgroup(SupervisorGaveUp)
-        log.error("daemon stopped: %s", gave_up.exceptions[0] if gave_up else eg, exc_info=not gave_up)
+        known = eg.subgroup((SupervisorGaveUp, StartError))
+        log.error("daemon stopped: %s", known.exceptions[0] if known else eg, exc_info=not known)
+        return 1
+    except StartError as exc:
+        log.error("%s", exc)
         return 1
     except Exception as exc:
         log.error("daemon failed: %s", exc, exc_info=True)

@@ -1,0 +1,84 @@
+"""NATS credentials from the config file or the environment; a wrong
+password stops the daemon at start with a message that says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kryten_likes.config import from_environment, nats_options, parse_config
+from kryten_likes.embedded import start_nats_server
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory):
+    with start_nats_server(tmp_path_factory.mktemp("locked"), port=None,
+                           extra_args=["--user", "likes", "--pass", "s3cret"]) as server:
+        yield server
+
+
+def run_like(tmp_path, server, toml: str, env: dict | None = None, timeout: float = 30):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[nats]\nservers = ["{server.url}"]\nsubject_prefix = "auth"\n{toml}\n'
+                   '[cytube]\nchannel = "auth"\n[metrics]\nport = 0\n')
+    cfg.chmod(0o600)
+    daemon = subprocess.Popen([sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, **(env or {})})
+    lines = []
+    try:
+        for line in daemon.stdout:
+            lines.append(line)
+            if "serving namespace" in line:
+                out = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "now-playing", "--config", str(cfg),
+                                      "--json"], capture_output=True, text=True, timeout=timeout,
+                                     env={**os.environ, **(env or {})})
+                return 0, out.returncode, "".join(lines)
+        return daemon.wait(timeout=timeout), None, "".join(lines)
+    finally:
+        if daemon.poll() is None:
+            daemon.terminate()
+            daemon.wait(timeout=timeout)
+
+
+def test_password_in_the_config(tmp_path, locked_server):
+    code, client, _ = run_like(tmp_path, locked_server, 'user = "likes"\npassword = "s3cret"')
+    assert (code, client) == (0, 0)
+
+
+def test_password_from_the_environment(tmp_path, locked_server):
+    code, client, _ = run_like(tmp_path, locked_server, 'user = "likes"',
+                               env={"KRYTEN_LIKES_NATS_PASSWORD": "s3cret"})
+    assert (code, client) == (0, 0)
+
+
+def test_wrong_password_fails_clearly_and_does_not_log_it(tmp_path, locked_server):
+    code, client, log = run_like(tmp_path, locked_server, "user = \"likes\"\npassword = \"WRONG-pw\"")
+    assert code == 1 and client is None
+    assert "authorization" in log.lower()
+    assert "WRONG-pw" not in log
+
+
+def test_environment_overrides_and_options():
+    c = from_environment(parse_config({"nats": {"servers": ["nats://a:4222"]}}),
+                         {"KRYTEN_LIKES_NATS_URL": "nats://b:4222", "KRYTEN_LIKES_NATS_USER": "u",
+                          "KRYTEN_LIKES_NATS_PASSWORD": "p", "KRYTEN_LIKES_NATS_TOKEN": ""})
+    assert c.nats.servers == ("nats://b:4222",)
+    assert nats_options(c) == {"user": "u", "password": "p"}
+    assert "p" not in repr(c.nats).replace("prefix", "")  # the password is not in the repr
+
+
+def test_world_readable_config_with_a_password_warns(tmp_path, caplog):
+    from kryten_likes.config import load_config
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[nats]\nuser = "u"\npassword = "p"\n')
+    cfg.chmod(0o644)
+    load_config(cfg)
+    assert "world-readable" in caplog.text
+    cfg.chmod(0o600)
+    caplog.clear()
+    load_config(cfg)
+    assert "world-readable" not in caplog.text
