@@ -15,7 +15,10 @@ from kryten_likes.config import (
     ConfigError,
     CytubeSection,
     LikesSection,
+    ChatSection,
     LimitsSection,
+    LoggingSection,
+    MetricsSection,
     NatsSection,
     StorageSection,
     SupervisorSection,
@@ -29,6 +32,13 @@ FULL = """\
 [nats]
 servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
 subject_prefix = "kryten.test"
+user = "likes"
+password = "pw"
+token = "tok"
+creds_file = "/etc/kryten/likes.creds"
+tls_ca = "/etc/ssl/ca.pem"
+tls_cert = "/etc/ssl/cert.pem"
+tls_key = "/etc/ssl/key.pem"
 
 [cytube]
 domain = "example.org"
@@ -59,6 +69,21 @@ backoff_max_seconds = 8.0
 global_likes_per_second = 50
 global_likes_burst = 100
 max_in_flight = 500
+
+[chat]
+enabled = false
+like_command = "!fav"
+top_command = "!best"
+bot_username = "Bot"
+reply_window_seconds = 60
+max_replies_per_minute = 2
+
+[metrics]
+port = 9000
+host = "127.0.0.2"
+
+[logging]
+level = "DEBUG"
 """
 
 
@@ -98,7 +123,9 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL))
     assert config == Config(
         nats=NatsSection(
-            servers=("nats://10.0.0.1:4222", "nats://10.0.0.2:4222"), subject_prefix="kryten.test"
+            servers=("nats://10.0.0.1:4222", "nats://10.0.0.2:4222"), subject_prefix="kryten.test",
+            user="likes", password="pw", token="tok", creds_file="/etc/kryten/likes.creds",
+            tls_ca="/etc/ssl/ca.pem", tls_cert="/etc/ssl/cert.pem", tls_key="/etc/ssl/key.pem",
         ),
         cytube=CytubeSection(domain="example.org", channel="My.Channel", bridge_timeout_seconds=3.0),
         analytics=AnalyticsSection(namespace="staging-2"),
@@ -111,6 +138,10 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
             max_restarts=0, period_seconds=30.0, backoff_initial_seconds=0.5, backoff_max_seconds=8.0
         ),
         limits=LimitsSection(global_likes_per_second=50.0, global_likes_burst=100, max_in_flight=500),
+        chat=ChatSection(enabled=False, like_command="!fav", top_command="!best", bot_username="Bot",
+                         reply_window_seconds=60.0, max_replies_per_minute=2),
+        metrics=MetricsSection(port=9000, host="127.0.0.2"),
+        logging=LoggingSection(level="DEBUG"),
     )
     # An int written for a float key arrives as a float.
     assert type(config.likes.dedupe_window_seconds) is float
@@ -234,6 +265,7 @@ def test_the_full_example_is_valid_toml() -> None:
     for name, section in (
         ("nats", NatsSection), ("cytube", CytubeSection), ("analytics", AnalyticsSection),
         ("likes", LikesSection), ("storage", StorageSection), ("supervisor", SupervisorSection),
-        ("limits", LimitsSection),
+        ("limits", LimitsSection), ("chat", ChatSection), ("metrics", MetricsSection),
+        ("logging", LoggingSection),
     ):
         assert set(data[name]) == {a.name for a in section.__attrs_attrs__}
