@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -113,7 +114,9 @@ def resolve_client_url(config: Config, cli_url: str | None) -> str:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Likes and play analytics for a CyTube channel on the Kryten bus."
+        prog=PROG, description="Likes and play analytics for a CyTube channel on the Kryten bus.",
+        epilog="exit codes: 0 ok or duplicate, 1 the daemon answered an error, 2 usage or config error, "
+               "3 no answer (daemon not running, no server), 130 interrupted",
     )
     subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
 
@@ -130,20 +133,32 @@ def _build_parser() -> argparse.ArgumentParser:
 
     subparsers.add_parser("run", parents=[where], help="run the daemon")
 
-    like = subparsers.add_parser("like", parents=[client], help="like what is playing")
+    like = subparsers.add_parser("like", parents=[client], help="like what is playing",
+                                 epilog="example: kryten-likes like alice --video dQw4w9WgXcQ")
     like.add_argument("username", metavar="USERNAME")
     like.add_argument("--video", metavar="ID", help="like only if this video is still playing")
     like.set_defaults(request=_like_request, render=_render_like)
 
-    top = subparsers.add_parser("top", parents=[client], help="most liked or most played items")
+    top = subparsers.add_parser("top", parents=[client], help="most liked or most played items",
+                                epilog="example: kryten-likes top played -n 20 --json")
     top.add_argument("ranking", choices=("liked", "played"))
     top.add_argument("-n", type=_limit, default=10, metavar="N", help="how many (1-100, default 10)")
     top.set_defaults(request=_top_request, render=_render_top)
 
-    stats = subparsers.add_parser("stats", parents=[client], help="counters")
+    stats = subparsers.add_parser("stats", parents=[client], help="counters",
+                                  epilog="example: kryten-likes stats --video dQw4w9WgXcQ --playlist friday")
     stats.add_argument("--video", metavar="ID", help="also the counters of this item")
     stats.add_argument("--playlist", metavar="ID", help="also the apply record of this playlist")
     stats.set_defaults(request=_stats_request, render=_render_stats)
+
+    watch = subparsers.add_parser(
+        "watch", parents=[client], help="the top list, redrawn every few seconds (Ctrl-C to stop)",
+        epilog="example: kryten-likes watch liked -n 5 --interval 2")
+    watch.add_argument("ranking", choices=("liked", "played"), nargs="?", default="liked")
+    watch.add_argument("-n", type=_limit, default=10, metavar="N", help="how many (1-100, default 10)")
+    watch.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="SECONDS")
+    watch.add_argument("--count", type=int, default=0, metavar="K", help="stop after K screens (0: never)")
+    watch.set_defaults(request=_top_request, render=_render_top, watch=True)
 
     apply = subparsers.add_parser(
         "apply", parents=[client], help="enqueue a playlist's items on the channel (queue_apply)",
@@ -236,6 +251,23 @@ def _now_playing_request(args: argparse.Namespace) -> Request:
 
 
 def _run_client(args: argparse.Namespace, config: Config) -> int:
+    if not getattr(args, "watch", False):
+        return _ask_once(args, config)
+    shown = 0
+    try:
+        while True:
+            if sys.stdout.isatty():
+                print("\033[H\033[2J", end="")  # clear the screen between frames
+            code = _ask_once(args, config)
+            shown += 1
+            if code != EXIT_OK or (args.count and shown >= args.count):
+                return code
+            time.sleep(args.interval)  # the refresh period of a screen, not synchronisation
+    except KeyboardInterrupt:
+        return 130
+
+
+def _ask_once(args: argparse.Namespace, config: Config) -> int:
     request: Request = args.request(args)
     body = dict(request.body, correlation_id=f"{PROG}-{uuid.uuid4().hex[:12]}")
     if args.namespace is not None:

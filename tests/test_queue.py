@@ -208,3 +208,17 @@ def test_cli_apply_and_stats_playlist(bridged, tmp_path):
     out = cli("stats", "--playlist", "mix", "--json")
     assert json.loads(out.stdout)["playlist"]["apply_count"] == 2
     assert cli("apply", "mix", str(tmp_path / "missing.json")).returncode == 2
+
+
+def test_cli_watch_redraws_the_top_list(bridged, tmp_path):
+    import subprocess
+    import sys
+    h, bridge = bridged()
+    h.change_media("w1", title="Watched")
+    wait_until(lambda: plays_of(h, "w1") == 1)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[nats]\nservers = ["{h.url}"]\nsubject_prefix = "{h.config.nats.subject_prefix}"\n')
+    out = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "watch", "played", "--count", "2",
+                          "--interval", "0.1", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("w1") == 2 and "Watched" in out.stdout
