@@ -33,7 +33,7 @@ from .actors.rate_buckets import RateBuckets, RatePolicy
 from .actors.shell import ActorShell, Bus, FaultHook, Router
 from .clock import Clock, SystemClock, parse_iso
 from .config import Config, event_channel_token, nats_options
-from .events import feed_events, open_event_source
+from .events import EventFeed, open_event_source
 from .messages import Media, ReplyTo, Tick
 from .store.documents import media_of_now_playing
 from .store import AtomicBucket, decode_token, open_buckets, scan, split_key
@@ -174,6 +174,8 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
     bus = Bus(nc, max_in_flight)
     started_at = time.monotonic()
     first = await load_snapshot(analytics, likes, clock.now())
+    feed = EventFeed(js, source, router, config.storage.replicas)
+    feed.rewind(first_unstored(first.books.get(ns)))
     first_users = {"playback", "dedupe_ledger", "counter_writer"}
 
     async def snapshot_for(name: str) -> Snapshot:
@@ -206,7 +208,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             if media is not None:
                 current = NowPlaying(media, clock.now())
         last_seq = int(book.global_value().get("last_event_seq", 0)) if book else 0
-        return shell("playback", Playback(ns, current, last_seq))
+        return shell("playback", Playback(ns, current, last_seq, epoch=feed.epoch))
 
     async def start_ledger() -> ActorShell:
         snap = await snapshot_for("dedupe_ledger")
@@ -218,7 +220,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         snap = await snapshot_for("counter_writer")
         # Only at daemon start is what a previous life left half-done truly dead.
         core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
-                             retry_window=config.likes.retry_window_seconds)
+                             retry_window=config.likes.retry_window_seconds, epoch=feed.epoch)
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
 
@@ -231,7 +233,19 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
              ActorSpec("counter_writer", start_writer)]
     s = config.supervisor
     policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
-    supervisor = Supervisor(specs, inboxes, router, bus, clock, policy)
+    def after_crash(dead: ActorShell) -> None:
+        # Events held by a dead playback or counter writer are read again from
+        # the stream, from the first one not stored (see EventFeed).
+        if dead.name not in ("playback", "counter_writer"):
+            return
+        writer = dead if dead.name == "counter_writer" else supervisor.incarnations.get("counter_writer")
+        book = writer.core.book(ns) if writer is not None else None
+        epoch = feed.rewind(first_unstored(book))
+        rewind = getattr(dead, "rewind", None)
+        if rewind is not None:
+            router.send("playback", attrs.evolve(rewind, epoch=epoch))
+
+    supervisor = Supervisor(specs, inboxes, router, bus, clock, policy, after_crash)
 
     async def on_request(msg: Any) -> None:
         command = msg.subject.rsplit(".", 1)[-1]
@@ -305,7 +319,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in COMMANDS]
         subs.append(await nc.subscribe("kryten.likes.command", cb=on_service_command))
         await nc.flush()  # the server knows our subscriptions before we say we serve
-        tg.start_soon(feed_events, js, source, router)
+        tg.start_soon(feed.run)
         tg.start_soon(ticker)
         tg.start_soon(mouth.run, chat_in)
         if config.metrics.port:
@@ -321,6 +335,12 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             with anyio.CancelScope(shield=True):
                 for sub in subs:
                     await sub.unsubscribe()
+
+
+def first_unstored(book: CounterBook | None) -> int:
+    """The first event sequence not stored for both kinds (plays, queue events)."""
+    g = book.global_value() if book is not None else {}
+    return min(int(g.get("last_event_seq", 0)), int(g.get("last_queue_seq", 0))) + 1
 
 
 def _correlation_id(data: bytes) -> str | None:

@@ -57,48 +57,89 @@ async def open_event_source(js: JetStreamContext, prefix: str, channel_token: st
             raise exc from None
         log.info("using existing stream %s for %s", stream, subjects[0])
     durable = re.sub(r"[^A-Za-z0-9_-]", "_", f"kryten_likes_{namespace}_{channel_token}")
-    ccfg = api.ConsumerConfig(durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=10,
-                              max_ack_pending=2000, deliver_policy=api.DeliverPolicy.ALL,
-                              filter_subjects=list(subjects))
-    try:
-        await js.add_consumer(stream, ccfg)
-    except BadRequestError as exc:
-        log.warning("consumer %s exists with other settings; using it as it is: %s", durable, exc)
     return EventSource(stream, durable, subjects)
 
 
-async def feed_events(js: JetStreamContext, source: EventSource, router: Router) -> None:
-    """Pull events forever and hand each changeMedia to playback."""
-    psub = await js.pull_subscribe_bind(source.durable, source.stream)
-    pause = 0.1
-    while True:
+class EventFeed:
+    """Reads the event stream through the daemon's durable consumer, in order.
+
+    The counters remember the highest event sequence they stored (per kind),
+    so events must reach them in stream order. JetStream keeps that order
+    except for redeliveries, which come *after* newer events. So the feed
+    never relies on redelivery to recover lost work: at start, and whenever
+    an actor that held events dies, it makes the consumer anew from the
+    first event not yet stored (``reset``) and begins a new *epoch*. Actors
+    drop events of older epochs still in their mailboxes; those events come
+    again, in order, in the new one.
+    """
+
+    def __init__(self, js: JetStreamContext, source: EventSource, router: Router, replicas: int) -> None:
+        self.js = js
+        self.source = source
+        self.router = router
+        self.replicas = replicas
+        self.epoch = 0
+        self.start_seq = 1
+        self._psub = None
+        self._bound_epoch = -1
+
+    def rewind(self, start_seq: int) -> int:
+        """Read again from ``start_seq``; events already handed out are void."""
+        self.epoch += 1
+        self.start_seq = max(1, start_seq)
+        log.info("event feed: reading again from sequence %d (epoch %d)", self.start_seq, self.epoch)
+        return self.epoch
+
+    async def _bind(self) -> None:
+        if self._psub is not None:
+            try:
+                await self._psub.unsubscribe()
+            except Exception:  # the old subscription may already be gone
+                pass
         try:
-            msgs = await psub.fetch(batch=256, timeout=1.0)
-        except nats.errors.TimeoutError:
-            continue
-        except (nats.errors.Error, OSError) as exc:
-            log.warning("event feed: %s; retrying", exc)
-            await anyio.sleep(pause)  # back-off while the bus is away
-            pause = min(pause * 2, 2.0)
-            continue
+            await self.js.delete_consumer(self.source.stream, self.source.durable)
+        except NotFoundError:
+            pass
+        cfg = api.ConsumerConfig(durable_name=self.source.durable, ack_policy=api.AckPolicy.EXPLICIT,
+                                 ack_wait=30, max_ack_pending=2000, num_replicas=self.replicas,
+                                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq,
+                                 filter_subjects=list(self.source.subjects))
+        await self.js.add_consumer(self.source.stream, cfg)
+        self._psub = await self.js.pull_subscribe_bind(self.source.durable, self.source.stream)
+        self._bound_epoch = self.epoch
+
+    async def run(self) -> None:
         pause = 0.1
-        for m in msgs:
-            ref = EventRef(m.metadata.sequence.stream, m.reply)
-            if m.subject.endswith(".changemedia"):
-                change = media_changed(m.data, ref)
-                to = "playback"
-            else:
-                change = queue_observed(m.data, ref)
-                to = "counter_writer"
-            if change is None:
-                log.warning("event %d on %s is unreadable; skipped", ref.stream_seq, m.subject)
-                await _ack(m)
+        while True:
+            try:
+                if self._bound_epoch != self.epoch:
+                    await self._bind()
+                epoch = self.epoch
+                msgs = await self._psub.fetch(batch=256, timeout=1.0)
+            except nats.errors.TimeoutError:
                 continue
-            router.send(to, change)
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("event feed: %s; retrying", exc)
+                await anyio.sleep(pause)  # back-off while the bus is away
+                pause = min(pause * 2, 2.0)
+                continue
+            pause = 0.1
+            if epoch != self.epoch:
+                continue  # fetched for a reading that was voided meanwhile
+            for m in msgs:
+                await self._route(m, epoch)
 
-
-async def _ack(m) -> None:
-    try:
-        await m.ack()
-    except (nats.errors.Error, OSError) as exc:  # it comes back and is skipped again
-        log.warning("ack lost: %s", exc)
+    async def _route(self, m, epoch: int) -> None:
+        ref = EventRef(m.metadata.sequence.stream, m.reply, epoch)
+        if m.subject.endswith(".changemedia"):
+            change, to = media_changed(m.data, ref), "playback"
+        else:
+            change, to = queue_observed(m.data, ref), "counter_writer"
+        if change is None:
+            log.warning("event %d on %s is unreadable; skipped", ref.stream_seq, m.subject)
+            try:
+                await m.ack()  # it counts nothing, so nothing is lost by acking it now
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("ack lost: %s", exc)
+            return
+        self.router.send(to, change)

@@ -45,6 +45,7 @@ class EventRef:
 
     stream_seq: int
     ack_subject: str | None = None
+    epoch: int = 0  # which reading of the stream delivered it (see events.EventFeed)
 
 
 @frozen
@@ -180,6 +181,7 @@ class Rewind:
     media: Media | None
     started_at: float
     last_seq: int
+    epoch: int = 0  # events of older readings of the stream are dropped
 
 
 # --- the counter writer's own outcomes ------------------------------------------------

@@ -57,7 +57,9 @@ class ActorSpec:
 
 class Supervisor:
     def __init__(self, specs: list[ActorSpec], inboxes: dict[str, ObjectReceiveStream], router: Router,
-                 bus: Bus, clock: Clock, policy: RestartPolicy) -> None:
+                 bus: Bus, clock: Clock, policy: RestartPolicy,
+                 after_crash: Callable[[ActorShell], None] | None = None) -> None:
+        self.after_crash = after_crash  # what the daemon does beyond answering orphans (event feed rewind)
         self.specs = specs
         self.inboxes = inboxes
         self.router = router
@@ -90,6 +92,8 @@ class Supervisor:
                 log.error("actor %s crashed: %r", spec.name, exc, exc_info=not isinstance(exc, AssertionError))
                 if shell is not None:
                     await self.bury(shell)
+                    if self.after_crash is not None:
+                        self.after_crash(shell)
                 ok, failures = restart_allowed(failures, self.clock.now(), self.policy)
                 if not ok:
                     raise SupervisorGaveUp(

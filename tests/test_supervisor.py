@@ -4,7 +4,7 @@ crashed actor, and giving up when the restart intensity is exceeded."""
 from __future__ import annotations
 
 import pytest
-from conftest import playing, unique_config
+from conftest import plays_of, unique_config, wait_until
 
 from kryten_likes.messages import LikeForItem, LikeReserved, StatsAsked
 from kryten_likes.supervisor import RestartPolicy, SupervisorGaveUp, backoff, restart_allowed
@@ -44,7 +44,7 @@ def test_crashed_actor_answers_internal_error_and_is_restarted(harness, actor, k
     fault = FailOnce(actor, kind)
     h = harness(fault=fault)
     h.change_media("v")
-    playing(h, "v")
+    wait_until(lambda: plays_of(h, "v") == 1)  # stored: a writer restart rewinds to what is stored
     r = h.request("like", {"username": "alice", "correlation_id": "boom"})
     assert (r["status"], r["error"], r["correlation_id"]) == ("error", "internal_error", "boom")
     assert fault.fired == 1

@@ -87,7 +87,8 @@ class Group:
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
-                 retry_window: float = 600.0) -> None:
+                 retry_window: float = 600.0, epoch: int = 0) -> None:
+        self.epoch = epoch  # events of older readings of the stream are dropped: they come again
         self.books = books
         self.namespace = namespace  # where plays are counted
         self.max_batch = max_batch
@@ -143,7 +144,7 @@ class CounterWriter:
                             ApplyFinished)):
             return self._change(msg)
         if isinstance(msg, EventPassed):
-            return self._event_passed(msg.event)
+            return [] if msg.event.epoch < self.epoch else self._event_passed(msg.event)
         if isinstance(msg, CommitFinished):
             return self._finished(msg, now)
         if isinstance(msg, TopAsked):
@@ -352,6 +353,8 @@ class CounterWriter:
     def _change(self, msg: object) -> list:
         """Queue an analytics change, noting the enqueues in flight as it arrived."""
         if isinstance(msg, (PlayStarted, QueueObserved)) and msg.event is not None:
+            if msg.event.epoch < self.epoch:
+                return []  # read again from the stream, in order, in the new epoch
             kind = "play" if isinstance(msg, PlayStarted) else "queue"
             if self._already_counted(kind, msg.event.stream_seq):
                 return self._event_passed(msg.event)
@@ -490,6 +493,7 @@ class CounterWriterShell(ActorShell):
         super().__init__(*args, **kwargs)
         self.buckets = buckets
         self._tg: anyio.abc.TaskGroup | None = None
+        self.rewind: Rewind | None = None
 
     async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -532,7 +536,7 @@ class CounterWriterShell(ActorShell):
         book = self.core.book(self.core.namespace)
         stored = docs.media_of_now_playing(book.now_playing.value if book.now_playing is not None else None)
         media, started = stored if stored is not None else (None, 0.0)
-        forwards.append(Forward("playback", Rewind(media, started, self.core.last_event_seq)))
+        self.rewind = Rewind(media, started, self.core.last_event_seq)  # sent with the new epoch
         replies += [f.reply for f in self.core.held_applies()]
         waiters = self.core.held_waiters()
         replies += [w.reply for w in waiters]
@@ -540,9 +544,8 @@ class CounterWriterShell(ActorShell):
         if released:
             forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
         forwards.append(Forward("apply", WriterRestarted()))
-        naks = self.core._waiting_events()
-        naks += [m.event for m in self.in_hand if isinstance(m, (PlayStarted, QueueObserved)) and m.event is not None]
-        return replies, forwards, naks
+        # Unstored events need no NAK: the feed reads the stream again from what is stored.
+        return replies, forwards, []
 
 
 __all__ = ["CounterWriter", "CounterWriterShell"]

@@ -11,8 +11,10 @@ Events come from the daemon's event stream with their stream sequence. One
 already seen (``seq <= last_seq``: redelivered after a slow ack) changes
 nothing; it goes to the counter writer as ``EventPassed``, which acks it
 unless its first delivery still waits to be stored. If the counter writer
-dies with plays unstored, the supervisor sends ``Rewind`` with what KV holds,
-and the unacknowledged events, delivered again, are judged again.
+dies with plays unstored, the stream is read again from what KV holds (a new
+*epoch*, see ``events.EventFeed``), the supervisor sends ``Rewind`` with the
+stored state, and events of the older epoch still in the mailbox are dropped:
+they come again, in order, and are judged again.
 
 Transitions::
 
@@ -39,10 +41,12 @@ class NowPlaying:
 
 
 class Playback:
-    def __init__(self, namespace: str, current: NowPlaying | None = None, last_seq: int = 0) -> None:
+    def __init__(self, namespace: str, current: NowPlaying | None = None, last_seq: int = 0,
+                 epoch: int = 0) -> None:
         self.namespace = namespace
         self.current = current
         self.last_seq = last_seq
+        self.epoch = epoch  # events from an older reading of the stream come again: drop them
 
     def is_new_play(self, change: MediaChanged) -> bool:
         cur = self.current
@@ -59,6 +63,7 @@ class Playback:
         if isinstance(msg, Rewind):
             self.current = NowPlaying(msg.media, msg.started_at) if msg.media is not None else None
             self.last_seq = msg.last_seq
+            self.epoch = max(self.epoch, msg.epoch)
             return []
         if isinstance(msg, NowPlayingAsked):
             cur = self.current
@@ -79,6 +84,8 @@ class Playback:
 
     def _media_changed(self, msg: MediaChanged, now: float) -> list:
         ev = msg.event
+        if ev is not None and ev.epoch < self.epoch:
+            return []  # the stream is being read again from what is stored; it comes back
         if ev is not None and ev.stream_seq <= self.last_seq:
             return [Forward("counter_writer", EventPassed(ev))]
         if ev is not None:
