@@ -174,7 +174,11 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
     bus = Bus(nc, max_in_flight)
     started_at = time.monotonic()
     first = await load_snapshot(analytics, likes, clock.now())
-    feed = EventFeed(js, source, router, config.storage.replicas)
+    def stored_up_to() -> int:
+        writer = supervisor.incarnations.get("counter_writer")
+        return first_unstored(writer.core.book(ns) if writer is not None else first.books.get(ns))
+
+    feed = EventFeed(js, source, router, config.storage.replicas, stored_up_to)
     feed.rewind(first_unstored(first.books.get(ns)))
     first_users = {"playback", "dedupe_ledger", "counter_writer"}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import anyio
 import attrs
@@ -66,22 +67,29 @@ class EventFeed:
     The counters remember the highest event sequence they stored (per kind),
     so events must reach them in stream order. JetStream keeps that order
     except for redeliveries, which come *after* newer events. So the feed
-    never relies on redelivery to recover lost work: at start, and whenever
-    an actor that held events dies, it makes the consumer anew from the
-    first event not yet stored (``reset``) and begins a new *epoch*. Actors
-    drop events of older epochs still in their mailboxes; those events come
-    again, in order, in the new one.
+    never relies on redelivery to recover lost work: at start, whenever an
+    actor that held events dies, and whenever a delivery is missing or comes
+    out of order (a fetch lost with the connection, a redelivery after
+    ``ack_wait``), it makes the consumer anew from the first event not yet
+    stored (``rewind``) and begins a new *epoch*. After an actor's death the
+    others drop events of older epochs still in their mailboxes; those come
+    again, in order. Events read twice are known: playback passes what it
+    has seen, the writer what it holds or has stored.
     """
 
-    def __init__(self, js: JetStreamContext, source: EventSource, router: Router, replicas: int) -> None:
+    def __init__(self, js: JetStreamContext, source: EventSource, router: Router, replicas: int,
+                 first_unstored: Callable[[], int]) -> None:
         self.js = js
         self.source = source
         self.router = router
         self.replicas = replicas
+        self.first_unstored = first_unstored  # from the counter writer's stored documents
         self.epoch = 0
         self.start_seq = 1
         self._psub = None
         self._bound_epoch = -1
+        self._consumer_seq = 0
+        self._stream_seq = 0
 
     def rewind(self, start_seq: int) -> int:
         """Read again from ``start_seq``; events already handed out are void."""
@@ -107,6 +115,7 @@ class EventFeed:
         await self.js.add_consumer(self.source.stream, cfg)
         self._psub = await self.js.pull_subscribe_bind(self.source.durable, self.source.stream)
         self._bound_epoch = self.epoch
+        self._consumer_seq = self._stream_seq = 0
 
     async def run(self) -> None:
         pause = 0.1
@@ -127,6 +136,16 @@ class EventFeed:
             if epoch != self.epoch:
                 continue  # fetched for a reading that was voided meanwhile
             for m in msgs:
+                seq = m.metadata.sequence
+                if seq.consumer != self._consumer_seq + 1 or seq.stream <= self._stream_seq:
+                    # A delivery never reached us (a fetch lost with the connection)
+                    # or one comes again behind newer ones: in-order reading is
+                    # broken, so read again from the first event not stored.
+                    log.warning("event feed: delivery %d (stream %d) out of order; reading again",
+                                seq.consumer, seq.stream)
+                    self.rewind(self.first_unstored())
+                    break
+                self._consumer_seq, self._stream_seq = seq.consumer, seq.stream
                 await self._route(m, epoch)
 
     async def _route(self, m, epoch: int) -> None:

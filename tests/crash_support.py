@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import attrs
 import nats
 import nats.errors
@@ -33,7 +34,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from kryten_likes.store import AtomicBucket, scan
 from kryten_likes.store.keys import (
-    ANALYTICS_BUCKET, LIKES_BUCKET, decode_token, encode_token, global_key, item_key, likes_key,
+    ANALYTICS_BUCKET, LIKES_BUCKET, decode_token, encode_token, global_key, likes_key,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,8 +103,18 @@ def write_config(path: Path, servers: Sequence[str], names: Names, *, replicas: 
         "[storage]\n"
         f'data_dir = "{data_dir or path.parent / "data"}"\n'
         f"replicas = {replicas}\n"
+        + _metrics_off()
     )
     return path
+
+
+def _metrics_off() -> str:
+    """The HTTP metrics endpoint, where the daemon has one, off: a fixed
+    port would collide with any other daemon on the machine."""
+    from kryten_likes.config import Config
+
+    names = {f.name for f in attrs.fields(Config)}
+    return "[metrics]\nport = 0\n" if "metrics" in names else ""
 
 
 class DaemonProcess:
@@ -157,6 +168,11 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.spawn()
         self.wait_ready(timeout)
+
+    @property
+    def serving(self) -> bool:
+        """This life has said it serves."""
+        return self._ready.is_set()
 
     @property
     def alive(self) -> bool:
@@ -438,3 +454,143 @@ def kill_points(rng: random.Random, n_users: int, kills: int) -> list[int]:
     within their slot, so every kill lands while likes are in flight."""
     slot = n_users / (kills + 1)
     return [int(slot * (i + 0.5) + rng.uniform(0, slot * 0.9)) for i in range(kills)]
+
+
+# --- a like storm (and a play stream) under faults of the bus ----------------------
+
+
+@attrs.define
+class FaultRun:
+    users: list[str]
+    stats: StormStats = attrs.field(factory=StormStats)
+    faults: list = attrs.field(factory=list)       # (what, seconds) per fault
+    pairs: int = 0
+    new_items: list[str] = attrs.field(factory=list)
+    truth: LikeTruth | None = None
+    plays: dict[str, int] = attrs.field(factory=dict)
+    items_played: int = 0
+    fresh: dict = attrs.field(factory=dict)
+
+    def plays_exact(self, liked: str) -> bool:
+        expected = {liked: 1 + self.pairs, **{v: 1 for v in self.new_items}}
+        return self.plays == expected and self.items_played == 1 + 2 * self.pairs
+
+    def plays_never_doubled(self, liked: str) -> bool:
+        return (self.plays.get(liked, 0) <= 1 + self.pairs and all(self.plays.get(v, 0) <= 1 for v in self.new_items)
+                and set(self.plays) <= {liked, *self.new_items} and self.items_played <= 1 + 2 * self.pairs)
+
+    def summary(self, liked: str) -> str:
+        s = self.stats
+        return (f"faults={self.faults}\n"
+                f"likes: users={len(self.users)} sent={s.sent} ok={s.ok} duplicate={s.duplicate} "
+                f"retries={s.retries} outcomes={dict(s.outcomes)}\n"
+                f"KV: like_count={self.truth.like_count if self.truth else None} "
+                f"dedupe_keys={self.truth.dedupe_keys if self.truth else None}\n"
+                f"plays: published={1 + 2 * self.pairs} items_played={self.items_played} "
+                f"{liked} play_count={self.plays.get(liked)} (expected {1 + self.pairs})")
+
+
+async def fault_storm(servers: Sequence[str], names: Names, daemon: DaemonProcess, users: list[str],
+                      faults: Sequence[tuple[int, str, Callable[[], Any]]], *, liked: str,
+                      budget: float, rng: random.Random | None = None) -> FaultRun:
+    """Likes of ``liked`` by every user and a stream of play pairs (new item,
+    ``liked`` again), published with message ids; at each ``(answered, what,
+    fault)`` the blocking ``fault()`` runs in a thread while the storm goes
+    on. Then the counts are read once the events have settled."""
+    rng = rng or random.Random()
+    run = FaultRun(users)
+    stats, gate = run.stats, Gate()
+    deadline = time.monotonic() + budget
+    nc = await connect(servers)
+    try:
+        await publish_play(nc, names, liked, msg_id="play-0", deadline=deadline)
+        await wait_answer(nc, names.cmd("now_playing"), {}, lambda r: r.get("video_id") == liked)
+        storm_done = anyio.Event()
+
+        async def faulter() -> None:
+            for point, what, fault in faults:
+                await stats.reached(point)
+                await anyio.sleep(rng.uniform(0, 0.05))  # a random instant under load
+                gate.close()
+                t0 = time.monotonic()
+                await anyio.to_thread.run_sync(fault)
+                run.faults.append((what, round(time.monotonic() - t0, 2)))
+                gate.open()
+
+        async def player() -> None:
+            while not storm_done.is_set() and time.monotonic() < deadline:
+                vid = f"p{len(run.new_items):05d}"
+                await publish_play(nc, names, vid, msg_id=f"play-{vid}", deadline=deadline)
+                run.new_items.append(vid)
+                await publish_play(nc, names, liked, msg_id=f"play-{vid}-again", deadline=deadline)
+                run.pairs += 1
+                await anyio.sleep(rng.uniform(0.05, 0.15))  # pacing of the play stream
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(faulter)
+            tg.start_soon(player)
+            await like_storm(nc, names, users, liked, stats, gate=gate, deadline=deadline)
+            storm_done.set()
+
+        assert daemon.alive, "the daemon died:\n" + daemon.log_tail()
+        await events_settled(nc, names)
+        run.truth = await like_truth(nc, names, liked)
+        run.plays, run.items_played = await play_truth(nc, names)
+        run.fresh = await wait_answer(nc, names.like_subject, {"username": "fresh-user"},
+                                      lambda r: r["status"] in ("ok", "duplicate"))
+    finally:
+        await nc.close()
+    return run
+
+
+# --- a kill while the daemon catches up on the event stream -------------------------
+
+
+@attrs.frozen
+class CatchUpKill:
+    delivered_seq: int   # the last stream sequence the consumer had delivered
+    stored_seq: int      # the highest event sequence the counters record (last_event_seq)
+    attempts: int
+
+    @property
+    def fetched_unstored(self) -> int:
+        """Events the killed life had fetched but not stored (they come back after ack_wait)."""
+        return max(0, self.delivered_seq - self.stored_seq)
+
+
+async def stored_event_seq(nc: Any, names: Names) -> int:
+    kv = await nc.jetstream().key_value(ANALYTICS_BUCKET)
+    try:
+        doc = json.loads((await kv.get(global_key(names.namespace))).value)
+    except KeyNotFoundError:
+        return 0
+    return int(doc.get("last_event_seq", 0))
+
+
+async def kill_during_catch_up(nc: Any, names: Names, d: DaemonProcess, publish_burst: Callable[[], Any], *,
+                               deadline: float, attempts: int = 3) -> CatchUpKill:
+    """With the daemon dead: publish a burst of plays, start the daemon and
+    SIGKILL it while it has fetched plays it has not stored yet (the
+    consumer's delivered sequence is past the stored ``last_event_seq``).
+    Tried again (another burst) if a kill came too late."""
+    js = nc.jetstream()
+    result = CatchUpKill(0, 0, 0)
+    for attempt in range(1, attempts + 1):
+        await publish_burst()
+        await anyio.to_thread.run_sync(d.start)
+        while time.monotonic() < deadline:  # each ask waits for its reply
+            try:
+                info = await js.consumer_info(names.stream, names.durable, timeout=2)
+            except NotFoundError:
+                continue  # the daemon makes its consumer anew at every start
+            if info.delivered.stream_seq > await stored_event_seq(nc, names) and info.num_ack_pending:
+                break
+        await anyio.to_thread.run_sync(d.kill9)
+        try:
+            info = await js.consumer_info(names.stream, names.durable, timeout=2)
+        except NotFoundError:
+            continue  # killed between deleting and making the consumer: try again
+        result = CatchUpKill(info.delivered.stream_seq, await stored_event_seq(nc, names), attempt)
+        if result.fetched_unstored:
+            return result
+    return result
