@@ -192,7 +192,7 @@ def _limit(text: str) -> int:
 
 
 def _namespace(text: str) -> str:
-    if text != _CONFIG_NAMESPACE and NAMESPACE_PATTERN.match(text) is None:
+    if text != _CONFIG_NAMESPACE and NAMESPACE_PATTERN.fullmatch(text) is None:
         raise argparse.ArgumentTypeError(f"must match {NAMESPACE_PATTERN.pattern}: {text!r}")
     return text
 

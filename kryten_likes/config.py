@@ -130,7 +130,7 @@ class NatsSection:
         default="kryten",
         validator=_require(
             "must be a NATS subject without spaces or wildcards, e.g. 'kryten'",
-            lambda v: _SUBJECT_PREFIX.match(v) is not None,
+            lambda v: _SUBJECT_PREFIX.fullmatch(v) is not None,
         ),
     )
     # Credentials and TLS, passed to every connection (also overridable from
@@ -179,7 +179,7 @@ class AnalyticsSection:
         default="default",
         validator=_require(
             f"must match {NAMESPACE_PATTERN.pattern}",
-            lambda v: NAMESPACE_PATTERN.match(v) is not None,
+            lambda v: NAMESPACE_PATTERN.fullmatch(v) is not None,
         ),
     )
 

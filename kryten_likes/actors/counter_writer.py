@@ -113,6 +113,11 @@ class CounterWriter:
         self._dirty: set[tuple[str, str]] = set()
         self._last_materialised = -math.inf
 
+    def peek(self, ns: str) -> CounterBook:
+        """A namespace's book for reading; an unknown one is not kept (a read
+        of a new namespace must not cost memory for good)."""
+        return self.books.get(ns) or CounterBook(ns)
+
     def book(self, ns: str) -> CounterBook:
         b = self.books.get(ns)
         if b is None:
@@ -139,7 +144,7 @@ class CounterWriter:
                 self.pending_likes.append(msg)
                 return []
             return [wire.duplicate(msg.reply, video_id=msg.media.video_id,
-                                   like_count=self.book(msg.namespace).like_count(msg.media.video_id))]
+                                   like_count=self.peek(msg.namespace).like_count(msg.media.video_id))]
         if isinstance(msg, (PlayStarted, QueueObserved, EnqueueStarted, QueueConfirmed, EnqueueRefused,
                             ApplyFinished)):
             return self._change(msg)
@@ -148,7 +153,7 @@ class CounterWriter:
         if isinstance(msg, CommitFinished):
             return self._finished(msg, now)
         if isinstance(msg, TopAsked):
-            return [wire.ok(msg.reply, items=self.book(msg.namespace).top(msg.ranking, msg.limit))]
+            return [wire.ok(msg.reply, items=self.peek(msg.namespace).top(msg.ranking, msg.limit))]
         if isinstance(msg, StatsAsked):
             return [self._stats(msg)]
         if isinstance(msg, Tick):
@@ -462,7 +467,7 @@ class CounterWriter:
         return out
 
     def _stats(self, msg: StatsAsked):
-        book = self.book(msg.namespace)
+        book = self.peek(msg.namespace)
         fields: dict = {"global": book.global_value()}
         if msg.video_id is not None:
             fields["item"] = book.item_stats(msg.video_id)

@@ -26,11 +26,13 @@ import attrs
 
 from .. import wire
 from ..messages import Forward, LikeRequested, Media, MediaChanged, EventRef, NowPlayingAsked, ReplyTo, StatsAsked
+from ..store import encode_token
 from ..messages import ApplyItem, ApplyRequested, QueueObserved, TopAsked
 
 COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply")
 MAX_APPLY_ITEMS = 500
 MAX_BODY = 64 * 1024
+MAX_KEY_TOKEN = 3000  # with the longest namespace and user tokens, a key stays under 3.6 KB
 NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
@@ -56,11 +58,15 @@ def fold_user(name: str) -> str:
     return unicodedata.normalize("NFKC", name).casefold()
 
 
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text)
 
 
-def _opt_str(body: dict, field: str, max_len: int) -> str | None:
+def _opt_str(body: dict, field: str, max_len: int, *, key: bool = False) -> str | None:
     v = body.get(field)
     if v is None:
         return None
@@ -70,7 +76,16 @@ def _opt_str(body: dict, field: str, max_len: int) -> str | None:
         raise Invalid(field, f"must be 1-{max_len} characters")
     if _has_control(v):
         raise Invalid(field, "must not hold control characters")
+    if key and not fits_key(v):
+        raise Invalid(field, f"too long to store: its KV key token would exceed {MAX_KEY_TOKEN} characters")
     return v
+
+
+def fits_key(raw: str) -> bool:
+    """Can this id go into a KV key? nats-server refuses a protocol line over
+    4 KiB, and a 1000-character id of 3- or 4-byte characters encodes to
+    up to 5 336 characters (kv-schema.md's base64url), so such ids are refused."""
+    return len(encode_token(raw)) <= MAX_KEY_TOKEN
 
 
 def _user(body: dict) -> str:
@@ -102,20 +117,23 @@ def decode(req: Inbound, default_namespace: str) -> Any:
     """One request → the message that answers it, or an invalid_request reply."""
     to = ReplyTo(req.reply_subject, None, req.command, req.received)
     try:
-        if len(req.data) > MAX_BODY:
-            raise Invalid("body", f"larger than {MAX_BODY} bytes")
         try:
             body = json.loads(req.data.decode("utf-8")) if req.data else {}
         except UnicodeDecodeError:
             raise Invalid("body", "not UTF-8") from None
+        except RecursionError:
+            raise Invalid("body", "nested too deeply") from None
         except ValueError:
             raise Invalid("body", "not JSON") from None
         if not isinstance(body, dict):
             raise Invalid("body", "not a JSON object")
         cid = body.get("correlation_id")
-        if isinstance(cid, str) and len(cid) <= 200:
+        good_cid = isinstance(cid, str) and len(cid) <= 200 and not _has_surrogate(cid)
+        if good_cid:
             to = attrs.evolve(to, correlation_id=cid)
-        elif cid is not None:
+        if len(req.data) > MAX_BODY:  # read anyway (NATS bounds it) so the refusal echoes correlation_id
+            raise Invalid("body", f"larger than {MAX_BODY} bytes")
+        if cid is not None and not good_cid:
             raise Invalid("correlation_id", "must be a string of at most 200 characters")
         ns = body.get("namespace")
         if ns is None:
@@ -129,16 +147,16 @@ def decode(req: Inbound, default_namespace: str) -> Any:
 
 def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
-        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), _opt_str(body, "video_id", 1000)))
+        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), _opt_str(body, "video_id", 1000, key=True)))
     if command == "now_playing":
         return Forward("playback", NowPlayingAsked(to))
     if command in ("top_liked", "top_played"):
         return Forward("counter_writer", TopAsked(to, ns, command[4:], _limit(body)))
     if command == "stats":
-        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", 1000),
-                                                    _opt_str(body, "playlist_id", 1000)))
+        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", 1000, key=True),
+                                                    _opt_str(body, "playlist_id", 1000, key=True)))
     if command == "queue_apply":
-        playlist_id = _opt_str(body, "playlist_id", 1000)
+        playlist_id = _opt_str(body, "playlist_id", 1000, key=True)
         if playlist_id is None:
             raise Invalid("playlist_id", "is required")
         return Forward("apply", ApplyRequested(to, ns, playlist_id, _apply_items(body),
@@ -157,7 +175,7 @@ def _apply_items(body: dict) -> tuple[ApplyItem, ...]:
         if not isinstance(it, dict):
             raise Invalid(f"items[{i}]", "must be an object")
         try:
-            vid = _opt_str(it, "video_id", 1000)
+            vid = _opt_str(it, "video_id", 1000, key=True)
             mtype = _opt_str(it, "type", 100)
             title = _opt_str(it, "title", 1000)
         except Invalid as exc:
@@ -195,13 +213,20 @@ def _media(raw: object) -> Media | None:
     if not isinstance(raw, dict):
         return None
     vid = raw.get("id")
-    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000:
-        return None
+    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000 or _has_control(vid) or not fits_key(vid):
+        return None  # an item we could neither key nor answer about
     secs = raw.get("seconds")
     dur = int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) and math.isfinite(secs) \
         and secs >= 0 else None
-    title, mtype = raw.get("title"), raw.get("type")
-    return Media(vid, mtype if isinstance(mtype, str) else "", title if isinstance(title, str) else "", dur)
+    title, mtype = _text(raw.get("title"), 1000), _text(raw.get("type"), 100)
+    return Media(vid, mtype, title, dur)
+
+
+def _text(v: object, max_len: int) -> str:
+    """Free text from the bridge, made safe to store: a string, bounded, UTF-8 clean."""
+    if not isinstance(v, str):
+        return ""
+    return v[:max_len].encode("utf-8", "replace").decode("utf-8")
 
 
 def queue_observed(raw: bytes, ref: EventRef | None) -> QueueObserved | None:

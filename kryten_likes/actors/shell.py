@@ -68,7 +68,11 @@ class Bus:
 
     async def send(self, subject: str, body: dict) -> None:
         try:
-            await self.nc.publish(subject, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+            try:
+                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
+                data = json.dumps(body, separators=(",", ":")).encode()
+            await self.nc.publish(subject, data)
         except Exception as exc:  # a reply that cannot go out must not kill the actor
             log.warning("reply to %s lost: %s", subject, exc)
 
@@ -149,6 +153,9 @@ class ActorShell:
     def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
         """Requests this incarnation held when it died; messages others must get."""
         replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
+        # Raw requests (the gateway's) carry only their reply subject.
+        replies += [ReplyTo(m.reply_subject, None, getattr(m, "command", None)) for m in self.in_hand
+                    if getattr(m, "reply_subject", None)]
         held = getattr(self.core, "in_hand", None)
         if callable(held):
             replies += held()

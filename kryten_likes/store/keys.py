@@ -27,7 +27,11 @@ def encode_token(raw: str) -> str:
         return raw
     if not raw:
         raise KeyError_("an id may not be empty")
-    return "=" + base64.urlsafe_b64encode(raw.encode("utf-8")).rstrip(b"=").decode("ascii")
+    try:
+        data = raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no key
+        raise KeyError_("an id must be valid Unicode text") from None
+    return "=" + base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def decode_token(token: str) -> str:
