@@ -104,7 +104,7 @@ class Supervisor:
 
     async def bury(self, shell: ActorShell) -> None:
         try:
-            replies, forwards, naks = shell.orphans()
+            replies, forwards = shell.orphans()
         except Exception:  # a broken core must not stop the answers
             log.exception("could not list what %s held", shell.name)
             return
@@ -112,5 +112,3 @@ class Supervisor:
             await self.bus.reply(wire.error(to, "internal_error", f"{shell.name} failed with the request inside"))
         for f in forwards:
             self.router.send(f.to, f.message)
-        for ev in naks:
-            await self.bus.ack(ev, b"-NAK")

@@ -528,7 +528,7 @@ class CounterWriterShell(ActorShell):
         except Exception as exc:  # a ranking snapshot is rewritten on the next tick
             log.warning("could not write %s: %s", p.key, exc)
 
-    def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
+    def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
         likes, plays = self.core.held()
         # What was drained from the mailbox but not stepped is held too.
         likes += [m for m in self.in_hand if isinstance(m, LikeReserved)]
@@ -550,7 +550,7 @@ class CounterWriterShell(ActorShell):
             forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
         forwards.append(Forward("apply", WriterRestarted()))
         # Unstored events need no NAK: the feed reads the stream again from what is stored.
-        return replies, forwards, []
+        return replies, forwards
 
 
 __all__ = ["CounterWriter", "CounterWriterShell"]

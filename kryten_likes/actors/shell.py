@@ -150,7 +150,7 @@ class ActorShell:
     async def perform_other(self, effect: Any) -> None:
         raise TypeError(f"{self.name} cannot perform {effect!r}")
 
-    def orphans(self) -> tuple[list[ReplyTo], list[Forward], list[EventRef]]:
+    def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
         """Requests this incarnation held when it died; messages others must get."""
         replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
         # Raw requests (the gateway's) carry only their reply subject.
@@ -159,4 +159,4 @@ class ActorShell:
         held = getattr(self.core, "in_hand", None)
         if callable(held):
             replies += held()
-        return replies, [], []
+        return replies, []
