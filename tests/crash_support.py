@@ -398,6 +398,18 @@ class LikeTruth:
 
 
 async def like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
+    # Right after a node dies a read may time out while the cluster elects
+    # new leaders: ask again (a bounded number of times).
+    for attempt in range(10):
+        try:
+            return await _like_truth(nc, names, video_id)
+        except (nats.errors.TimeoutError, TimeoutError):
+            if attempt == 9:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
     js = nc.jetstream()
     kv = await js.key_value(LIKES_BUCKET)
     try:
