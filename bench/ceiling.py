@@ -1,25 +1,47 @@
 """The bus's own ceiling: a trivial responder doing the least a like must do,
 one request-reply plus one KV create of a unique key. Run as a process of
-its own, like the daemon, so both are measured the same way."""
+its own, like the daemon, so both are measured the same way.
+
+    python -m bench.ceiling URL SUBJECT [--serial]
+
+By default every request is handled in its own task, as the daemon handles
+many requests at once: the ceiling is what the bus and one Python process
+can do, not what one-at-a-time can do. ``--serial`` awaits each request
+before the next (nats-py runs a subscription's callbacks one by one), which
+is the ceiling the first version of the benchmark measured; it is kept to
+show how much of a "ratio above 1" came from that.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import nats
 
 
-async def main(url: str, subject: str) -> None:
-    nc = await nats.connect(url)
+async def main(url: str, subject: str, serial: bool) -> None:
+    nc = await nats.connect(url, name="bench-ceiling")
     kv = await nc.jetstream().create_key_value(bucket="bench_ceiling", history=1)
+    prefix = f"{os.getpid()}-"
     n = 0
+    tasks: set[asyncio.Task] = set()
 
-    async def on_request(msg):
+    async def handle(msg, key: str) -> None:
+        await kv.create(key, msg.data)
+        await msg.respond(b'{"status":"ok"}')
+
+    async def on_request(msg) -> None:
         nonlocal n
         n += 1
-        await kv.create(f"k{n}", msg.data)
-        await msg.respond(b'{"status":"ok"}')
+        if serial:
+            await handle(msg, f"{prefix}{n}")
+            return
+        # The requester bounds how many are in flight; so does this set.
+        t = asyncio.create_task(handle(msg, f"{prefix}{n}"))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
 
     await nc.subscribe(subject, cb=on_request)
     await nc.flush()
@@ -28,4 +50,8 @@ async def main(url: str, subject: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    try:
+        asyncio.run(main(args[0], args[1], "--serial" in sys.argv))
+    except KeyboardInterrupt:
+        pass
