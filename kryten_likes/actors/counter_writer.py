@@ -58,6 +58,7 @@ from .request_memory import RequestKey, RequestMemory, request_key
 log = logging.getLogger(__name__)
 
 MAX_CONFLICTS = 5
+MATERIALISE_PER_TICK = 32
 RANKING_SIZE = 100
 
 
@@ -481,11 +482,14 @@ class CounterWriter:
             return []
         self._last_materialised = now
         out = []
-        for ns, ranking in sorted(self._dirty):
+        # A bounded number per tick: after likes in thousands of namespaces,
+        # thousands of writes at once would stall the daemon.
+        batch = sorted(self._dirty, key=lambda d: (d[0] != self.namespace, d))[:MATERIALISE_PER_TICK]
+        for ns, ranking in batch:
             items = self.book(ns).top(ranking, RANKING_SIZE)
             out.append(PutDocument("analytics", ranking_key(ns, ranking),
                                    {"items": items, "updated_at": iso(now), "schema_version": docs.SCHEMA}))
-        self._dirty.clear()
+        self._dirty.difference_update(batch)
         return out
 
 
@@ -499,6 +503,7 @@ class CounterWriterShell(ActorShell):
         self.buckets = buckets
         self._tg: anyio.abc.TaskGroup | None = None
         self.rewind: Rewind | None = None
+        self._puts = anyio.CapacityLimiter(4)
 
     async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -524,7 +529,8 @@ class CounterWriterShell(ActorShell):
 
     async def _put(self, p: PutDocument) -> None:
         try:
-            await self.buckets[p.bucket].put(p.key, p.value)
+            async with self._puts:  # a few at a time: snapshots must not crowd out commits
+                await self.buckets[p.bucket].put(p.key, p.value)
         except Exception as exc:  # a ranking snapshot is rewritten on the next tick
             log.warning("could not write %s: %s", p.key, exc)
 
