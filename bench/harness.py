@@ -14,7 +14,6 @@ a miscount is a `Miscount` (a subclass), which makes the bench exit non-zero.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import signal
@@ -255,21 +254,11 @@ def all_ok(d: Drive, what: str) -> None:
 # --- child processes -------------------------------------------------------------------
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
+def _die_with_parent():
+    """Children die with us (PR_SET_PDEATHSIG): the daemon's own helper."""
+    from kryten_likes.embedded import die_with_parent_hook
 
-    def hook() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
+    return die_with_parent_hook()
 
 
 class Child:

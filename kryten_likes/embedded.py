@@ -331,7 +331,7 @@ def _keep_server(argv: list[str], events: queue.Queue[_Event], stopping: threadi
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             process_group=0,
-            preexec_fn=_die_with_parent_hook(),
+            preexec_fn=die_with_parent_hook(),
         )
     except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
         events.put(("spawn_failed", exc))
@@ -365,7 +365,7 @@ def _level_of(line: str) -> int:
     return logging.DEBUG
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the child when its forking thread dies."""
     if not sys.platform.startswith("linux"):
         return None

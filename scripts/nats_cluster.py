@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -49,7 +48,6 @@ __all__ = ["Cluster", "ClusterError", "Node", "start_cluster"]
 HOST = "127.0.0.1"
 READY = "Server is ready"
 CLUSTER_NAME = "kryten-likes-test"
-_PR_SET_PDEATHSIG = 1
 
 
 class ClusterError(Exception):
@@ -76,20 +74,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _die_with_parent():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
+    """Children die with us (PR_SET_PDEATHSIG): the daemon's own helper."""
+    from kryten_likes.embedded import die_with_parent_hook
 
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
+    return die_with_parent_hook()
 
 
 class Node:
