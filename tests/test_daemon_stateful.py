@@ -1,19 +1,23 @@
 """The whole daemon against a plain model (Hypothesis stateful), on a real
 nats-server: random changeMedia events (new, replayed, re-sent), likes by a
-few users (case variants of one name among them), clock advances, queries
-and restarts. After every step the replies, the KV documents and the
+few users (case variants of one name among them), clock advances, queries,
+restarts of the whole daemon and crashes of single actors with a like
+inside. After every step the replies, the KV documents and the
 rankings must be what the model says."""
 
 from __future__ import annotations
 
 import anyio.from_thread
+import attrs
 import pytest
 from conftest import Harness, unique_config, wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from kryten_likes.actors.gateway import Inbound
 from kryten_likes.clock import FakeClock
+from kryten_likes.messages import LikeAllowed, LikeDuplicate, LikeForItem, LikeRequested, LikeReserved
 from kryten_likes.store import LIKES_BUCKET, likes_key
 
 USERS = ["ann", "Ann", "ANN", "bob", "carl", "Ｄｅｅ"]
@@ -28,6 +32,34 @@ def fold(name: str) -> str:
     return unicodedata.normalize("NFKC", name).casefold()
 
 
+CRASH_ON = {  # the message each actor gets for a like
+    "gateway": (Inbound,),
+    "rate_buckets": (LikeRequested,),
+    "playback": (LikeAllowed,),
+    "dedupe_ledger": (LikeForItem,),
+    "counter_writer": (LikeReserved, LikeDuplicate),
+}
+
+
+class OneShotFault:
+    """A test's fault hook: the armed actor raises on its next message of a kind."""
+
+    def __init__(self) -> None:
+        self.armed: tuple[str, tuple] | None = None
+
+    def arm(self, actor: str, kinds: tuple) -> None:
+        self.armed = (actor, kinds)
+
+    def disarm(self) -> None:
+        self.armed = None
+
+    def __call__(self, actor: str, msg: object) -> bool:
+        if self.armed is not None and actor == self.armed[0] and isinstance(msg, self.armed[1]):
+            self.armed = None
+            return True
+        return False
+
+
 class DaemonMachine(RuleBasedStateMachine):
     url: str = ""
 
@@ -36,7 +68,9 @@ class DaemonMachine(RuleBasedStateMachine):
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         portal = self._portal_cm.__enter__()
         config = unique_config(dedupe_window_seconds=WINDOW, rate_per_minute=60.0, rate_burst=BURST)
-        self.h = Harness(portal, self.url, config, FakeClock())
+        config = attrs.evolve(config, supervisor=attrs.evolve(config.supervisor, max_restarts=1000))
+        self.fault = OneShotFault()
+        self.h = Harness(portal, self.url, config, FakeClock(), self.fault)
         self.h.start()
         # the model
         self.current: str | None = None
@@ -92,6 +126,31 @@ class DaemonMachine(RuleBasedStateMachine):
         self.claims[(item, user)] = self.now() + WINDOW
         self.likes[item] = self.likes.get(item, 0) + 1
         assert (r["status"], r["video_id"], r["like_count"]) == ("ok", item, self.likes[item]), r
+
+    @precondition(lambda self: self.current is not None)
+    @rule(actor=st.sampled_from(sorted(CRASH_ON)), name=st.sampled_from(USERS))
+    def crash_an_actor_with_a_like_inside(self, actor: str, name: str) -> None:
+        """The actor raises on the like; it is answered internal_error, changes
+        nothing, and the restarted actor (state rebuilt from KV) serves on."""
+        user = fold(name)
+        # Past its rate limit the like never reaches the deeper actors.
+        reaches = actor in ("gateway", "rate_buckets") or self.would_take_token(user)
+        self.fault.arm(actor, CRASH_ON[actor])
+        r = self.h.request("like", {"username": name})
+        if not reaches:
+            self.fault.disarm()
+            self.take_token(user)
+            assert r["error"] == "rate_limited", r
+            return
+        assert (r["status"], r["error"]) == ("error", "internal_error"), r
+        if actor == "rate_buckets":
+            self.tokens.clear()  # the buckets died with it
+        elif actor != "gateway":
+            self.take_token(user)
+
+    def would_take_token(self, user: str) -> bool:
+        tokens, at = self.tokens.get(user, (float(BURST), self.now()))
+        return min(float(BURST), tokens + (self.now() - at) * PER_SECOND) >= 1.0
 
     @rule(seconds=st.sampled_from([1, 2, 5, 60]))
     def advance(self, seconds: int) -> None:
