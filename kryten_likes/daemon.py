@@ -229,7 +229,8 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         snap = await snapshot_for("counter_writer")
         # Only at daemon start is what a previous life left half-done truly dead.
         core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
-                             retry_window=config.likes.retry_window_seconds, epoch=feed.epoch)
+                             retry_window=config.likes.retry_window_seconds, epoch=feed.epoch,
+                             enqueues=carried.pop("enqueues", None))
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
 
@@ -242,11 +243,18 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
              ActorSpec("counter_writer", start_writer)]
     s = config.supervisor
     policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
+    carried: dict[str, Any] = {}
+
     def after_crash(dead: ActorShell) -> None:
         # Events held by a dead playback or counter writer are read again from
         # the stream, from the first one not stored (see EventFeed).
         if dead.name not in ("playback", "counter_writer"):
             return
+        if dead.name == "counter_writer":
+            # The apply actor's enqueues in flight, known to the dead writer, are
+            # known to the next one from its first message (the stream read
+            # again may bring their events before apply says them again).
+            carried["enqueues"] = dead.core.enqueues
         writer = dead if dead.name == "counter_writer" else supervisor.incarnations.get("counter_writer")
         book = writer.core.book(ns) if writer is not None else None
         epoch = feed.rewind(first_unstored(book))

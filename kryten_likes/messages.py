@@ -277,6 +277,7 @@ class EnqueueStarted:
 
     namespace: str
     media: Media
+    enqueue_id: str = ""  # apply id and item index: saying it twice is saying it once
 
 
 @frozen
@@ -285,6 +286,7 @@ class EnqueueRefused:
 
     namespace: str
     media: Media
+    enqueue_id: str = ""
 
 
 @frozen

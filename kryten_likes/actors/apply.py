@@ -56,6 +56,10 @@ class ApplyRun:
     awaiting: str = "bridge"  # "bridge": enqueue in flight; "writer": count in flight
 
 
+def enqueue_id(run: ApplyRun) -> str:
+    return f"{run.apply_id}#{run.index}"
+
+
 def media_of(run: ApplyRun) -> Media:
     it = run.request.items[run.index]
     return Media(it.video_id, it.media_type, it.title or "", it.duration_seconds)
@@ -100,7 +104,7 @@ class Applies:
 
     def _send(self, run: ApplyRun) -> list:
         run.awaiting = "bridge"
-        return [Forward("counter_writer", EnqueueStarted(run.request.namespace, media_of(run))),
+        return [Forward("counter_writer", EnqueueStarted(run.request.namespace, media_of(run), enqueue_id(run))),
                 Enqueue(run.apply_id, run.index, run.request.items[run.index])]
 
     def _answered(self, msg: EnqueueAnswered) -> list:
@@ -113,7 +117,7 @@ class Applies:
             return [Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
                                                              run.index, media_of(run)))]
         run.failed.append({"video_id": req.items[run.index].video_id, "reason": msg.reason or "refused"})
-        out: list = [Forward("counter_writer", EnqueueRefused(req.namespace, media_of(run)))]
+        out: list = [Forward("counter_writer", EnqueueRefused(req.namespace, media_of(run), enqueue_id(run)))]
         return out + self._next(run)
 
     def _next(self, run: ApplyRun) -> list:
@@ -135,7 +139,7 @@ class Applies:
         for run in self.active.values():
             req = run.request
             if run.awaiting == "bridge":
-                out.append(Forward("counter_writer", EnqueueStarted(req.namespace, media_of(run))))
+                out.append(Forward("counter_writer", EnqueueStarted(req.namespace, media_of(run), enqueue_id(run))))
             else:
                 out.append(Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
                                                                     run.index, media_of(run))))

@@ -88,7 +88,8 @@ class Group:
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
-                 retry_window: float = 600.0, epoch: int = 0) -> None:
+                 retry_window: float = 600.0, epoch: int = 0,
+                 enqueues: dict[tuple[str, str], set[str]] | None = None) -> None:
         self.epoch = epoch  # events of older readings of the stream are dropped: they come again
         self.books = books
         self.namespace = namespace  # where plays are counted
@@ -98,7 +99,9 @@ class CounterWriter:
         self._seq = 0
         self.pending_likes: deque[LikeReserved] = deque()
         self.pending_changes: deque[tuple[object, int]] = deque()
-        self.enqueues: dict[tuple[str, str], int] = {}  # (ns, media key) -> asked of the bridge, unanswered
+        # (ns, media key) -> ids of enqueues asked of the bridge, unanswered. Ids,
+        # not a count: an enqueue announced twice (after a restart) is one.
+        self.enqueues: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in (enqueues or {}).items()}
         self.in_flight: dict[str, Group] = {}  # kind -> group
         self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
         self.requests = RequestMemory(retry_window)
@@ -176,9 +179,11 @@ class CounterWriter:
         changes = [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
         return likes, [c for c in changes if isinstance(c, PlayStarted)]
 
+    def held_changes(self) -> list:
+        return [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
+
     def held_applies(self) -> list[ApplyFinished]:
-        changes = [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
-        return [c for c in changes if isinstance(c, ApplyFinished)]
+        return [c for c in self.held_changes() if isinstance(c, ApplyFinished)]
 
     # --- likes -------------------------------------------------------------------------
 
@@ -366,15 +371,17 @@ class CounterWriter:
                 return self._event_passed(msg.event)
         in_flight = 0
         if isinstance(msg, EnqueueStarted):
-            k = (msg.namespace, ac.media_key(msg.media))
-            self.enqueues[k] = self.enqueues.get(k, 0) + 1
+            self.enqueues.setdefault((msg.namespace, ac.media_key(msg.media)), set()).add(msg.enqueue_id)
             return []
         if isinstance(msg, (QueueConfirmed, EnqueueRefused)):
             k = (msg.namespace, ac.media_key(msg.media))
-            self.enqueues[k] = max(0, self.enqueues.get(k, 0) - 1)
-            in_flight = self.enqueues[k]
+            ids = self.enqueues.get(k, set())
+            ids.discard(msg.enqueue_id if isinstance(msg, EnqueueRefused) else f"{msg.apply_id}#{msg.index}")
+            in_flight = len(ids)
+            if not ids:
+                self.enqueues.pop(k, None)
         elif isinstance(msg, QueueObserved):
-            in_flight = self.enqueues.get((self.namespace, ac.media_key(msg.media)), 0)
+            in_flight = len(self.enqueues.get((self.namespace, ac.media_key(msg.media)), ()))
         self.pending_changes.append((msg, in_flight))
         return []
 
@@ -437,16 +444,20 @@ class CounterWriter:
         if g.conflicts + 1 >= MAX_CONFLICTS:
             raise RuntimeError(f"analytics batch {g.group_id} conflicted {MAX_CONFLICTS} times: another writer?")
         self._retry_conflicts["analytics"] = g.conflicts + 1
+        # Back to the queue, then drop whatever the refreshed marks say is
+        # stored: this group's events, and any a late-landing batch of an
+        # earlier life of this writer stored.
+        self.pending_changes.extendleft(reversed(g.changes))
         out: list = []
-        keep = []
-        for change, in_flight in g.changes:
+        still: deque = deque()
+        for change, in_flight in self.pending_changes:
             ev = getattr(change, "event", None)
             kind = "play" if isinstance(change, PlayStarted) else "queue"
             if ev is not None and ev.stream_seq <= self.last_seq(kind):
-                out.append(AckEvent(ev))  # stored by an earlier life of this daemon
+                out.append(AckEvent(ev))
             else:
-                keep.append((change, in_flight))
-        self.pending_changes.extendleft(reversed(keep))
+                still.append((change, in_flight))
+        self.pending_changes = still
         return out
 
     # --- outcomes, queries, materialised rankings ---------------------------------------
@@ -535,10 +546,9 @@ class CounterWriterShell(ActorShell):
             log.warning("could not write %s: %s", p.key, exc)
 
     def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
-        likes, plays = self.core.held()
+        likes, _plays = self.core.held()  # plays come again: the feed reads the stream again
         # What was drained from the mailbox but not stepped is held too.
         likes += [m for m in self.in_hand if isinstance(m, LikeReserved)]
-        plays += [m for m in self.in_hand if isinstance(m, PlayStarted)]
         replies = [m.reply for m in self.in_hand
                    if isinstance(getattr(m, "reply", None), ReplyTo) and not isinstance(m, LikeReserved)]
         replies += [l.reply for l in likes]
@@ -549,6 +559,10 @@ class CounterWriterShell(ActorShell):
         media, started = stored if stored is not None else (None, 0.0)
         self.rewind = Rewind(media, started, self.core.last_event_seq)  # sent with the new epoch
         replies += [f.reply for f in self.core.held_applies()]
+        # Refusals are said once by apply: the next writer must still hear them.
+        forwards += [Forward("counter_writer", c) for c in self.core.held_changes()
+                     if isinstance(c, EnqueueRefused)]
+        forwards += [Forward("counter_writer", m) for m in self.in_hand if isinstance(m, EnqueueRefused)]
         waiters = self.core.held_waiters()
         replies += [w.reply for w in waiters]
         released += tuple(w.claim for w in waiters if isinstance(w, LikeReserved) and w.claim is not None)
