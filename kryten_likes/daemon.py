@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import attrs
 import nats
+import nats.errors
 from kryten import KrytenClient
 from anyio.abc import ObjectSendStream
 
@@ -112,8 +113,15 @@ async def connect(servers: list[str], config: Config) -> Any:
                                 reconnect_time_wait=0.5, allow_reconnect=True, error_cb=remember,
                                 **nats_options(config))
     except Exception as exc:
-        cause = errors[-1] if errors else exc
-        raise StartError(f"cannot connect to NATS at {', '.join(servers)}: {cause}") from None
+        # The server closes a refused connection, so the last error may be a
+        # reset; the refusal is the news.
+        refused = [e for e in errors if isinstance(e, nats.errors.AuthorizationError)]
+        cause = refused[-1] if refused else errors[-1] if errors else exc
+        hint = ""
+        n = config.nats
+        if not refused and (n.user or n.token or n.creds_file) and isinstance(cause, ConnectionResetError):
+            hint = " (the server closed the connection at the handshake: check the NATS credentials)"
+        raise StartError(f"cannot connect to NATS at {', '.join(servers)}: {cause}{hint}") from None
     nc.options["max_reconnect_attempts"] = -1  # nats-py reads this on every reconnect
     return nc
 
