@@ -262,7 +262,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             # The apply actor's enqueues in flight, known to the dead writer, are
             # known to the next one from its first message (the stream read
             # again may bring their events before apply says them again).
-            carried["enqueues"] = dead.core.enqueues
+            carried["enqueues"] = dead.unsettled_enqueues()
         writer = dead if dead.name == "counter_writer" else supervisor.incarnations.get("counter_writer")
         book = writer.core.book(ns) if writer is not None else None
         epoch = feed.rewind(first_unstored(book))

@@ -182,6 +182,17 @@ class CounterWriter:
     def held_changes(self) -> list:
         return [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
 
+    def unsettled_enqueues(self) -> dict[tuple[str, str], set[str]]:
+        """Enqueues in flight as KV knows them: those whose answer came but is
+        not stored yet still count as in flight for the next writer."""
+        out = {k: set(v) for k, v in self.enqueues.items()}
+        for c in self.held_changes():
+            if isinstance(c, QueueConfirmed):
+                out.setdefault((c.namespace, ac.media_key(c.media)), set()).add(f"{c.apply_id}#{c.index}")
+            elif isinstance(c, EnqueueRefused):
+                out.setdefault((c.namespace, ac.media_key(c.media)), set()).add(c.enqueue_id)
+        return out
+
     def held_applies(self) -> list[ApplyFinished]:
         return [c for c in self.held_changes() if isinstance(c, ApplyFinished)]
 
@@ -544,6 +555,17 @@ class CounterWriterShell(ActorShell):
                 await self.buckets[p.bucket].put(p.key, p.value)
         except Exception as exc:  # a ranking snapshot is rewritten on the next tick
             log.warning("could not write %s: %s", p.key, exc)
+
+    def unsettled_enqueues(self) -> dict[tuple[str, str], set[str]]:
+        """The core's, and those of announcements and answers drained from the
+        mailbox but never stepped: for the next writer, all still in flight."""
+        out = self.core.unsettled_enqueues()
+        for m in self.in_hand:
+            if isinstance(m, (EnqueueStarted, EnqueueRefused)):
+                out.setdefault((m.namespace, ac.media_key(m.media)), set()).add(m.enqueue_id)
+            elif isinstance(m, QueueConfirmed):
+                out.setdefault((m.namespace, ac.media_key(m.media)), set()).add(f"{m.apply_id}#{m.index}")
+        return out
 
     def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
         likes, _plays = self.core.held()  # plays come again: the feed reads the stream again
