@@ -36,7 +36,7 @@ from .actors.shell import ActorShell, Bus, FaultHook, Router
 from .clock import Clock, SystemClock, parse_iso
 from .config import Config, event_channel_token, nats_options
 from .events import EventFeed, open_event_source
-from .messages import Media, ReplyTo, Tick
+from .messages import EnqueuesInFlight, Media, ReplyTo, Tick
 from .store.documents import media_of_now_playing
 from .store import AtomicBucket, decode_token, open_buckets, scan, split_key
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
@@ -236,9 +236,10 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         first_life = "counter_writer" in first_users
         snap = await snapshot_for("counter_writer")
         # Only at daemon start is what a previous life left half-done truly dead.
+        # A restarted writer learns from the apply actor what is in flight.
         core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
                              retry_window=config.likes.retry_window_seconds, epoch=feed.epoch,
-                             enqueues=carried.pop("enqueues", None))
+                             await_applies=not first_life)
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
 
@@ -251,18 +252,15 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
              ActorSpec("counter_writer", start_writer)]
     s = config.supervisor
     policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
-    carried: dict[str, Any] = {}
-
     def after_crash(dead: ActorShell) -> None:
         # Events held by a dead playback or counter writer are read again from
         # the stream, from the first one not stored (see EventFeed).
+        if dead.name == "apply":
+            # Its enqueues died with it: nothing of it is in flight any more.
+            router.send("counter_writer", EnqueuesInFlight(()))
+            return
         if dead.name not in ("playback", "counter_writer"):
             return
-        if dead.name == "counter_writer":
-            # The apply actor's enqueues in flight, known to the dead writer, are
-            # known to the next one from its first message (the stream read
-            # again may bring their events before apply says them again).
-            carried["enqueues"] = dead.unsettled_enqueues()
         writer = dead if dead.name == "counter_writer" else supervisor.incarnations.get("counter_writer")
         book = writer.core.book(ns) if writer is not None else None
         epoch = feed.rewind(first_unstored(book))

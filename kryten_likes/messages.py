@@ -342,3 +342,11 @@ class Enqueue:
 @frozen
 class WriterRestarted:
     """supervisor → apply: the counter writer died; say again what it must know."""
+
+
+@frozen
+class EnqueuesInFlight:
+    """apply → counter_writer, answering ``WriterRestarted``: every enqueue of a
+    running apply not yet counted, as (namespace, media key, enqueue id)."""
+
+    enqueues: tuple[tuple[str, str, str], ...] = ()

@@ -152,13 +152,17 @@ def _set(table: dict, k: str, values: list) -> None:
         table.pop(k, None)
 
 
-def queue_confirmed(d: Draft, c: QueueConfirmed) -> None:
+def queue_confirmed(d: Draft, c: QueueConfirmed, in_flight: int) -> None:
     pl = d.playlist(c.namespace, c.playlist_id)
     applying = pl.setdefault("applying", {})
     counted = int(applying.get(c.apply_id, 0))
-    if c.index >= counted:  # not counted yet (a confirmation may be sent twice)
-        ex = d.expectations(c.namespace)
-        k = media_key(c.media)
+    ex = d.expectations(c.namespace)
+    k = media_key(c.media)
+    if c.index < counted:
+        # Counted already (a confirmation said again after a writer restart).
+        # Events noted early while it seemed in flight were someone else's.
+        _settle_early(d, c.namespace, c.media, in_flight)
+    else:
         early = ex["early"].get(k, [])
         seconds = c.media.duration_seconds
         if early:
@@ -168,6 +172,7 @@ def queue_confirmed(d: Draft, c: QueueConfirmed) -> None:
         else:
             ex["expected"].setdefault(k, []).append([d.now + EXPECT_SECONDS, seconds is not None])
         count_queued(d, c.namespace, c.media, seconds)
+        _settle_early(d, c.namespace, c.media, in_flight)
         if counted == 0:
             pl["apply_count"] = int(pl.get("apply_count", 0)) + 1
             pl["last_applied_at"] = iso(d.now)
@@ -177,13 +182,18 @@ def queue_confirmed(d: Draft, c: QueueConfirmed) -> None:
 
 def enqueue_refused(d: Draft, r: EnqueueRefused, in_flight: int) -> None:
     """An early event matched an enqueue that then failed: someone else queued it."""
-    ex = d.expectations(r.namespace)
-    k = media_key(r.media)
+    _settle_early(d, r.namespace, r.media, in_flight)
+
+
+def _settle_early(d: Draft, ns: str, media: Media, in_flight: int) -> None:
+    """No more early events than enqueues still in flight: the rest were queued
+    by someone else, and count now."""
+    ex = d.expectations(ns)
+    k = media_key(media)
     early = ex["early"].get(k, [])
-    if len(early) > in_flight:
-        seconds = early.pop(0)
-        _set(ex["early"], k, early)
-        count_queued(d, r.namespace, r.media, seconds)
+    while len(early) > in_flight:
+        count_queued(d, ns, media, early.pop(0))
+    _set(ex["early"], k, early)
 
 
 def apply_finished(d: Draft, f: ApplyFinished) -> None:
@@ -215,3 +225,12 @@ def recover(d: Draft, ns: str) -> None:
 def needs_recovery(book: CounterBook) -> bool:
     ex = book.expectations.value if book.expectations is not None and book.expectations.value else None
     return bool(ex and ex.get("early")) or any(e.value and e.value.get("applying") for e in book.playlists.values())
+
+
+def reconcile(d: Draft, books: dict, in_flight: dict[tuple[str, str], int]) -> None:
+    """Every namespace's early events, against the enqueues now in flight."""
+    for ns, book in books.items():
+        ex = book.expectations.value if book.expectations is not None and book.expectations.value else None
+        for k in list((ex or {}).get("early", {})):
+            media_type, _, vid = k.partition(":")
+            _settle_early(d, ns, Media(vid, media_type), in_flight.get((ns, k), 0))

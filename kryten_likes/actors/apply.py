@@ -39,7 +39,7 @@ import nats.errors
 from .. import wire
 from ..messages import (
     ApplyFinished, ApplyProgress, ApplyRequested, Enqueue, EnqueueAnswered, EnqueueRefused, EnqueueStarted,
-    Forward, Media, QueueConfirmed, WriterRestarted,
+    EnqueuesInFlight, Forward, Media, QueueConfirmed, WriterRestarted,
 )
 from .shell import ActorShell
 
@@ -135,7 +135,11 @@ class Applies:
         return out + self._start_waiting()
 
     def _say_again(self) -> list:
-        out: list = []
+        # First the whole set, so the new writer knows every enqueue in flight
+        # before it judges a queue event; then the messages it must act on.
+        ids = tuple((r.request.namespace, f"{media_of(r).media_type}:{media_of(r).video_id}", enqueue_id(r))
+                    for r in self.active.values())
+        out: list = [Forward("counter_writer", EnqueuesInFlight(ids))]
         for run in self.active.values():
             req = run.request
             if run.awaiting == "bridge":

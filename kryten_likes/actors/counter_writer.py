@@ -42,7 +42,8 @@ from typing import Any
 from .. import wire
 from ..clock import iso, parse_iso
 from ..messages import (
-    ApplyFinished, EnqueueRefused, EnqueueStarted, QueueConfirmed, QueueObserved, WriterRestarted,
+    ApplyFinished, EnqueueRefused, EnqueueStarted, EnqueuesInFlight, QueueConfirmed, QueueObserved,
+    WriterRestarted,
     ReplyTo, Rewind,
     AckEvent, ClaimsSettled, Commit, CommitFinished, EventPassed, EventRef, Forward, LikeDuplicate,
     LikeReserved, PlayStarted, PutDocument, StatsAsked, Tick, TopAsked,
@@ -69,6 +70,14 @@ class Recover:
     namespace: str
 
 
+@attrs.frozen
+class Reconcile:
+    """A change queued when the apply actor said what is in flight: early
+    events beyond the enqueues in flight count as someone else's."""
+
+    in_flight: dict = attrs.field(hash=False)  # (ns, media key) -> enqueues in flight
+
+
 @attrs.define
 class Group:
     kind: str  # "likes" | "plays"
@@ -88,8 +97,7 @@ class Group:
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
-                 retry_window: float = 600.0, epoch: int = 0,
-                 enqueues: dict[tuple[str, str], set[str]] | None = None) -> None:
+                 retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False) -> None:
         self.epoch = epoch  # events of older readings of the stream are dropped: they come again
         self.books = books
         self.namespace = namespace  # where plays are counted
@@ -101,7 +109,10 @@ class CounterWriter:
         self.pending_changes: deque[tuple[object, int]] = deque()
         # (ns, media key) -> ids of enqueues asked of the bridge, unanswered. Ids,
         # not a count: an enqueue announced twice (after a restart) is one.
-        self.enqueues: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in (enqueues or {}).items()}
+        self.enqueues: dict[tuple[str, str], set[str]] = {}
+        # After a restart, what is in flight is the apply actor's to say
+        # (EnqueuesInFlight); queue changes wait for it, in order.
+        self._held_back: list | None = [] if await_applies else None
         self.in_flight: dict[str, Group] = {}  # kind -> group
         self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
         self.requests = RequestMemory(retry_window)
@@ -149,6 +160,12 @@ class CounterWriter:
                 return []
             return [wire.duplicate(msg.reply, video_id=msg.media.video_id,
                                    like_count=self.peek(msg.namespace).like_count(msg.media.video_id))]
+        if isinstance(msg, EnqueuesInFlight):
+            return self._applies_known(msg)
+        if self._held_back is not None and isinstance(msg, (QueueObserved, EnqueueStarted, QueueConfirmed,
+                                                             EnqueueRefused)):
+            self._held_back.append(msg)
+            return []
         if isinstance(msg, (PlayStarted, QueueObserved, EnqueueStarted, QueueConfirmed, EnqueueRefused,
                             ApplyFinished)):
             return self._change(msg)
@@ -181,17 +198,6 @@ class CounterWriter:
 
     def held_changes(self) -> list:
         return [c for c, _ in self.pending_changes] + [c for g in self.in_flight.values() for c, _ in g.changes]
-
-    def unsettled_enqueues(self) -> dict[tuple[str, str], set[str]]:
-        """Enqueues in flight as KV knows them: those whose answer came but is
-        not stored yet still count as in flight for the next writer."""
-        out = {k: set(v) for k, v in self.enqueues.items()}
-        for c in self.held_changes():
-            if isinstance(c, QueueConfirmed):
-                out.setdefault((c.namespace, ac.media_key(c.media)), set()).add(f"{c.apply_id}#{c.index}")
-            elif isinstance(c, EnqueueRefused):
-                out.setdefault((c.namespace, ac.media_key(c.media)), set()).add(c.enqueue_id)
-        return out
 
     def held_applies(self) -> list[ApplyFinished]:
         return [c for c in self.held_changes() if isinstance(c, ApplyFinished)]
@@ -372,6 +378,20 @@ class CounterWriter:
             return []
         return [AckEvent(ev)]
 
+    def _applies_known(self, msg: EnqueuesInFlight) -> list:
+        self.enqueues = {}
+        for ns, key, ident in msg.enqueues:
+            self.enqueues.setdefault((ns, key), set()).add(ident)
+        held, self._held_back = self._held_back or [], None
+        # Early events noted for enqueues no longer in flight were someone else's.
+        self.pending_changes.append((Reconcile({k: len(v) for k, v in self.enqueues.items()}), 0))
+        out: list = []
+        for m in held:
+            if isinstance(m, EnqueueStarted) and not any(m.enqueue_id in ids for ids in self.enqueues.values()):
+                continue  # an announcement of an enqueue apply no longer has in flight
+            out += self._change(m)
+        return out
+
     def _change(self, msg: object) -> list:
         """Queue an analytics change, noting the enqueues in flight as it arrived."""
         if isinstance(msg, (PlayStarted, QueueObserved)) and msg.event is not None:
@@ -408,13 +428,15 @@ class CounterWriter:
             elif isinstance(change, QueueObserved):
                 ac.queue_seen(d, self.namespace, change, in_flight)
             elif isinstance(change, QueueConfirmed):
-                ac.queue_confirmed(d, change)
+                ac.queue_confirmed(d, change, in_flight)
             elif isinstance(change, EnqueueRefused):
                 ac.enqueue_refused(d, change, in_flight)
             elif isinstance(change, ApplyFinished):
                 ac.apply_finished(d, change)
             elif isinstance(change, Recover):
                 ac.recover(d, change.namespace)
+            elif isinstance(change, Reconcile):
+                ac.reconcile(d, self.books, change.in_flight)
         g = d.global_(self.namespace)  # every group moves the global document: the marker
         g.update(updated_at=iso(now), schema_version=docs.SCHEMA)
         for value in d.values.values():
@@ -555,17 +577,6 @@ class CounterWriterShell(ActorShell):
                 await self.buckets[p.bucket].put(p.key, p.value)
         except Exception as exc:  # a ranking snapshot is rewritten on the next tick
             log.warning("could not write %s: %s", p.key, exc)
-
-    def unsettled_enqueues(self) -> dict[tuple[str, str], set[str]]:
-        """The core's, and those of announcements and answers drained from the
-        mailbox but never stepped: for the next writer, all still in flight."""
-        out = self.core.unsettled_enqueues()
-        for m in self.in_hand:
-            if isinstance(m, (EnqueueStarted, EnqueueRefused)):
-                out.setdefault((m.namespace, ac.media_key(m.media)), set()).add(m.enqueue_id)
-            elif isinstance(m, QueueConfirmed):
-                out.setdefault((m.namespace, ac.media_key(m.media)), set()).add(f"{m.apply_id}#{m.index}")
-        return out
 
     def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
         likes, _plays = self.core.held()  # plays come again: the feed reads the stream again
