@@ -397,16 +397,20 @@ class LikeTruth:
     dedupe_keys: int
 
 
-async def like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
-    # Right after a node dies a read may time out while the cluster elects
-    # new leaders: ask again (a bounded number of times).
+async def _patiently(read: Callable[[], Any]) -> Any:
+    """Right after a node dies a read may time out while the cluster elects
+    new leaders: ask again (a bounded number of times)."""
     for attempt in range(10):
         try:
-            return await _like_truth(nc, names, video_id)
+            return await read()
         except (nats.errors.TimeoutError, TimeoutError):
             if attempt == 9:
                 raise
     raise AssertionError("unreachable")
+
+
+async def like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
+    return await _patiently(lambda: _like_truth(nc, names, video_id))
 
 
 async def _like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
@@ -425,6 +429,10 @@ async def _like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
 
 async def play_truth(nc: Any, names: Names) -> tuple[dict[str, int], int]:
     """Every item's play_count (items with one), and the global items_played."""
+    return await _patiently(lambda: _play_truth(nc, names))
+
+
+async def _play_truth(nc: Any, names: Names) -> tuple[dict[str, int], int]:
     js = nc.jetstream()
     kv = await js.key_value(ANALYTICS_BUCKET)
     entries = await scan(AtomicBucket(nc, kv, ANALYTICS_BUCKET))
