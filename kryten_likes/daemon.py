@@ -252,6 +252,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
              ActorSpec("counter_writer", start_writer)]
     s = config.supervisor
     policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
+
     def after_crash(dead: ActorShell) -> None:
         # Events held by a dead playback or counter writer are read again from
         # the stream, from the first one not stored (see EventFeed).
@@ -261,9 +262,8 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             return
         if dead.name not in ("playback", "counter_writer"):
             return
-        writer = dead if dead.name == "counter_writer" else supervisor.incarnations.get("counter_writer")
-        book = writer.core.book(ns) if writer is not None else None
-        epoch = feed.rewind(first_unstored(book))
+        # (The dead writer is still the incarnation on record: its book is what is stored.)
+        epoch = feed.rewind(stored_up_to())
         rewind = getattr(dead, "rewind", None)
         if rewind is not None:
             router.send("playback", attrs.evolve(rewind, epoch=epoch))

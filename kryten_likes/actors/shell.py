@@ -76,11 +76,11 @@ class Bus:
         except Exception as exc:  # a reply that cannot go out must not kill the actor
             log.warning("reply to %s lost: %s", subject, exc)
 
-    async def ack(self, ev: EventRef, word: bytes = b"+ACK") -> None:
+    async def ack(self, ev: EventRef) -> None:
         if ev.ack_subject is None:
             return
         try:
-            await self.nc.publish(ev.ack_subject, word)
+            await self.nc.publish(ev.ack_subject, b"+ACK")
         except Exception as exc:  # unacked events come back; nothing is lost
             log.warning("ack of event %d lost: %s", ev.stream_seq, exc)
 
