@@ -499,6 +499,20 @@ class FaultRun:
         return (self.plays.get(liked, 0) <= 1 + self.pairs and all(self.plays.get(v, 0) <= 1 for v in self.new_items)
                 and set(self.plays) <= {liked, *self.new_items} and self.items_played <= 1 + 2 * self.pairs)
 
+    def assert_exact(self, liked: str, code: int, daemon: DaemonProcess, fault: str) -> None:
+        """The promise after a fault storm: every like answered ok or duplicate
+        counted exactly once, the daemon answering again and stopping cleanly,
+        no play twice, none lost."""
+        n = len(self.users)
+        assert self.stats.answered == n
+        assert self.truth.like_count == self.truth.dedupe_keys == n
+        assert self.truth.dedupe_users == set(self.users)
+        assert lost_answer_violations(self.stats) == {}
+        assert (self.fresh["status"], self.fresh["like_count"]) == ("ok", n + 1)
+        assert code == 0, daemon.log_tail()
+        assert self.plays_never_doubled(liked)
+        assert self.plays_exact(liked), f"plays lost {fault}: {self.items_played} of {1 + 2 * self.pairs}"
+
     def summary(self, liked: str) -> str:
         s = self.stats
         return (f"faults={self.faults}\n"
