@@ -27,7 +27,8 @@ from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .operations import Metrics, serve_http, service_reply
 from .actors.apply import Applies, ApplyShell
 from .actors.counter_book import CounterBook
-from .actors.counter_writer import CounterWriter, CounterWriterShell
+from .actors.counter_writer import CounterWriter
+from .actors.counter_writer_shell import CounterWriterShell
 from .actors.dedupe_ledger import ClaimKey, DedupeLedger
 from .actors.gateway import COMMANDS, Gateway, Inbound
 from .actors.playback import NowPlaying, Playback

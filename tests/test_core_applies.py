@@ -56,7 +56,8 @@ from kryten_likes import wire
 from kryten_likes.actors.analytics_changes import EXPECT_SECONDS, expectations_key
 from kryten_likes.actors.apply import Applies
 from kryten_likes.actors.counter_book import CounterBook
-from kryten_likes.actors.counter_writer import MAX_CONFLICTS, CounterWriter, CounterWriterShell
+from kryten_likes.actors.counter_writer import MAX_CONFLICTS, CounterWriter
+from kryten_likes.actors.counter_writer_shell import CounterWriterShell
 from kryten_likes.daemon import first_unstored
 from kryten_likes.messages import (
     EnqueuesInFlight,
