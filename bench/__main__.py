@@ -192,8 +192,10 @@ async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
             results["profile"] = await run_profile(tmp, sizes, progress, default_profile_path(), args.profile_inflight)
             results["rows"] = [results["profile"]["row"]]
         else:
-            await phase_bus(tmp, sizes, progress, results, anchor)
-            await phase_state(tmp, sizes, progress, results)
+            if args.phase in (None, "bus"):
+                await phase_bus(tmp, sizes, progress, results, anchor)
+            if args.phase in (None, "state"):
+                await phase_state(tmp, sizes, progress, results)
     except BenchError as exc:
         results["error"] = f"{type(exc).__name__}: {exc}"
         results["failed"] = True
@@ -254,11 +256,13 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help=f"only the like path at 256 in flight, daemon under cProfile (kept in {default_profile_path()})")
     ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
+    ap.add_argument("--phase", choices=("bus", "state"),
+                    help="only one phase: bus (likes, plays, anchor) or state (100 000 items: queries, memory)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = ap.parse_args()
     sizes = SMOKE if args.smoke else Sizes()
     anchor: tuple = (None, "skipped (--smoke: it needs a venv install)" if args.smoke else "skipped (--no-anchor)")
-    if not (args.smoke or args.no_anchor or args.profile):
+    if not (args.smoke or args.no_anchor or args.profile or args.phase == "state"):
         # Before any server starts, so pip never competes with a measurement.
         anchor = ensure_anchor_env(Progress())
     try:

@@ -29,7 +29,7 @@ from .actors.apply import Applies, ApplyShell
 from .actors.counter_book import CounterBook
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
-from .actors.dedupe_ledger import ClaimKey, DedupeLedger
+from .actors.dedupe_ledger import DedupeLedger, LiveClaims
 from .actors.gateway import COMMANDS, Gateway, Inbound
 from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
@@ -39,7 +39,7 @@ from .config import Config, event_channel_token, nats_options
 from .events import EventFeed, open_event_source
 from .messages import EnqueuesInFlight, Media, ReplyTo, Tick
 from .store.documents import media_of_now_playing
-from .store import AtomicBucket, decode_token, open_buckets, scan, split_key
+from .store import AtomicBucket, StoredEntry, decode_token, open_buckets, scan_each, split_key
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -50,29 +50,39 @@ ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_write
 @attrs.frozen
 class Snapshot:
     books: dict[str, CounterBook]
-    claims: dict[ClaimKey, float]
+    claims: LiveClaims
 
 
 async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float) -> Snapshot:
+    """Both buckets, read into books and live claims as the keys arrive."""
     books: dict[str, CounterBook] = {}
-    claims: dict[ClaimKey, float] = {}
+    claims = LiveClaims()
+
+    def take(key: str, entry: StoredEntry | None) -> None:
+        split = split_key(key)
+        if split is None:
+            return
+        ns, parts = split
+        if parts[0] == "dedupe" and len(parts) == 3:
+            try:
+                if entry is None or not entry.value:
+                    claims.discard((ns, decode_token(parts[1]), decode_token(parts[2])))
+                    return
+                exp = parse_iso(entry.value["expires_at"])
+                vid = entry.value.get("video_id") or decode_token(parts[1])
+                user = entry.value.get("user") or decode_token(parts[2])
+            except (KeyError, ValueError, TypeError, UnicodeError):
+                return
+            if exp > now:
+                claims.add((ns, vid, user), exp)
+        elif ns in books:
+            books[ns].load(parts, entry)
+        elif entry is not None:
+            books[ns] = CounterBook(ns)
+            books[ns].load(parts, entry)
+
     for bucket in (analytics, likes):
-        for key, entry in (await scan(bucket)).items():
-            split = split_key(key)
-            if split is None:
-                continue
-            ns, parts = split
-            if parts[0] == "dedupe" and len(parts) == 3 and entry.value:
-                try:
-                    exp = parse_iso(entry.value["expires_at"])
-                    vid = entry.value.get("video_id") or decode_token(parts[1])
-                    user = entry.value.get("user") or decode_token(parts[2])
-                except (KeyError, ValueError):
-                    continue
-                if exp > now:
-                    claims[(ns, vid, user)] = exp
-            else:
-                books.setdefault(ns, CounterBook(ns)).load(parts, entry)
+        await scan_each(bucket, take)
     return Snapshot(books, claims)
 
 

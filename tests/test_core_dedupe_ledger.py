@@ -127,16 +127,31 @@ def test_tick_forgets_expired_claims():
     assert led.step(like(2, "old"), T0 + 10) == [reserved(2, "old", V1, T0 + 10)]
     led.step(Tick(), T0 + 60)
     assert led.claims == {}
-    assert led._expiry == []
 
 
-def test_reconfirmed_key_is_not_expired_by_its_old_heap_entry():
+def test_expired_claims_are_swept_at_most_every_sweep_interval_but_never_answered():
+    led = DedupeLedger(W, claims={("ns1", "v1", "a"): T0 + 1, ("ns1", "v1", "b"): T0 + 3,
+                                  ("ns1", "v2", "c"): T0 + 50})
+    assert led.sweep_every == W / 10
+    led.step(Tick(), T0 + 2)  # sweeps: a goes
+    assert set(led.claims) == {("ns1", "v1", "b"), ("ns1", "v2", "c")}
+    led.step(Tick(), T0 + 4)  # too soon after the last sweep: b stays in memory ...
+    assert ("ns1", "v1", "b") in led.claims
+    # ... but is not live: a like of b's is reserved, not a duplicate.
+    assert led.step(like(1, "b"), T0 + 4) == [reserved(1, "b", V1, T0 + 4)]
+    led.step(Tick(), T0 + 2 + led.sweep_every)
+    assert set(led.claims) == {("ns1", "v2", "c")}
+    led.step(Tick(), T0 + 60)
+    assert led.claims == {} and len(led.live) == 0
+
+
+def test_reconfirmed_key_is_not_expired_by_its_old_expiry():
     led = DedupeLedger(W)
     [a] = led.step(like(1), T0)
     led.step(ClaimsSettled(confirmed=(a.message.claim,)), T0)
     [b] = led.step(like(2), T0 + W)  # the old claim ran out
     led.step(ClaimsSettled(confirmed=(b.message.claim,)), T0 + W)
-    led.step(Tick(), T0 + W + 1)  # pops the old entry (T0 + W) only
+    led.step(Tick(), T0 + W + 1)  # the old expiry (T0 + W) is past; the new one holds
     assert led.claims == {("ns1", "v1", "alice"): T0 + 2 * W}
     assert led.step(like(3), T0 + W + 2) == [dup(3)]
 
@@ -275,9 +290,12 @@ class DedupeMachine(RuleBasedStateMachine):
     @rule()
     def tick(self) -> None:
         assert self.ledger.step(Tick(), self.now) == []
-        self.confirmed = {k: e for k, e in self.confirmed.items() if e > self.now}
-        # Memory holds only live claims after a tick.
-        assert self.ledger.claims == self.confirmed
+        held = self.ledger.claims
+        # Memory holds every live claim, and after a tick nothing that ran out
+        # more than one sweep interval ago.
+        assert {k: e for k, e in held.items() if e > self.now} == {
+            k: e for k, e in self.confirmed.items() if e > self.now}
+        assert all(e > self.now - self.ledger.sweep_every for e in held.values()), held
 
     @invariant()
     def one_reservation_per_key_and_waiters_in_order(self) -> None:

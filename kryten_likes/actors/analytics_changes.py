@@ -79,7 +79,7 @@ class Draft:
         return self._doc(global_key(ns), (ns, "global", ""), self.book(ns).global_doc, docs.zero_global)
 
     def item(self, ns: str, vid: str) -> dict:
-        return self._doc(item_key(ns, vid), (ns, "item", vid), self.book(ns).items.get(vid), lambda: docs.new_item(vid))
+        return self._doc(item_key(ns, vid), (ns, "item", vid), self.book(ns).table.item(vid), lambda: docs.new_item(vid))
 
     def playlist(self, ns: str, pid: str) -> dict:
         fresh = lambda: {"playlist_id": pid, "apply_count": 0, "last_applied_at": None,  # noqa: E731

@@ -8,30 +8,34 @@ could take back.
 
 from __future__ import annotations
 
-from sortedcontainers import SortedList
-
 from ..store import StoredEntry, decode_token
 from ..store.documents import zero_global
+from .item_table import ItemTable
+from .leaderboard import Leaderboard
+
+RANKED = 100  # the largest ``limit`` a query may ask for (contract.md)
+
 
 class CounterBook:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
-        self.likes: dict[str, StoredEntry] = {}
-        self.items: dict[str, StoredEntry] = {}
+        self.table = ItemTable()  # every item's item and likes documents
         self.playlists: dict[str, StoredEntry] = {}
         self.global_doc: StoredEntry | None = None
         self.now_playing: StoredEntry | None = None
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         self.requests: list[StoredEntry] = []  # request keys, handed to the writer's RequestMemory
-        # (-count, video_id): highest first, ties by video_id, as the contract says.
-        self.top_liked: SortedList = SortedList()
-        self.top_played: SortedList = SortedList()
+        t = self.table
+        self.top_liked = Leaderboard(RANKED, lambda: t.every(t.like_count))
+        self.top_played = Leaderboard(RANKED, lambda: t.every(t.play_count))
 
     # --- loading -------------------------------------------------------------
 
-    def load(self, parts: tuple[str, ...], entry: StoredEntry) -> None:
-        """Take one scanned key (split by ``store.split_key``) of this namespace."""
-        v = entry.value or {}
+    def load(self, parts: tuple[str, ...], entry: StoredEntry | None) -> None:
+        """Take one scanned key (split by ``store.split_key``) of this namespace;
+        ``entry`` None: the key was deleted while the scan ran."""
+        v = (entry.value if entry is not None else None) or {}
+        vid = v.get("video_id") if isinstance(v.get("video_id"), str) else None
         match parts:
             case ("counters", "global"):
                 self.global_doc = entry
@@ -40,38 +44,29 @@ class CounterBook:
             case ("queue", "expected"):
                 self.expectations = entry
             case ("requests", _, _):
-                self.requests.append(entry)
+                if entry is not None:
+                    self.requests.append(entry)
             case ("items", tok):
-                self.set_item(v.get("video_id") or decode_token(tok), entry)
+                self.set_item(vid or decode_token(tok), entry)
             case ("items", tok, "likes"):
-                self.set_likes(v.get("video_id") or decode_token(tok), entry)
+                self.set_likes(vid or decode_token(tok), entry)
             case ("playlists", tok):
-                self.playlists[v.get("playlist_id") or decode_token(tok)] = entry
+                pid = v.get("playlist_id") if isinstance(v.get("playlist_id"), str) else None
+                if entry is None:
+                    self.playlists.pop(pid or decode_token(tok), None)
+                else:
+                    self.playlists[pid or decode_token(tok)] = entry
 
     # --- reading ---------------------------------------------------------------
 
-    @staticmethod
-    def _count(entry: StoredEntry | None, field: str) -> int:
-        if entry is None or entry.value is None:
-            return 0
-        return int(entry.value.get(field, 0))
-
     def like_count(self, video_id: str) -> int:
-        return self._count(self.likes.get(video_id), "like_count")
+        return self.table.likes_of(video_id)
 
     def play_count(self, video_id: str) -> int:
-        return self._count(self.items.get(video_id), "play_count")
-
-    def revision(self, table: dict[str, StoredEntry], key: str) -> int:
-        e = table.get(key)
-        return e.revision if e is not None else 0
+        return self.table.plays_of(video_id)
 
     def title(self, video_id: str) -> str | None:
-        for table in (self.items, self.likes):
-            e = table.get(video_id)
-            if e is not None and e.value and e.value.get("title"):
-                return e.value["title"]
-        return None
+        return self.table.title(video_id)
 
     def global_value(self) -> dict:
         g = self.global_doc
@@ -79,11 +74,10 @@ class CounterBook:
 
     def top(self, ranking: str, limit: int) -> list[dict]:
         ranked = self.top_liked if ranking == "liked" else self.top_played
-        return [{"video_id": vid, "title": self.title(vid), "count": -neg}
-                for neg, vid in ranked.islice(0, limit)]
+        return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in ranked.top(limit)]
 
     def item_stats(self, video_id: str) -> dict:
-        item = self.items.get(video_id)
+        item = self.table.item(video_id)
         v = item.value if item is not None and item.value else {}
         return {
             "video_id": video_id,
@@ -98,21 +92,12 @@ class CounterBook:
 
     # --- applying durable changes ------------------------------------------------
 
-    def set_likes(self, video_id: str, entry: StoredEntry) -> None:
+    def set_likes(self, video_id: str, entry: StoredEntry | None) -> None:
         old = self.like_count(video_id)
-        self.likes[video_id] = entry
-        self._rerank(self.top_liked, video_id, old, self.like_count(video_id))
+        self.table.set_likes(video_id, entry)
+        self.top_liked.update(video_id, old, self.like_count(video_id))
 
-    def set_item(self, video_id: str, entry: StoredEntry) -> None:
+    def set_item(self, video_id: str, entry: StoredEntry | None) -> None:
         old = self.play_count(video_id)
-        self.items[video_id] = entry
-        self._rerank(self.top_played, video_id, old, self.play_count(video_id))
-
-    @staticmethod
-    def _rerank(ranked: SortedList, video_id: str, old: int, new: int) -> None:
-        if old == new:
-            return
-        if old > 0:
-            ranked.discard((-old, video_id))
-        if new > 0:
-            ranked.add((-new, video_id))
+        self.table.set_item(video_id, entry)
+        self.top_played.update(video_id, old, self.play_count(video_id))

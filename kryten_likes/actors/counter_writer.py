@@ -241,7 +241,7 @@ class CounterWriter:
             before[(ns, vid)] = count = book.like_count(vid)
             key = likes_key(ns, vid)
             values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
-            writes.append(KvWrite(key, docs.dump(values[key]), book.revision(book.likes, vid)))
+            writes.append(KvWrite(key, docs.dump(values[key]), book.table.likes_revision(vid)))
         counts: list[int] = []
         seen: dict[tuple[str, str], int] = {}
         for like in likes:

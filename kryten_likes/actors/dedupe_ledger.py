@@ -22,27 +22,84 @@ With dedupe off every like is forwarded without a claim.
 
 from __future__ import annotations
 
-import heapq
+import math
 from collections import deque
+from collections.abc import Iterable
 
 from ..messages import Claim, ClaimsSettled, Forward, LikeDuplicate, LikeForItem, LikeReserved, Tick
 
 ClaimKey = tuple[str, str, str]  # namespace, video_id, folded user
 
 
+class LiveClaims:
+    """Confirmed claims, item by item: ``(namespace, video_id) → {user: expires_at}``.
+
+    A hot item liked by 100 000 users costs one dict entry per user and no
+    more (no key tuple, no expiry heap): expired claims are swept out a whole
+    table at a time, at most every ``sweep_every`` seconds. A claim past its
+    expiry and not yet swept is never answered as live.
+    """
+
+    def __init__(self, claims: Iterable[tuple[ClaimKey, float]] = ()) -> None:
+        self._by_item: dict[tuple[str, str], dict[str, float]] = {}
+        self._swept_at = -math.inf
+        for key, exp in claims:
+            self.add(key, exp)
+
+    def add(self, key: ClaimKey, expires_at: float) -> None:
+        ns, vid, user = key
+        users = self._by_item.get((ns, vid))
+        if users is None:
+            users = self._by_item[(ns, vid)] = {}
+        users[user] = expires_at
+
+    def discard(self, key: ClaimKey) -> None:
+        ns, vid, user = key
+        users = self._by_item.get((ns, vid))
+        if users is not None:
+            users.pop(user, None)
+            if not users:
+                del self._by_item[(ns, vid)]
+
+    def expires_at(self, key: ClaimKey) -> float | None:
+        users = self._by_item.get((key[0], key[1]))
+        return users.get(key[2]) if users is not None else None
+
+    def sweep(self, now: float, every: float) -> None:
+        if now < self._swept_at + every:
+            return
+        self._swept_at = now
+        for item, users in list(self._by_item.items()):
+            live = {u: exp for u, exp in users.items() if exp > now}  # a new dict: dicts never shrink
+            if not live:
+                del self._by_item[item]
+            elif len(live) < len(users):
+                self._by_item[item] = live
+
+    def __len__(self) -> int:
+        return sum(len(users) for users in self._by_item.values())
+
+    def as_dict(self) -> dict[ClaimKey, float]:
+        return {(ns, vid, u): exp for (ns, vid), users in self._by_item.items() for u, exp in users.items()}
+
+
 class DedupeLedger:
     def __init__(self, window_seconds: float, enabled: bool = True,
-                 claims: dict[ClaimKey, float] | None = None) -> None:
+                 claims: LiveClaims | dict[ClaimKey, float] | None = None) -> None:
         self.window = window_seconds
         self.enabled = enabled
-        self.claims: dict[ClaimKey, float] = dict(claims or {})  # key → expires_at
-        self._expiry: list[tuple[float, ClaimKey]] = [(exp, k) for k, exp in self.claims.items()]
-        heapq.heapify(self._expiry)
+        self.sweep_every = min(60.0, max(1.0, window_seconds / 10))
+        self.live = claims if isinstance(claims, LiveClaims) else LiveClaims((claims or {}).items())
         self.reserved: dict[ClaimKey, deque[LikeForItem]] = {}
         self._reservation: dict[ClaimKey, Claim] = {}  # the claim each reservation stands for
 
+    @property
+    def claims(self) -> dict[ClaimKey, float]:
+        """Every claim held, flat (for inspection and tests; built on demand)."""
+        return self.live.as_dict()
+
     def is_claimed(self, key: ClaimKey, now: float) -> bool:
-        exp = self.claims.get(key)
+        exp = self.live.expires_at(key)
         return exp is not None and exp > now
 
     def in_hand(self) -> list:
@@ -81,8 +138,10 @@ class DedupeLedger:
         out: list = []
         for c in msg.confirmed:
             key = (c.namespace, c.video_id, c.user)
-            self.claims[key] = c.expires_at
-            heapq.heappush(self._expiry, (c.expires_at, key))
+            if c.expires_at > now:
+                self.live.add(key, c.expires_at)
+            else:  # KV held a claim that has run out since: nothing to remember
+                self.live.discard(key)
             if not self._settles(key, c):
                 continue  # a claim of an earlier life; our own reservation settles later
             for w in self.reserved.pop(key, ()):
@@ -109,7 +168,4 @@ class DedupeLedger:
         return True
 
     def expire(self, now: float) -> None:
-        while self._expiry and self._expiry[0][0] <= now:
-            exp, key = heapq.heappop(self._expiry)
-            if self.claims.get(key) == exp:
-                del self.claims[key]
+        self.live.sweep(now, self.sweep_every)

@@ -77,10 +77,11 @@ class RateBuckets:
         return None
 
     def evict_idle(self, now: float) -> int:
-        idle = [u for u, tat in self._tat.items() if tat <= now]
-        for u in idle:
-            del self._tat[u]
-        return len(idle)
+        before = len(self._tat)
+        # A new dict, not deletions: a dict never shrinks, and after a burst of
+        # 100 000 users the old table would hold its peak size for good.
+        self._tat = {u: tat for u, tat in self._tat.items() if tat > now}
+        return before - len(self._tat)
 
     def step(self, msg: object, now: float) -> list:
         if isinstance(msg, LikeRequested):

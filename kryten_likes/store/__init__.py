@@ -1,7 +1,7 @@
 """KV access: key encoding, atomic batches, bucket set-up and start-up scans."""
 
 from .batch import AtomicBucket, BatchRefused, Conflict, KvWrite, Landed, StoredEntry
-from .buckets import StoreError, open_buckets, scan
+from .buckets import StoreError, open_buckets, scan, scan_each
 from .keys import (
     ANALYTICS_BUCKET,
     LIKES_BUCKET,
@@ -21,5 +21,5 @@ __all__ = [
     "ANALYTICS_BUCKET", "LIKES_BUCKET", "AtomicBucket", "BatchRefused", "Conflict", "KvWrite",
     "Landed", "StoreError", "StoredEntry", "decode_token", "dedupe_key", "encode_token",
     "global_key", "item_key", "likes_key", "now_playing_key", "open_buckets", "playlist_key",
-    "ranking_key", "scan", "split_key",
+    "ranking_key", "scan", "scan_each", "split_key",
 ]

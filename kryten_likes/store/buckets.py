@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import nats.errors
 
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from .batch import AtomicBucket, StoredEntry
 from .keys import ANALYTICS_BUCKET, LIKES_BUCKET
 
 log = logging.getLogger(__name__)
+
+SCAN_BATCH = 1000  # messages in hand at once while reading a bucket at start
 
 
 class StoreError(Exception):
@@ -64,44 +68,70 @@ async def open_buckets(nc: NatsClient, replicas: int) -> tuple[AtomicBucket, Ato
 
 
 async def scan(bucket: AtomicBucket) -> dict[str, StoredEntry]:
-    """Every live key of a bucket with its value and revision.
+    """Every live key of a bucket with its value and revision, in one dict."""
+    out: dict[str, StoredEntry] = {}
 
-    nats-py's watcher signals "initial values done" with a None that can come
-    too early (it compares consumer info with messages not yet dispatched),
-    which would make a start-up snapshot silently incomplete. So the end is
-    found from each entry's own ``delta`` (messages still pending after it),
-    and an empty stream is recognised from the stream state.
+    def take(key: str, entry: StoredEntry | None) -> None:
+        if entry is None:
+            out.pop(key, None)
+        else:
+            out[key] = entry
+
+    await scan_each(bucket, take)
+    return out
+
+
+async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | None], None]) -> None:
+    """Hand every key of a bucket to ``take`` as it arrives (None: deleted).
+
+    Read through a pull consumer (the last message of every key, no acks),
+    a batch at a time: what is in hand is one batch, never the whole bucket,
+    so a start-up with 100 000 items does not leave a push watcher's buffered
+    backlog behind in the heap. The end is each message's own count of
+    messages still pending (nats-py's KV watcher signals "initial values done"
+    with a None that can come too early). A scan that must start over (keys
+    vanished under it: TTL) hands keys again, so ``take`` must be idempotent.
     """
+    stream = f"KV_{bucket.bucket}"
+    prefix = f"$KV.{bucket.bucket}."
+    js = bucket._kv._js
     for _attempt in range(3):
-        info = await bucket._kv._js.stream_info(f"KV_{bucket.bucket}")
+        info = await js.stream_info(stream)
         if not info.state.messages:
-            return {}
-        watcher = await bucket._kv.watchall()
-        out: dict[str, StoredEntry] = {}
+            return
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
+                                inactive_threshold=30.0, mem_storage=True, num_replicas=1)
+        sub = await js.pull_subscribe(f"{prefix}>", stream=stream, config=config)
+        name = (await sub.consumer_info()).name
         try:
             while True:
                 try:
-                    entry = await watcher.updates(timeout=5.0)
+                    msgs = await sub.fetch(SCAN_BATCH, timeout=5.0)
                 except nats.errors.TimeoutError:
                     break  # messages vanished under us (TTL); read again
-                if entry is None:
-                    continue
-                _take(bucket, entry, out)
-                if entry.delta == 0:
-                    return out
+                for msg in msgs:
+                    _take(bucket, msg, prefix, take)
+                if msgs and msgs[-1].metadata.num_pending == 0:
+                    return
         finally:
-            await watcher.stop()
+            try:
+                await sub.unsubscribe()
+                await js.delete_consumer(stream, name)
+            except Exception:  # an ephemeral consumer goes by itself after inactive_threshold
+                pass
     raise StoreError(f"could not read {bucket.bucket} whole")
 
 
-def _take(bucket: AtomicBucket, entry, out: dict[str, StoredEntry]) -> None:
-    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-        out.pop(entry.key, None)
+def _take(bucket: AtomicBucket, msg, prefix: str, take: Callable[[str, StoredEntry | None], None]) -> None:
+    key = msg.subject[len(prefix):]
+    op = (msg.headers or {}).get("KV-Operation")
+    if op in (KV_DEL, KV_PURGE) or not msg.data:
+        take(key, None)
         return
     try:
-        value = json.loads(entry.value)
+        value = json.loads(msg.data)
     except ValueError:
-        log.warning("skipping %s/%s: not JSON", bucket.bucket, entry.key)
+        log.warning("skipping %s/%s: not JSON", bucket.bucket, key)
         return
     if isinstance(value, dict):
-        out[entry.key] = StoredEntry(revision=entry.revision, value=value)
+        take(key, StoredEntry(revision=msg.metadata.sequence.stream, value=value))
