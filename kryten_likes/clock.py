@@ -7,6 +7,9 @@ rates are tested without sleeping.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import time
 from datetime import datetime, timezone
 from typing import Protocol
@@ -39,7 +42,12 @@ class FakeClock:
 
 def iso(ts: float) -> str:
     """The KV layout's timestamp form: ISO 8601 UTC, seconds, ``Z``."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_second(math.floor(ts))
+
+
+@functools.lru_cache(maxsize=64)  # a group of likes shares a handful of seconds
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(text: str) -> float:

@@ -38,14 +38,23 @@ class Metrics:
                                  registry=self.registry)
         self.snapshot = snapshot
         self.registry.register(_SnapshotCollector(snapshot))
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._latencies: dict[str, Any] = {}
 
     def observe(self, r: Reply) -> None:
         command = r.to.command or "unknown"
         body = r.body
         outcome = body.get("error") or body.get("status") or "unknown"
-        self.requests.labels(command, outcome).inc()
+        # labels() costs more than the increment; the children are few and kept.
+        counter = self._counters.get((command, outcome))
+        if counter is None:
+            counter = self._counters[(command, outcome)] = self.requests.labels(command, outcome)
+        counter.inc()
         if r.to.received:
-            self.latency.labels(command).observe(time.monotonic() - r.to.received)
+            hist = self._latencies.get(command)
+            if hist is None:
+                hist = self._latencies[command] = self.latency.labels(command)
+            hist.observe(time.monotonic() - r.to.received)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

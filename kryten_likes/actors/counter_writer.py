@@ -205,6 +205,7 @@ class CounterWriter:
         cost = 0
         claim_keys: set[str] = set()
         later: list[LikeReserved] = []
+        claim_key: dict[int, str] = {}  # id(like) -> its dedupe key, computed once
         while self.pending_likes:
             like = self.pending_likes[0]
             item = (like.namespace, like.media.video_id)
@@ -213,7 +214,7 @@ class CounterWriter:
                 break
             self.pending_likes.popleft()
             if like.claim is not None:
-                key = dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user)
+                key = claim_key[id(like)] = dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user)
                 if key in claim_keys:
                     # Two reservations of one claim (a ledger restarted meanwhile):
                     # a batch may write a key once, so this one waits for the next
@@ -229,7 +230,7 @@ class CounterWriter:
         for like in likes:
             c = like.claim
             if c is not None:
-                key = dedupe_key(c.namespace, c.video_id, c.user)
+                key = claim_key[id(like)]
                 writes.append(KvWrite(key, docs.dump(docs.claim_value(c, gid)),
                                       self._claim_revisions.get(key, c.expected_revision),
                                       ttl_seconds=c.expires_at - c.liked_at))
@@ -277,7 +278,9 @@ class CounterWriter:
                     out += self._replay(waiter, outcome)
             if like.claim is not None:
                 claims.append(like.claim)
-                self._claim_revisions.pop(dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user), None)
+                if self._claim_revisions:  # only after a conflict
+                    self._claim_revisions.pop(
+                        dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user), None)
         if claims:
             out.append(Forward("dedupe_ledger", ClaimsSettled(confirmed=tuple(claims))))
         self._retry_conflicts["likes"] = 0

@@ -55,14 +55,18 @@ class Invalid(Exception):
 
 def fold_user(name: str) -> str:
     """One CyTube user, whatever the case or Unicode form (contract.md)."""
+    if name.isascii():  # NFKC leaves ASCII alone, and casefold is lower() there
+        return name.lower()
     return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _has_control(text: str) -> bool:
+    if text.isascii():  # the only bad ASCII characters are controls (Cc)
+        return not text.isprintable()
     return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text)
 
 
