@@ -19,10 +19,22 @@ atomic KV batch and feeds the outcome back as ``CommitFinished``:
   ``MAX_CONFLICTS`` a like gets ``internal_error`` (someone else is writing
   our keys).
 
-While a batch is in flight new work only queues, so under load each batch
-carries everything that arrived during the previous one: the cost of a KV
-round trip is shared by all likes waiting, which is how the daemon keeps up
-with the bus.
+While a batch is in flight new work for its documents only queues, so under
+load each batch carries everything that arrived during the previous one: the
+cost of a KV round trip is shared by all likes waiting, which is how the
+daemon keeps up with the bus. Likes of *other* items need not wait: up to
+``MAX_LIKE_GROUPS`` likes groups fly at once when their counter documents
+are disjoint (a group's expected revisions are then all known; a document a
+group in flight writes has no known next revision, so its likes wait). A
+group that lands sends the next one before its replies go out, so the bus
+stores the next batch while the daemon answers the last.
+
+Why not chain groups of one hot item (expect the revision the group in
+flight will get)? Revisions are stream sequences, and a write by anyone else
+can take exactly the sequence predicted; the later group would then land on
+a count the earlier one never stored. Only content could tell them apart,
+and nats-server refuses ``Nats-Expected-Last-Msg-Id`` inside an atomic
+batch (err_code 10177, checked on 2.15.1).
 
 Plays carry their event-stream sequence; the global document records the
 highest absorbed (``last_event_seq``), so a redelivered event is known.
@@ -49,6 +61,8 @@ from .counter_book import CounterBook
 from .request_memory import RequestKey, RequestMemory, request_key
 
 MAX_CONFLICTS = 5
+MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
+PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
 MATERIALISE_PER_TICK = 32
 RANKING_SIZE = 100
 
@@ -87,7 +101,8 @@ class Group:
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
-                 retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False) -> None:
+                 retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
+                 max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN) -> None:
         self.epoch = epoch  # events of older readings of the stream are dropped: they come again
         self.books = books
         self.namespace = namespace  # where plays are counted
@@ -103,7 +118,9 @@ class CounterWriter:
         # After a restart, what is in flight is the apply actor's to say
         # (EnqueuesInFlight); queue changes wait for it, in order.
         self._held_back: list | None = [] if await_applies else None
-        self.in_flight: dict[str, Group] = {}  # kind -> group
+        self.in_flight: dict[str, Group] = {}  # "analytics" or "likes/<group id>" -> group, oldest first
+        self.max_like_groups = max_like_groups
+        self.pipeline_min = pipeline_min
         self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
         self.requests = RequestMemory(retry_window)
         for ns, b in self.books.items():
@@ -174,8 +191,14 @@ class CounterWriter:
 
     def flush(self, now: float) -> list:
         out: list = []
-        if "likes" not in self.in_flight and self.pending_likes:
-            out.append(self._like_group(now))
+        while self.pending_likes:
+            flying = self._like_groups()
+            if flying and (len(flying) >= self.max_like_groups or len(self.pending_likes) < self.pipeline_min):
+                break  # small groups cost the server more than waiting for the one in flight
+            commit = self._like_group(now)
+            if commit is None:
+                break
+            out.append(commit)
         if "analytics" not in self.in_flight and self.pending_changes:
             out.append(self._analytics_group(now))
         return out
@@ -198,7 +221,11 @@ class CounterWriter:
         self._seq += 1
         return f"{self._prefix}{self._seq}"
 
-    def _like_group(self, now: float) -> Commit:
+    def _like_groups(self) -> list[Group]:
+        return [g for k, g in self.in_flight.items() if k.startswith("likes/")]
+
+    def _like_group(self, now: float) -> Commit | None:
+        flying = self._like_groups()
         gid = self._new_id()
         likes: list[LikeReserved] = []
         per_item: dict[tuple[str, str], int] = {}
@@ -206,6 +233,7 @@ class CounterWriter:
         claim_keys: set[str] = set()
         later: list[LikeReserved] = []
         claim_key: dict[int, str] = {}  # id(like) -> its dedupe key, computed once
+        busy = {key for g in flying for key in g.values}  # documents a group in flight writes
         while self.pending_likes:
             like = self.pending_likes[0]
             item = (like.namespace, like.media.video_id)
@@ -213,6 +241,11 @@ class CounterWriter:
             if cost + extra > self.max_batch:
                 break
             self.pending_likes.popleft()
+            if busy and likes_key(*item) in busy:
+                # Its document's next revision is not known until that group
+                # lands: the like waits for the next group, keeping its order.
+                later.append(like)
+                continue
             if like.claim is not None:
                 key = claim_key[id(like)] = dedupe_key(like.claim.namespace, like.claim.video_id, like.claim.user)
                 if key in claim_keys:
@@ -226,6 +259,8 @@ class CounterWriter:
             likes.append(like)
             per_item[item] = per_item.get(item, 0) + 1
         self.pending_likes.extendleft(reversed(later))
+        if not likes:
+            return None
         writes: list[KvWrite] = []
         for like in likes:
             c = like.claim
@@ -257,16 +292,25 @@ class CounterWriter:
                          "expires_at": iso(now + self.requests.window), "schema_version": docs.SCHEMA, "batch": gid}
                 writes.append(KvWrite(key, docs.dump(value), self._claim_revisions.get(key, 0),
                                       ttl_seconds=self.requests.window))
+        # The marker (read when an answer is lost) is a key only this group
+        # writes when it has one (a claim): the item's document is written by
+        # the next group of that item, perhaps before this answer is resolved.
+        marker = next((w.key for w in writes if w.key not in values), next(iter(values)))
         group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values, counts=counts, now=now,
                       conflicts=self._retry_conflicts["likes"])
-        self.in_flight["likes"] = group
-        return Commit("likes", gid, group.writes, marker_key=next(iter(values)))
+        self.in_flight[f"likes/{gid}"] = group
+        return Commit("likes", gid, group.writes, marker_key=marker)
 
     def _likes_landed(self, g: Group, landed: Landed) -> list:
         out: list = []
         for (ns, vid) in g.before:
             key = likes_key(ns, vid)
-            self.book(ns).set_likes(vid, StoredEntry(landed.revisions[key], g.values[key]))
+            rev = landed.revisions.get(key)
+            book = self.book(ns)
+            # A landing found by reading back names only keys still holding this
+            # group's writes; the book never goes back to an older revision.
+            if rev is not None and rev > book.table.likes_revision(vid):
+                book.set_likes(vid, StoredEntry(rev, g.values[key]))
             self._dirty.add((ns, "liked"))
         claims = []
         for like, count in zip(g.likes, g.counts):
@@ -293,7 +337,7 @@ class CounterWriter:
             self.book(ns).set_likes(vid, entry if entry is not None else StoredEntry(0, None))
         retry: list[LikeReserved] = []
         confirmed, released = [], []
-        give_up = g.conflicts + 1 >= MAX_CONFLICTS
+        give_up = self._retry_conflicts["likes"] + 1 >= MAX_CONFLICTS
         for like in g.likes:
             c = like.claim
             rk = self._rk(like)
@@ -329,7 +373,7 @@ class CounterWriter:
             else:
                 retry.append(like)
         self.pending_likes.extendleft(reversed(retry))
-        self._retry_conflicts["likes"] = 0 if give_up else g.conflicts + 1
+        self._retry_conflicts["likes"] = 0 if give_up else self._retry_conflicts["likes"] + 1
         if confirmed or released:
             out.append(Forward("dedupe_ledger", ClaimsSettled(tuple(confirmed), tuple(released))))
         return out
@@ -460,7 +504,8 @@ class CounterWriter:
 
     def _analytics_landed(self, g: Group, landed: Landed) -> list:
         for key, value in g.values.items():
-            self._store_in_book(g.draft, key, StoredEntry(landed.revisions[key], value))
+            if key in landed.revisions:  # else written again since (found by reading back): not ours to say
+                self._store_in_book(g.draft, key, StoredEntry(landed.revisions[key], value))
         self._retry_conflicts["analytics"] = 0
         return g.draft.after
 
@@ -496,13 +541,14 @@ class CounterWriter:
         # raises, held() still lists it and the supervisor answers for it.
         g = self.in_flight[kind]
         if isinstance(msg.outcome, Landed):
-            out = self._likes_landed(g, msg.outcome) if kind == "likes" else self._analytics_landed(g, msg.outcome)
-        elif kind == "likes":
+            out = self._likes_landed(g, msg.outcome) if g.kind == "likes" else self._analytics_landed(g, msg.outcome)
+        elif g.kind == "likes":
             out = self._likes_conflicted(g, msg.outcome, now)
         else:
             out = self._analytics_conflicted(g, msg.outcome)
         del self.in_flight[kind]
-        return out
+        # The next group goes first: the bus stores it while the replies go out.
+        return self.flush(now) + out
 
     def _stats(self, msg: StatsAsked):
         book = self.peek(msg.namespace)

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ..messages import (
     ClaimsSettled, Commit, CommitFinished, EnqueueRefused, Forward, LikeReserved, PutDocument, ReplyTo, Rewind,
@@ -49,6 +50,8 @@ class CounterWriterShell(ActorShell):
         assert self._tg is not None
         if isinstance(effect, Commit):
             self._tg.start_soon(self._commit, effect)
+            # Let it publish its batch now, before the effects after it (replies).
+            await anyio.lowlevel.checkpoint()
         elif isinstance(effect, PutDocument):
             self._tg.start_soon(self._put, effect)
         else:

@@ -128,8 +128,7 @@ class AtomicBucket:
                 except (nats.errors.Error, TimeoutError, OSError):
                     continue
                 if marker is not None and marker.value is not None and marker.value.get("batch") == group_id:
-                    current = await self.read_many([w.key for w in writes])
-                    return Landed(group_id, {k: e.revision for k, e in current.items() if e is not None})
+                    return _landed_from(group_id, await self.read_many([w.key for w in writes]))
                 break  # not landed: send the same group again
 
     async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict:
@@ -161,8 +160,17 @@ class AtomicBucket:
             marker = next((e for e in current.values() if e and e.value and e.value.get("batch") == group_id), None)
             if marker is not None:
                 # An earlier attempt of this group landed late; this one could not.
-                return Landed(group_id, {k: e.revision for k, e in current.items() if e is not None})
+                return _landed_from(group_id, current)
             return Conflict(group_id, current)
         if err.get("code") == 503:
             raise nats.errors.NoRespondersError
         raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
+
+
+def _landed_from(group_id: str, current: dict[str, StoredEntry | None]) -> Landed:
+    """A group found landed by reading its keys back: only keys that still hold
+    this group's writes (``batch``) give its revisions; a key written again
+    since (by a later group) is left out, so nobody takes a later revision for
+    this group's value."""
+    return Landed(group_id, {k: e.revision for k, e in current.items()
+                             if e is not None and e.value is not None and e.value.get("batch") == group_id})
