@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+
+import anyio
 from collections.abc import Callable
 
-import nats.errors
 
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
@@ -25,7 +26,7 @@ from .keys import ANALYTICS_BUCKET, LIKES_BUCKET
 
 log = logging.getLogger(__name__)
 
-SCAN_BATCH = 1000  # messages in hand at once while reading a bucket at start
+SCAN_WINDOW = 2000  # messages the server sends ahead while a bucket is read at start
 
 
 class StoreError(Exception):
@@ -84,13 +85,15 @@ async def scan(bucket: AtomicBucket) -> dict[str, StoredEntry]:
 async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | None], None]) -> None:
     """Hand every key of a bucket to ``take`` as it arrives (None: deleted).
 
-    Read through a pull consumer (the last message of every key, no acks),
-    a batch at a time: what is in hand is one batch, never the whole bucket,
-    so a start-up with 100 000 items does not leave a push watcher's buffered
-    backlog behind in the heap. The end is each message's own count of
-    messages still pending (nats-py's KV watcher signals "initial values done"
-    with a None that can come too early). A scan that must start over (keys
-    vanished under it: TTL) hands keys again, so ``take`` must be idempotent.
+    Read through a push consumer of the last message of every key with a
+    window: the server sends at most ``SCAN_WINDOW`` messages ahead of what
+    was taken (acknowledged all at once, every half window). So a start-up
+    with 100 000 items never buffers the bucket in the client, and costs one
+    callback per key (nats-py's ``fetch`` costs two tasks per message). The
+    end is each message's own count of messages still pending (nats-py's KV
+    watcher signals "initial values done" with a None that can come too
+    early). A scan that must start over (keys vanished under it: TTL) hands
+    keys again, so ``take`` must be idempotent.
     """
     stream = f"KV_{bucket.bucket}"
     prefix = f"$KV.{bucket.bucket}."
@@ -99,25 +102,39 @@ async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | Non
         info = await js.stream_info(stream)
         if not info.state.messages:
             return
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
-                                inactive_threshold=30.0, mem_storage=True, num_replicas=1)
-        sub = await js.pull_subscribe(f"{prefix}>", stream=stream, config=config)
-        name = (await sub.consumer_info()).name
+        done = anyio.Event()
+        taken = 0
+
+        async def on_msg(msg) -> None:
+            nonlocal taken
+            taken += 1
+            _take(bucket, msg, prefix, take)
+            last = msg.metadata.num_pending == 0
+            if last or taken % (SCAN_WINDOW // 2) == 0:
+                await msg.ack()  # AckPolicy.ALL: everything up to here; the server sends on
+            if last:
+                done.set()
+
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.ALL,
+                                max_ack_pending=SCAN_WINDOW, ack_wait=60.0, inactive_threshold=30.0,
+                                mem_storage=True, num_replicas=1, filter_subject=f"{prefix}>")
+        sub = await js.subscribe(f"{prefix}>", stream=stream, cb=on_msg, manual_ack=True, config=config)
         try:
-            while True:
-                try:
-                    msgs = await sub.fetch(SCAN_BATCH, timeout=5.0)
-                except nats.errors.TimeoutError:
-                    break  # messages vanished under us (TTL); read again
-                for msg in msgs:
-                    _take(bucket, msg, prefix, take)
-                if msgs and msgs[-1].metadata.num_pending == 0:
-                    return
+            seen = -1
+            while not done.is_set():
+                with anyio.move_on_after(5.0):
+                    await done.wait()
+                if not done.is_set() and taken == seen:
+                    break  # nothing for 5 s: messages vanished under us (TTL); read again
+                seen = taken
+            else:
+                return
         finally:
             try:
+                name = (await sub.consumer_info()).name
                 await sub.unsubscribe()
                 await js.delete_consumer(stream, name)
-            except Exception:  # an ephemeral consumer goes by itself after inactive_threshold
+            except Exception:  # an unused consumer goes by itself after inactive_threshold
                 pass
     raise StoreError(f"could not read {bucket.bucket} whole")
 
