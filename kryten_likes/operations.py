@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from . import __version__
 from .messages import Reply
@@ -28,36 +29,63 @@ from .messages import Reply
 log = logging.getLogger(__name__)
 
 
+LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+
+
 class Metrics:
+    """Replies counted by command and outcome, and their latency.
+
+    Every reply is observed, so observing is a dict lookup and two list
+    increments; prometheus_client's own ``labels().inc()`` and
+    ``Histogram.observe`` (a lock per increment) cost several times more per
+    like. The families are built from these counts when scraped.
+    """
+
     def __init__(self, snapshot: Callable[[], dict]) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("kryten_likes_requests", "Replies sent, by command and outcome",
-                                ["command", "outcome"], registry=self.registry)
-        self.latency = Histogram("kryten_likes_request_seconds", "Time from request to reply", ["command"],
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
-                                 registry=self.registry)
         self.snapshot = snapshot
+        self.replies: dict[tuple[str, str], int] = {}  # (command, outcome) -> replies sent
+        # command -> ([count per bucket, the last for +Inf], [sum of seconds])
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+        self.registry.register(_ReplyCollector(self))
         self.registry.register(_SnapshotCollector(snapshot))
-        self._counters: dict[tuple[str, str], Any] = {}
-        self._latencies: dict[str, Any] = {}
 
     def observe(self, r: Reply) -> None:
         command = r.to.command or "unknown"
         body = r.body
-        outcome = body.get("error") or body.get("status") or "unknown"
-        # labels() costs more than the increment; the children are few and kept.
-        counter = self._counters.get((command, outcome))
-        if counter is None:
-            counter = self._counters[(command, outcome)] = self.requests.labels(command, outcome)
-        counter.inc()
+        key = (command, body.get("error") or body.get("status") or "unknown")
+        self.replies[key] = self.replies.get(key, 0) + 1
         if r.to.received:
-            hist = self._latencies.get(command)
+            seconds = time.monotonic() - r.to.received
+            hist = self.latency.get(command)
             if hist is None:
-                hist = self._latencies[command] = self.latency.labels(command)
-            hist.observe(time.monotonic() - r.to.received)
+                hist = self.latency[command] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+            hist[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            hist[1][0] += seconds
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReplyCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        requests = CounterMetricFamily("kryten_likes_requests", "Replies sent, by command and outcome",
+                                       labels=["command", "outcome"])
+        for (command, outcome), n in sorted(self.metrics.replies.items()):
+            requests.add_metric([command, outcome], n)
+        yield requests
+        latency = HistogramMetricFamily("kryten_likes_request_seconds", "Time from request to reply",
+                                        labels=["command"])
+        for command, (counts, total) in sorted(self.metrics.latency.items()):
+            cumulative, buckets = 0, []
+            for le, n in zip([*(str(float(b)) for b in LATENCY_BUCKETS), "+Inf"], counts):
+                cumulative += n
+                buckets.append((le, cumulative))
+            latency.add_metric([command], buckets, sum_value=total[0])
+        yield latency
 
 
 class _SnapshotCollector:

@@ -129,3 +129,29 @@ def test_chat_like_counts_and_the_bot_answers_sparingly(harness):
     chat(h, "dave", "!top")
     wait_until(lambda: len(said(h)) == 4)
     assert said(h)[3]["args"]["message"] == "Top liked: 1. Chat song (3)"
+
+
+def test_reply_metrics_count_each_outcome_and_bucket_each_latency():
+    import time as _time
+
+    from kryten_likes.messages import Reply, ReplyTo
+    from kryten_likes.operations import Metrics
+
+    m = Metrics(lambda: {"global": {}, "in_flight": 0, "kv_conflicts": 0, "kv_lost": 0, "restarts": {},
+                         "mailboxes": {}})
+    now = _time.monotonic()
+    for seconds, status in ((0.0004, "ok"), (0.003, "ok"), (0.003, "duplicate"), (30.0, "ok")):
+        m.observe(Reply(ReplyTo("s", None, "like", now - seconds), {"status": status}))
+    m.observe(Reply(ReplyTo("s", None, "stats", 0.0), {"status": "error", "error": "invalid_request"}))
+    text = m.render().decode()
+    assert 'kryten_likes_requests_total{command="like",outcome="ok"} 3.0' in text
+    assert 'kryten_likes_requests_total{command="like",outcome="duplicate"} 1.0' in text
+    assert 'kryten_likes_requests_total{command="stats",outcome="invalid_request"} 1.0' in text
+    # Cumulative buckets: 0.4 ms ≤ 1 ms; 3 ms twice ≤ 5 ms; 30 s only in +Inf.
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.001"} 1.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.0025"} 1.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.005"} 3.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="10.0"} 3.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="+Inf"} 4.0' in text
+    assert 'kryten_likes_request_seconds_count{command="like"} 4.0' in text
+    assert 'kryten_likes_request_seconds_count{command="stats"}' not in text  # no arrival time: no latency

@@ -84,7 +84,7 @@ class LikeGroups:
             c = like.claim
             if c is not None:
                 key = claim_key[id(like)]
-                writes.append(KvWrite(key, docs.dump(docs.claim_value(c, gid)),
+                writes.append(KvWrite(key, docs.claim_bytes(c, gid),
                                       self._claim_revisions.get(key, c.expected_revision),
                                       ttl_seconds=c.expires_at - c.liked_at))
         before: dict[tuple[str, str], int] = {}

@@ -10,6 +10,7 @@ fields they do not know.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring  # what dumps(ensure_ascii=False) writes for a str
 
 from ..clock import iso
 from ..messages import Claim, Media
@@ -24,6 +25,14 @@ def dump(value: dict) -> bytes:
 def claim_value(c: Claim, batch: str) -> dict:
     return {"liked_at": iso(c.liked_at), "expires_at": iso(c.expires_at), "schema_version": SCHEMA,
             "video_id": c.video_id, "user": c.user, "batch": batch}
+
+
+def claim_bytes(c: Claim, batch: str) -> bytes:
+    """``dump(claim_value(c, batch))``, byte for byte, without the dict and the
+    encoder's walk: it is written once for every like."""
+    return (f'{{"liked_at":"{iso(c.liked_at)}","expires_at":"{iso(c.expires_at)}","schema_version":{SCHEMA},'
+            f'"video_id":{encode_basestring(c.video_id)},"user":{encode_basestring(c.user)},'
+            f'"batch":{encode_basestring(batch)}}}').encode()
 
 
 def likes_value(video_id: str, like_count: int, now: float, title: str | None, batch: str) -> dict:
