@@ -174,3 +174,23 @@ def test_a_small_leaderboard_is_the_full_sort(changes):
         counts[vid] = n
         board.update(vid, old, n)
         assert board.top(3) == sorted((-c, v) for v, c in counts.items() if c > 0)[:3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.none() | st.builds(dict, like_count=counts, title=titles), count=counts,
+       now=st.floats(1.6e9, 2.0e9), title=st.none() | st.text(max_size=20), rev=st.integers(1, 2**40))
+def test_a_likes_document_the_writer_stored_reads_back_as_if_scanned(before, count, now, title, rev):
+    """The like path's fast ``set_likes_written`` leaves the row exactly as
+    reading the same document back (``set_likes``) would."""
+    from kryten_likes.store import documents as docs
+
+    fast, slow = CounterBook("ns"), CounterBook("ns")
+    if before is not None:
+        for b in (fast, slow):
+            b.set_likes("v1", StoredEntry(1, {"video_id": "v1", **before}))
+    doc = docs.likes_value("v1", count, now, title, "g-1")
+    fast.set_likes_written("v1", rev, count, now, title)
+    slow.set_likes("v1", StoredEntry(rev, doc))
+    assert fast.table.likes("v1") == slow.table.likes("v1")
+    assert fast.top("liked", 5) == slow.top("liked", 5)
+    assert fast.title("v1") == slow.title("v1")

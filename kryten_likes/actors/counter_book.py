@@ -97,6 +97,13 @@ class CounterBook:
         self.table.set_likes(video_id, entry)
         self.top_liked.update(video_id, old, self.like_count(video_id))
 
+    def set_likes_written(self, video_id: str, revision: int, like_count: int, updated_at: float,
+                          title: str | None) -> None:
+        """A likes document the writer itself just stored (the like path's fast way)."""
+        old = self.like_count(video_id)
+        self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
+        self.top_liked.update(video_id, old, like_count)
+
     def set_item(self, video_id: str, entry: StoredEntry | None) -> None:
         old = self.play_count(video_id)
         self.table.set_item(video_id, entry)

@@ -17,6 +17,7 @@ as they came, beside the row.
 
 from __future__ import annotations
 
+import math
 from array import array
 from datetime import datetime, timezone
 
@@ -207,6 +208,19 @@ class ItemTable:
             self._set_title(self.likes_title, i, v, odd)
             self._rest(video_id, v, _LIKES_KNOWN, odd)
         self._keep_odd(i, "likes", odd)
+
+    def set_likes_written(self, video_id: str, revision: int, like_count: int, updated_at: float,
+                          title: str | None) -> None:
+        """A likes document this daemon wrote (``documents.likes_value``): the
+        same row ``set_likes`` makes of it, without reading the shape back."""
+        i = self._row(video_id)
+        self.flags[i] = (self.flags[i] & ~LIKES_DELETED) | HAS_LIKES
+        self.likes_rev[i] = revision
+        self.like_count[i] = like_count
+        self.likes_updated[i] = math.floor(updated_at)  # iso() writes whole seconds
+        self._set_title(self.likes_title, i, {"title": title}, {})
+        if self.odd:
+            self.odd.pop((i, "likes"), None)
 
     def item(self, video_id: str) -> StoredEntry | None:
         i = self.row.get(video_id)

@@ -95,7 +95,7 @@ class LikeGroups:
             before[(ns, vid)] = count = book.like_count(vid)
             key = likes_key(ns, vid)
             values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
-            writes.append(KvWrite(key, docs.dump(values[key]), book.table.likes_revision(vid)))
+            writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))
         counts: list[int] = []
         seen: dict[tuple[str, str], int] = {}
         for like in likes:
@@ -128,7 +128,8 @@ class LikeGroups:
             # A landing found by reading back names only keys still holding this
             # group's writes; the book never goes back to an older revision.
             if rev is not None and rev > book.table.likes_revision(vid):
-                book.set_likes(vid, StoredEntry(rev, g.values[key]))
+                v = g.values[key]
+                book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"])
             self._dirty.add((ns, "liked"))
         claims = []
         for like, count in zip(g.likes, g.counts):
