@@ -194,3 +194,17 @@ def test_a_likes_document_the_writer_stored_reads_back_as_if_scanned(before, cou
     assert fast.table.likes("v1") == slow.table.likes("v1")
     assert fast.top("liked", 5) == slow.top("liked", 5)
     assert fast.title("v1") == slow.title("v1")
+
+
+def test_a_kept_answer_is_never_stale():
+    book = CounterBook("ns")
+    book.set_likes("a", StoredEntry(1, {"video_id": "a", "like_count": 2, "title": "A"}))
+    book.set_likes("b", StoredEntry(2, {"video_id": "b", "like_count": 1}))
+    first = book.top("liked", 10)
+    assert book.top("liked", 10) is first  # kept while nothing changes
+    book.set_item("b", StoredEntry(3, {"video_id": "b", "play_count": 1, "title": "Bee"}))  # a title only
+    assert book.top("liked", 10) == [{"video_id": "a", "title": "A", "count": 2},
+                                     {"video_id": "b", "title": "Bee", "count": 1}]
+    book.set_likes_written("b", 4, 5, 1.7e9, "Bee")
+    assert [(i["video_id"], i["count"]) for i in book.top("liked", 10)] == [("b", 5), ("a", 2)]
+    assert [(i["video_id"], i["count"]) for i in book.top("liked", 1)] == [("b", 5)]

@@ -25,6 +25,8 @@ class CounterBook:
         self.now_playing: StoredEntry | None = None
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         self.requests: list[StoredEntry] = []  # request keys, handed to the writer's RequestMemory
+        self._changes = 0  # moves with every document the book takes (titles included)
+        self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
         t = self.table
         self.top_liked = Leaderboard(RANKED, lambda: t.every(t.like_count))
         self.top_played = Leaderboard(RANKED, lambda: t.every(t.play_count))
@@ -73,8 +75,19 @@ class CounterBook:
         return dict(g.value) if g is not None and g.value else zero_global()
 
     def top(self, ranking: str, limit: int) -> list[dict]:
+        """The first ``limit`` of a ranking. The answer is kept until the book
+        changes: between two likes a channel's bots may ask many times. The
+        list is shared: callers must not change it."""
+        key = (ranking, limit)
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] == self._changes:
+            return hit[1]
         ranked = self.top_liked if ranking == "liked" else self.top_played
-        return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in ranked.top(limit)]
+        items = [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in ranked.top(limit)]
+        if len(self._answers) >= 16:
+            self._answers.clear()
+        self._answers[key] = (self._changes, items)
+        return items
 
     def item_stats(self, video_id: str) -> dict:
         item = self.table.item(video_id)
@@ -93,6 +106,7 @@ class CounterBook:
     # --- applying durable changes ------------------------------------------------
 
     def set_likes(self, video_id: str, entry: StoredEntry | None) -> None:
+        self._changes += 1
         old = self.like_count(video_id)
         self.table.set_likes(video_id, entry)
         self.top_liked.update(video_id, old, self.like_count(video_id))
@@ -100,11 +114,13 @@ class CounterBook:
     def set_likes_written(self, video_id: str, revision: int, like_count: int, updated_at: float,
                           title: str | None) -> None:
         """A likes document the writer itself just stored (the like path's fast way)."""
+        self._changes += 1
         old = self.like_count(video_id)
         self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
         self.top_liked.update(video_id, old, like_count)
 
     def set_item(self, video_id: str, entry: StoredEntry | None) -> None:
+        self._changes += 1
         old = self.play_count(video_id)
         self.table.set_item(video_id, entry)
         self.top_played.update(video_id, old, self.play_count(video_id))
