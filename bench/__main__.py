@@ -30,6 +30,7 @@ with that in mind.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import asyncio
 import json
 import os
@@ -120,6 +121,11 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             serial = children.start("ceiling-serial", [sys.executable, "-m", "bench.ceiling", url,
                                                        "bench.ceiling_serial", "--serial"],
                                     tmp / "ceiling-serial.log", cwd=ROOT)
+        uv_ceiling = None
+        if sizes.serial_ceiling and importlib.util.find_spec("uvloop") is not None:
+            uv_ceiling = children.start("ceiling-uvloop", [sys.executable, "-m", "bench.ceiling", url,
+                                                           "bench.ceiling_uvloop", "--uvloop"],
+                                        tmp / "ceiling-uvloop.log", cwd=ROOT)
         daemon = start_daemon(children, tmp, url, "daemon")
         nc = await nats.connect(url, name="bench-driver")
         try:
@@ -127,6 +133,8 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             await wait_for_answer(nc, "bench.ceiling", child=ceiling)
             if serial is not None:
                 await wait_for_answer(nc, "bench.ceiling_serial", child=serial)
+            if uv_ceiling is not None:
+                await wait_for_answer(nc, "bench.ceiling_uvloop", child=uv_ceiling)
             await asyncio.sleep(1.0)  # start-up garbage settles before the idle reading
             results["memory"]["rss_idle_mb"] = {k: round(v / 1024, 1) for k, v in daemon.memory_kb().items()}
             progress.say(f"daemon ready in {results['daemon_startup_empty_s']} s; idle RSS "
@@ -134,6 +142,8 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             procs = {"daemon": daemon, "ceiling": ceiling}
             if serial is not None:
                 procs["ceiling_serial"] = serial
+            if uv_ceiling is not None:
+                procs["ceiling_uvloop"] = uv_ceiling
             phase = BusPhase(nc, procs, server.pid, sizes, progress)
             results["rows"] = phase.rows
             await phase.open()
@@ -142,6 +152,13 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             await phase.spread()
             await phase.rotation()
             await phase.plays()
+            if uv_ceiling is not None:
+                c = max(sizes.inflight)
+                bodies = [body(username=f"u-{i}") for i in range(sizes.likes[c])]
+                d = await phase.run("ceiling_uvloop", "bench.ceiling_uvloop", bodies, c, "ceiling on uvloop")
+                all_ok(d, "ceiling on uvloop")
+                phase.add(row("raw ceiling on uvloop (the daemon's default loop)", d, phase.ceilings.get(c),
+                              note="the same responder on uvloop; ratio = its rate / the asyncio ceiling's"))
             if serial is not None:
                 c = max(sizes.inflight)
                 bodies = [body(username=f"z-{i}") for i in range(sizes.serial_ceiling)]

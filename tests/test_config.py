@@ -20,6 +20,7 @@ from kryten_likes.config import (
     LoggingSection,
     MetricsSection,
     NatsSection,
+    RuntimeSection,
     StorageSection,
     SupervisorSection,
     event_channel_token,
@@ -84,6 +85,9 @@ host = "127.0.0.2"
 
 [logging]
 level = "DEBUG"
+
+[runtime]
+event_loop = "asyncio"
 """
 
 
@@ -142,6 +146,7 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
                          reply_window_seconds=60.0, max_replies_per_minute=2),
         metrics=MetricsSection(port=9000, host="127.0.0.2"),
         logging=LoggingSection(level="DEBUG"),
+        runtime=RuntimeSection(event_loop="asyncio"),
     )
     # An int written for a float key arrives as a float.
     assert type(config.likes.dedupe_window_seconds) is float
@@ -266,6 +271,23 @@ def test_the_full_example_is_valid_toml() -> None:
         ("nats", NatsSection), ("cytube", CytubeSection), ("analytics", AnalyticsSection),
         ("likes", LikesSection), ("storage", StorageSection), ("supervisor", SupervisorSection),
         ("limits", LimitsSection), ("chat", ChatSection), ("metrics", MetricsSection),
-        ("logging", LoggingSection),
+        ("logging", LoggingSection), ("runtime", RuntimeSection),
     ):
         assert set(data[name]) == {a.name for a in section.__attrs_attrs__}
+
+
+def test_the_event_loop_is_uvloop_where_installed_unless_asked_otherwise(monkeypatch) -> None:
+    import importlib.util
+
+    from kryten_likes.daemon import loop_options
+
+    assert Config().runtime.event_loop == "uvloop"
+    installed = importlib.util.find_spec("uvloop") is not None
+    assert loop_options(Config()) == {"use_uvloop": installed}
+    assert loop_options(parse_config({"runtime": {"event_loop": "asyncio"}})) == {"use_uvloop": False}
+    # Where uvloop is missing (Windows), asyncio's own loop, not a failure.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
+    assert loop_options(Config()) == {"use_uvloop": False}
+    with pytest.raises(ConfigError, match="runtime.event_loop: must be uvloop or asyncio"):
+        parse_config({"runtime": {"event_loop": "trio"}})

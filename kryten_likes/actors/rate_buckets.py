@@ -58,6 +58,7 @@ class RateBuckets:
         self._global_tat = -math.inf
         self._global_interval = 1.0 / policy.global_per_second
         self._global_tolerance = self._global_interval * (policy.global_burst - 1)
+        self._last_now = self._fresh_tat = math.nan
 
     def __len__(self) -> int:
         return len(self._tat)
@@ -73,7 +74,12 @@ class RateBuckets:
         if gwait > 0:
             return gwait
         self._global_tat = gtat + self._global_interval
-        self._tat[user] = max(tat, now) + self.policy.interval
+        if tat > now:
+            self._tat[user] = tat + self.policy.interval
+        else:  # a full bucket: one float object for every such user at one ``now``
+            if now != self._last_now:
+                self._last_now, self._fresh_tat = now, now + self.policy.interval
+            self._tat[user] = self._fresh_tat
         return None
 
     def evict_idle(self, now: float) -> int:
