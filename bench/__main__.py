@@ -30,6 +30,7 @@ with that in mind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import asyncio
 import json
@@ -76,6 +77,7 @@ class Sizes:
     query_samples: int = 2000
     memory_users: int = 100000
     profile_likes: int = 20000
+    event_loop: str = "uvloop"  # the daemon's [runtime] event_loop (--event-loop)
 
 
 SMOKE = Sizes(likes={1: 40, 16: 200, 256: 500}, warmup=20, corr_likes=300, spread_items=100, spread_likes=400,
@@ -126,7 +128,7 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             uv_ceiling = children.start("ceiling-uvloop", [sys.executable, "-m", "bench.ceiling", url,
                                                            "bench.ceiling_uvloop", "--uvloop"],
                                         tmp / "ceiling-uvloop.log", cwd=ROOT)
-        daemon = start_daemon(children, tmp, url, "daemon")
+        daemon = start_daemon(children, tmp, url, "daemon", event_loop=sizes.event_loop)
         nc = await nats.connect(url, name="bench-driver")
         try:
             results["daemon_startup_empty_s"] = round(await daemon_ready(nc, daemon), 2)
@@ -184,7 +186,7 @@ async def phase_state(tmp: Path, sizes: Sizes, progress: Progress, results: dict
         try:
             expected = await prewrite(nc, sizes.query_items, progress)
             progress.say(f"pre-written in {expected['seconds']:.1f} s; starting the daemon on it")
-            daemon = start_daemon(children, tmp, server.url, "daemon-state")
+            daemon = start_daemon(children, tmp, server.url, "daemon-state", event_loop=sizes.event_loop)
             out = await run_state(nc, daemon, sizes, progress, expected, server.pid)
             daemon.check_alive()
         finally:
@@ -275,9 +277,11 @@ def main() -> int:
     ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
     ap.add_argument("--phase", choices=("bus", "state"),
                     help="only one phase: bus (likes, plays, anchor) or state (100 000 items: queries, memory)")
+    ap.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the daemon's [runtime] event_loop (default uvloop, as the daemon's own default)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = ap.parse_args()
-    sizes = SMOKE if args.smoke else Sizes()
+    sizes = dataclasses.replace(SMOKE if args.smoke else Sizes(), event_loop=args.event_loop)
     anchor: tuple = (None, "skipped (--smoke: it needs a venv install)" if args.smoke else "skipped (--no-anchor)")
     if not (args.smoke or args.no_anchor or args.profile or args.phase == "state"):
         # Before any server starts, so pip never competes with a measurement.

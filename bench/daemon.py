@@ -26,7 +26,7 @@ def cmd(command: str) -> str:
     return f"{PREFIX}.playlist.cmd.{command}"
 
 
-def write_config(path: Path, url: str) -> Path:
+def write_config(path: Path, url: str, event_loop: str = "uvloop") -> Path:
     path.write_text(
         "[nats]\n"
         f'servers = ["{url}"]\n'
@@ -41,13 +41,15 @@ def write_config(path: Path, url: str) -> Path:
         "[limits]\n"
         "global_likes_per_second = 10000000.0\n"
         "global_likes_burst = 10000000\n"
+        "[runtime]\n"
+        f'event_loop = "{event_loop}"\n'
     )
     return path
 
 
 def start_daemon(children: Children, workdir: Path, url: str, name: str,
-                 profile_to: Path | None = None) -> Child:
-    cfg = write_config(workdir / f"{name}.toml", url)
+                 profile_to: Path | None = None, event_loop: str = "uvloop") -> Child:
+    cfg = write_config(workdir / f"{name}.toml", url, event_loop)
     if profile_to is None:
         argv = [sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg)]
     else:  # cProfile, enabled by SIGUSR1 and disabled by SIGUSR2 (bench/profiled_daemon.py)

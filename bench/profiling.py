@@ -69,7 +69,7 @@ async def run_profile(tmp: Path, sizes: Any, progress: Progress, keep_to: Path, 
     with start_nats_server(tmp / "nats-profile", port=None) as server, Children() as children:
         ceiling = children.start("ceiling", [sys.executable, "-m", "bench.ceiling", server.url, "bench.ceiling"],
                                  tmp / "ceiling-profile.log", cwd=ROOT)
-        daemon = start_daemon(children, tmp, server.url, "daemon-profiled", profile_to=prof)
+        daemon = start_daemon(children, tmp, server.url, "daemon-profiled", profile_to=prof, event_loop=sizes.event_loop)
         nc = await nats.connect(server.url, name="bench-driver")
         try:
             await daemon_ready(nc, daemon)
