@@ -251,7 +251,7 @@ class MetricsSection:
 class RuntimeSection:
     """How the daemon runs its event loop."""
 
-    # uvloop: measured 10-15 % less daemon CPU per like than asyncio's own loop
+    # uvloop: measured 7-15 % less daemon CPU per like than asyncio's own loop
     # (README, Performance); asyncio: the standard library's loop. uvloop is
     # used only where it is installed (not on Windows); else asyncio, said once.
     event_loop: str = field(default="uvloop", validator=_require(
