@@ -33,7 +33,7 @@ import anyio
 import attrs
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -79,20 +79,26 @@ class AtomicBucket:
     def __init__(self, nc: NatsClient, kv: KeyValue, bucket: str, *, timeout: float = 5.0) -> None:
         self._nc = nc
         self._kv = kv
+        self._js = nc.jetstream()
+        self._stream = f"KV_{bucket}"
         self.bucket = bucket
         self._timeout = timeout
         self.conflicts = 0  # batches refused on a changed revision (for metrics)
         self.lost_answers = 0  # batches whose answer was lost and had to be resolved
 
     async def read(self, key: str) -> StoredEntry | None:
+        """What the stream's leader holds for ``key``. Only resolutions read
+        (a conflict, a lost answer), and they must not judge from a replica
+        that lags: a KV get (a direct get) may be answered by any replica, so
+        a batch that landed could look absent and its like be told
+        ``duplicate``. The stream API's message get is the leader's."""
         try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
+            msg = await self._js.get_last_msg(self._stream, f"$KV.{self.bucket}.{key}", direct=False)
+        except NotFoundError:
             return None
-        except KeyDeletedError as exc:
-            rev = exc.entry.revision if exc.entry is not None else 0
-            return StoredEntry(revision=rev, value=None) if rev else None
-        return StoredEntry(revision=entry.revision, value=json.loads(entry.value))
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+            return StoredEntry(revision=msg.seq, value=None)
+        return StoredEntry(revision=msg.seq, value=json.loads(msg.data))
 
     async def read_many(self, keys: Sequence[str]) -> dict[str, StoredEntry | None]:
         out: dict[str, StoredEntry | None] = {}
