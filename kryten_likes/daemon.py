@@ -5,9 +5,7 @@ group, so stopping the daemon stops everything it started.
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import importlib.util
 import json
 import logging
 import math
@@ -28,84 +26,26 @@ from . import __version__, wire
 from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .operations import Metrics, serve_http, service_reply
 from .actors.apply import Applies, ApplyShell
-from .actors.counter_book import CounterBook
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
-from .actors.dedupe_ledger import DedupeLedger, LiveClaims
+from .actors.dedupe_ledger import DedupeLedger
 from .actors.gateway import COMMANDS, Gateway, Inbound
 from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
 from .actors.shell import ActorShell, Bus, FaultHook, Router
-from .clock import Clock, SystemClock, parse_iso
+from .clock import Clock, SystemClock
 from .config import Config, event_channel_token, nats_options
 from .events import EventFeed, open_event_source
-from .messages import EnqueuesInFlight, Media, ReplyTo, Tick
+from .messages import EnqueuesInFlight, ReplyTo, Tick
 from .store.documents import media_of_now_playing
-from .store import AtomicBucket, StoredEntry, decode_token, open_buckets, scan_each, split_key
+from .store import open_buckets
+from .startup import (Snapshot, bridge_now_playing, first_unstored, give_back_free_memory, load_snapshot,
+                      loop_options)
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
 ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
-
-
-@attrs.frozen
-class Snapshot:
-    books: dict[str, CounterBook]
-    claims: LiveClaims
-
-
-async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float) -> Snapshot:
-    """Both buckets, read into books and live claims as the keys arrive."""
-    books: dict[str, CounterBook] = {}
-    claims = LiveClaims()
-
-    def take(key: str, entry: StoredEntry | None) -> None:
-        split = split_key(key)
-        if split is None:
-            return
-        ns, parts = split
-        if parts[0] == "dedupe" and len(parts) == 3:
-            try:
-                if entry is None or not entry.value:
-                    claims.discard((ns, decode_token(parts[1]), decode_token(parts[2])))
-                    return
-                exp = parse_iso(entry.value["expires_at"])
-                vid = entry.value.get("video_id") or decode_token(parts[1])
-                user = entry.value.get("user") or decode_token(parts[2])
-            except (KeyError, ValueError, TypeError, UnicodeError):
-                return
-            if exp > now:
-                claims.add((ns, vid, user), exp)
-        elif ns in books:
-            books[ns].load(parts, entry)
-        elif entry is not None:
-            books[ns] = CounterBook(ns)
-            books[ns].load(parts, entry)
-
-    for bucket in (analytics, likes):
-        await scan_each(bucket, take)
-    return Snapshot(books, claims)
-
-
-async def bridge_now_playing(nc: Any, channel: str) -> Media | None:
-    """What the bridge says plays now (its KV ``current``), if it says anything."""
-    from kryten.kv_store import get_kv_store, kv_get  # kryten-py knows the bridge's bucket layout
-
-    try:
-        kv = await get_kv_store(nc, f"kryten_{channel}_playlist")
-    except Exception:
-        return None
-    cur = await kv_get(kv, "current", default=None, parse_json=True)
-    if not isinstance(cur, dict):
-        return None
-    media = cur.get("media") if isinstance(cur.get("media"), dict) else cur
-    vid = media.get("id")
-    if not isinstance(vid, str) or not vid:
-        return None
-    secs = media.get("seconds")
-    return Media(vid, str(media.get("type") or ""), str(media.get("title") or ""),
-                 int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else None)
 
 
 class StartError(Exception):
@@ -372,33 +312,6 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             with anyio.CancelScope(shield=True):
                 for sub in subs:
                     await sub.unsubscribe()
-
-
-def give_back_free_memory() -> None:
-    """Return the heap the start-up scan left free to the system (glibc keeps
-    freed memory for reuse otherwise: a few MB of RSS for nothing). Only where
-    the C library has ``malloc_trim``."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def loop_options(config: Config) -> dict:
-    """anyio's asyncio options for ``[runtime] event_loop``: uvloop where it is
-    installed and asked for; else the standard loop, said once."""
-    if config.runtime.event_loop != "uvloop":
-        return {"use_uvloop": False}
-    if importlib.util.find_spec("uvloop") is None:
-        log.info("uvloop is not installed here; running on asyncio's own event loop")
-        return {"use_uvloop": False}
-    return {"use_uvloop": True}
-
-
-def first_unstored(book: CounterBook | None) -> int:
-    """The first event sequence not stored for both kinds (plays, queue events)."""
-    g = book.global_value() if book is not None else {}
-    return min(int(g.get("last_event_seq", 0)), int(g.get("last_queue_seq", 0))) + 1
 
 
 def _correlation_id(data: bytes) -> str | None:

@@ -279,7 +279,7 @@ def test_the_full_example_is_valid_toml() -> None:
 def test_the_event_loop_is_uvloop_where_installed_unless_asked_otherwise(monkeypatch) -> None:
     import importlib.util
 
-    from kryten_likes.daemon import loop_options
+    from kryten_likes.startup import loop_options
 
     assert Config().runtime.event_loop == "uvloop"
     installed = importlib.util.find_spec("uvloop") is not None

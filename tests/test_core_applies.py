@@ -58,7 +58,7 @@ from kryten_likes.actors.apply import Applies
 from kryten_likes.actors.counter_book import CounterBook
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS, CounterWriter
 from kryten_likes.actors.counter_writer_shell import CounterWriterShell
-from kryten_likes.daemon import first_unstored
+from kryten_likes.startup import first_unstored
 from kryten_likes.messages import (
     EnqueuesInFlight,
     AckEvent, ApplyItem, ApplyRequested, Commit, CommitFinished, Enqueue, EnqueueAnswered, EnqueueRefused,

@@ -1,0 +1,108 @@
+"""What the daemon does before it serves: read both buckets into books and
+live claims, ask the bridge what plays, choose the event loop, and give
+back the memory the reading left free.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+from typing import Any
+
+import attrs
+
+from .actors.counter_book import CounterBook
+from .actors.dedupe_ledger import LiveClaims
+from .clock import parse_iso
+from .config import Config
+from .messages import Media
+from .store import AtomicBucket, StoredEntry, decode_token, scan_each, split_key
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Snapshot:
+    books: dict[str, CounterBook]
+    claims: LiveClaims
+
+
+async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float) -> Snapshot:
+    """Both buckets, read into books and live claims as the keys arrive."""
+    books: dict[str, CounterBook] = {}
+    claims = LiveClaims()
+
+    def take(key: str, entry: StoredEntry | None) -> None:
+        split = split_key(key)
+        if split is None:
+            return
+        ns, parts = split
+        if parts[0] == "dedupe" and len(parts) == 3:
+            try:
+                if entry is None or not entry.value:
+                    claims.discard((ns, decode_token(parts[1]), decode_token(parts[2])))
+                    return
+                exp = parse_iso(entry.value["expires_at"])
+                vid = entry.value.get("video_id") or decode_token(parts[1])
+                user = entry.value.get("user") or decode_token(parts[2])
+            except (KeyError, ValueError, TypeError, UnicodeError):
+                return
+            if exp > now:
+                claims.add((ns, vid, user), exp)
+        elif ns in books:
+            books[ns].load(parts, entry)
+        elif entry is not None:
+            books[ns] = CounterBook(ns)
+            books[ns].load(parts, entry)
+
+    for bucket in (analytics, likes):
+        await scan_each(bucket, take)
+    return Snapshot(books, claims)
+
+
+async def bridge_now_playing(nc: Any, channel: str) -> Media | None:
+    """What the bridge says plays now (its KV ``current``), if it says anything."""
+    from kryten.kv_store import get_kv_store, kv_get  # kryten-py knows the bridge's bucket layout
+
+    try:
+        kv = await get_kv_store(nc, f"kryten_{channel}_playlist")
+    except Exception:
+        return None
+    cur = await kv_get(kv, "current", default=None, parse_json=True)
+    if not isinstance(cur, dict):
+        return None
+    media = cur.get("media") if isinstance(cur.get("media"), dict) else cur
+    vid = media.get("id")
+    if not isinstance(vid, str) or not vid:
+        return None
+    secs = media.get("seconds")
+    return Media(vid, str(media.get("type") or ""), str(media.get("title") or ""),
+                 int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else None)
+
+
+def give_back_free_memory() -> None:
+    """Return the heap the start-up scan left free to the system (glibc keeps
+    freed memory for reuse otherwise: a few MB of RSS for nothing). Only where
+    the C library has ``malloc_trim``."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def loop_options(config: Config) -> dict:
+    """anyio's asyncio options for ``[runtime] event_loop``: uvloop where it is
+    installed and asked for; else the standard loop, said once."""
+    if config.runtime.event_loop != "uvloop":
+        return {"use_uvloop": False}
+    if importlib.util.find_spec("uvloop") is None:
+        log.info("uvloop is not installed here; running on asyncio's own event loop")
+        return {"use_uvloop": False}
+    return {"use_uvloop": True}
+
+
+def first_unstored(book: CounterBook | None) -> int:
+    """The first event sequence not stored for both kinds (plays, queue events)."""
+    g = book.global_value() if book is not None else {}
+    return min(int(g.get("last_event_seq", 0)), int(g.get("last_queue_seq", 0))) + 1
