@@ -26,6 +26,8 @@ from .messages import EventRef
 
 log = logging.getLogger(__name__)
 
+CREATE_TIMEOUT = 20.0  # seconds to wait for the durable consumer to be made
+
 
 @attrs.frozen
 class EventSource:
@@ -112,7 +114,17 @@ class EventFeed:
                                  ack_wait=30, max_ack_pending=2000, num_replicas=self.replicas,
                                  deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq,
                                  filter_subjects=list(self.source.subjects))
-        await self.js.add_consumer(self.source.stream, cfg)
+        try:
+            # Generous: on a cluster that just lost a node, making a replicated
+            # consumer can take longer than an ordinary API call.
+            await self.js.add_consumer(self.source.stream, cfg, timeout=CREATE_TIMEOUT)
+        except nats.errors.TimeoutError:
+            # The answer may be late, not the consumer: if it exists as asked,
+            # use it. Deleting it and asking again could repeat for as long as
+            # creating one takes longer than the wait.
+            info = await self.js.consumer_info(self.source.stream, self.source.durable)
+            if info.config.opt_start_seq != self.start_seq:
+                raise
         self._psub = await self.js.pull_subscribe_bind(self.source.durable, self.source.stream)
         self._bound_epoch = self.epoch
         self._consumer_seq = self._stream_seq = 0
@@ -122,7 +134,10 @@ class EventFeed:
         while True:
             try:
                 if self._bound_epoch != self.epoch:
-                    await self._bind()
+                    try:
+                        await self._bind()
+                    except nats.errors.TimeoutError as exc:  # not an idle fetch: say so, and back off
+                        raise nats.errors.Error(f"consumer set-up timed out ({type(exc).__name__})") from exc
                 epoch = self.epoch
                 msgs = await self._psub.fetch(batch=256, timeout=1.0)
             except nats.errors.TimeoutError:
