@@ -185,8 +185,13 @@ async def drive(nc: Any, subject: str, bodies: Sequence[bytes], inflight: int, *
     elapsed = time.perf_counter() - t0
     if progress is not None:
         progress.stop()
+    return _drive(len(bodies), inflight, elapsed, latencies, statuses, examples, kept)
+
+
+def _drive(n: int, inflight: int, seconds: float, latencies: list[float], statuses: Counter[str],
+           examples: list, kept: list) -> Drive:
     latencies.sort()
-    return Drive(n=len(bodies), inflight=inflight, seconds=elapsed, rate=len(bodies) / elapsed,
+    return Drive(n=n, inflight=inflight, seconds=seconds, rate=n / seconds,
                  p50_ms=pct(latencies, 0.50) * 1e3, p99_ms=pct(latencies, 0.99) * 1e3,
                  max_ms=(latencies[-1] if latencies else float("nan")) * 1e3,
                  statuses=dict(statuses), examples=examples, kept=kept, latencies=latencies)
@@ -194,15 +199,13 @@ async def drive(nc: Any, subject: str, bodies: Sequence[bytes], inflight: int, *
 
 def pooled(drives: list[Drive]) -> Drive:
     """Several drives of one kind as one: every request, the time they all took."""
-    lat = sorted(x for d in drives for x in d["latencies"])
-    n, seconds = sum(d["n"] for d in drives), sum(d["seconds"] for d in drives)
+    n = sum(d["n"] for d in drives)
     statuses: Counter[str] = Counter()
     for d in drives:
         statuses.update(d["statuses"])
-    out = Drive(n=n, inflight=drives[0]["inflight"], seconds=seconds, rate=n / seconds,
-                p50_ms=pct(lat, 0.50) * 1e3, p99_ms=pct(lat, 0.99) * 1e3, max_ms=(lat[-1] if lat else float("nan")) * 1e3,
-                statuses=dict(statuses), examples=[e for d in drives for e in d["examples"]][:3],
-                kept=[k for d in drives for k in d["kept"]], latencies=lat)
+    out = _drive(n, drives[0]["inflight"], sum(d["seconds"] for d in drives),
+                 [x for d in drives for x in d["latencies"]], statuses,
+                 [e for d in drives for e in d["examples"]][:3], [k for d in drives for k in d["kept"]])
     if all("cpu_us" in d for d in drives):
         out["cpu_us"] = {k: round(sum(d["cpu_us"][k] * d["n"] for d in drives) / n) for k in drives[0]["cpu_us"]}
         out["others_pct"] = round(max(d["others_pct"] for d in drives))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from ..store import StoredEntry, decode_token
 from ..store.documents import zero_global
+from .gateway import TOP_LIMIT_MAX
 from .item_table import ItemTable
 from .leaderboard import Leaderboard
 
-RANKED = 100  # the largest ``limit`` a query may ask for (contract.md)
+RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
 
 
 class CounterBook:

@@ -57,12 +57,11 @@ from ..messages import (
 from ..store import Conflict, KvWrite, Landed, StoredEntry, global_key, ranking_key
 from ..store import documents as docs
 from . import analytics_changes as ac
-from .counter_book import CounterBook
+from .counter_book import RANKED, CounterBook
 from .like_groups import MAX_CONFLICTS, MAX_LIKE_GROUPS, PIPELINE_MIN, Group, LikeGroups
 from .request_memory import RequestMemory
 
 MATERIALISE_PER_TICK = 32
-RANKING_SIZE = 100
 
 
 @attrs.frozen
@@ -378,7 +377,7 @@ class CounterWriter(LikeGroups):
         # thousands of writes at once would stall the daemon.
         batch = sorted(self._dirty, key=lambda d: (d[0] != self.namespace, d))[:MATERIALISE_PER_TICK]
         for ns, ranking in batch:
-            items = self.book(ns).top(ranking, RANKING_SIZE)
+            items = self.book(ns).top(ranking, RANKED)
             out.append(PutDocument("analytics", ranking_key(ns, ranking),
                                    {"items": items, "updated_at": iso(now), "schema_version": docs.SCHEMA}))
         self._dirty.difference_update(batch)

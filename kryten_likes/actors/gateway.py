@@ -34,6 +34,7 @@ MAX_APPLY_ITEMS = 500
 MAX_BODY = 64 * 1024
 MAX_KEY_TOKEN = 3000  # with the longest namespace and user tokens, a key stays under 3.6 KB
 NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOP_LIMIT_MAX = 100  # the largest ``limit`` of top_liked / top_played (contract.md)
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
@@ -112,8 +113,8 @@ def _limit(body: dict) -> int:
         return 10
     if isinstance(v, bool) or not isinstance(v, int):
         raise Invalid("limit", "must be an integer")
-    if not 1 <= v <= 100:
-        raise Invalid("limit", "must be 1-100")
+    if not 1 <= v <= TOP_LIMIT_MAX:
+        raise Invalid("limit", f"must be 1-{TOP_LIMIT_MAX}")
     return v
 
 

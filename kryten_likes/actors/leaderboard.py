@@ -23,7 +23,6 @@ class Leaderboard:
         self._every_count = every_count
         self.leaders: list[Entry] = []
         self._count: dict[str, int] = {}  # the leaders' counts
-        self.version = 0  # moves whenever the leaders do (answers may be cached against it)
 
     def update(self, video_id: str, old: int, new: int) -> None:
         if old == new:
@@ -43,12 +42,10 @@ class Leaderboard:
                 if len(self.leaders) > self.size:
                     _, dropped = self.leaders.pop()
                     del self._count[dropped]
-        self.version += 1
 
     def rebuild(self) -> None:
         self.leaders = heapq.nsmallest(self.size, ((-n, vid) for vid, n in self._every_count() if n > 0))
         self._count = {vid: -neg for neg, vid in self.leaders}
-        self.version += 1
 
     def top(self, limit: int) -> list[Entry]:
         return self.leaders[:limit]

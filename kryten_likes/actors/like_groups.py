@@ -35,7 +35,7 @@ class Group:
     values: dict[str, dict] = attrs.Factory(dict)  # key -> the document written
     counts: list[int] = attrs.Factory(list)  # likes: the count each like gets
     now: float = 0.0
-    conflicts: int = 0
+    conflicts: int = 0  # analytics: conflicts in a row before it (likes: the writer counts them)
 
 
 class LikeGroups:
@@ -114,8 +114,7 @@ class LikeGroups:
         # writes when it has one (a claim): the item's document is written by
         # the next group of that item, perhaps before this answer is resolved.
         marker = next((w.key for w in writes if w.key not in values), next(iter(values)))
-        group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values, counts=counts, now=now,
-                      conflicts=self._retry_conflicts["likes"])
+        group = Group("likes", gid, tuple(writes), likes=likes, before=before, values=values, counts=counts, now=now)
         self.in_flight[f"likes/{gid}"] = group
         return Commit("likes", gid, group.writes, marker_key=marker)
 
