@@ -35,7 +35,8 @@ from cattrs.gen import make_dict_structure_fn
 __all__ = [
     "AnalyticsSection",
     "ChatSection",
-    "MetricsSection",
+    "HttpSection",
+    "QueueSection",
     "Config",
     "ConfigError",
     "CytubeSection",
@@ -195,6 +196,10 @@ class LikesSection:
     # A like retried with the same correlation_id within this window gets the
     # original outcome instead of a second count.
     retry_window_seconds: float = field(default=600.0, validator=_positive_number)
+    # At most this many retried-request outcomes are remembered (~600 bytes
+    # each); past it the oldest is forgotten first. A retry older than what is
+    # remembered counts as a new like, which dedupe still protects.
+    max_remembered_requests: int = field(default=100_000, validator=_require("must be >= 1", lambda v: v >= 1))
 
 
 @frozen
@@ -240,11 +245,22 @@ class ChatSection:
 
 
 @frozen
-class MetricsSection:
-    """The HTTP endpoint with /health and Prometheus /metrics."""
+class HttpSection:
+    """The daemon's one HTTP server: /health, Prometheus /metrics, the JSON API
+    and the dashboard. 28282-28290 (even) belong to other Kryten services."""
 
-    port: int = field(default=28288, validator=_require("must be 0 (off) to 65535", lambda v: 0 <= v <= 65535))
     host: str = "127.0.0.1"
+    port: int = field(default=28292, validator=_require("must be 0 (off) to 65535", lambda v: 0 <= v <= 65535))
+    dashboard: bool = True
+
+
+@frozen
+class QueueSection:
+    """Who owns ``queue_apply`` on this bus."""
+
+    # kryten-playlist answers queue_apply too: where it runs, set this false
+    # (it then owns applies; we still count its queue events once each).
+    apply_enabled: bool = True
 
 
 @frozen
@@ -270,7 +286,8 @@ class Config:
     supervisor: SupervisorSection = SupervisorSection()
     limits: LimitsSection = LimitsSection()
     chat: ChatSection = ChatSection()
-    metrics: MetricsSection = MetricsSection()
+    http: HttpSection = HttpSection()
+    queue: QueueSection = QueueSection()
     logging: LoggingSection = LoggingSection()
     runtime: RuntimeSection = RuntimeSection()
 
@@ -384,6 +401,16 @@ def parse_config(data: Mapping[str, Any]) -> Config:
 
     Raises `ConfigError` listing every problem found, one per line.
     """
+    if "metrics" in data:
+        # Older configs named the HTTP table [metrics]; read it as [http].
+        logging.getLogger(__name__).warning(
+            "config: the [metrics] table is now [http]; reading it as [http] (rename it)")
+        data = dict(data)
+        legacy = data.pop("metrics")
+        if isinstance(legacy, Mapping) and isinstance(data.get("http", {}), Mapping):
+            data["http"] = {**legacy, **data.get("http", {})}
+        else:
+            data["http"] = legacy
     try:
         return _CONVERTER.structure(data, Config)
     except (ClassValidationError, IterableValidationError, _BadValue, _WrongType) as exc:

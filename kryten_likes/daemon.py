@@ -299,11 +299,11 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         tg.start_soon(feed.run)
         tg.start_soon(ticker)
         tg.start_soon(mouth.run, chat_in)
-        if config.metrics.port:
+        if config.http.port:
             try:
-                await tg.start(serve_http, config.metrics.host, config.metrics.port, metrics, health)
+                await tg.start(serve_http, config.http.host, config.http.port, metrics, health)
             except OSError as exc:  # metrics are for operators; the counts must go on
-                log.error("no metrics endpoint on %s:%d: %s", config.metrics.host, config.metrics.port, exc)
+                log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
         task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc))
         try:

@@ -23,7 +23,7 @@ def locked_server(tmp_path_factory):
 def run_like(tmp_path, server, toml: str, env: dict | None = None, timeout: float = 30):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[nats]\nservers = ["{server.url}"]\nsubject_prefix = "auth"\n{toml}\n'
-                   '[cytube]\nchannel = "auth"\n[metrics]\nport = 0\n')
+                   '[cytube]\nchannel = "auth"\n[http]\nport = 0\n')
     cfg.chmod(0o600)
     daemon = subprocess.Popen([sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

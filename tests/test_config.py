@@ -18,7 +18,8 @@ from kryten_likes.config import (
     ChatSection,
     LimitsSection,
     LoggingSection,
-    MetricsSection,
+    HttpSection,
+    QueueSection,
     NatsSection,
     RuntimeSection,
     StorageSection,
@@ -55,6 +56,7 @@ dedupe_window_seconds = 3600
 rate_per_minute = 2.5
 rate_burst = 7
 retry_window_seconds = 60
+max_remembered_requests = 500
 
 [storage]
 data_dir = "/var/lib/kryten-likes"
@@ -79,9 +81,13 @@ bot_username = "Bot"
 reply_window_seconds = 60
 max_replies_per_minute = 2
 
-[metrics]
+[queue]
+apply_enabled = false
+
+[http]
 port = 9000
 host = "127.0.0.2"
+dashboard = false
 
 [logging]
 level = "DEBUG"
@@ -135,7 +141,7 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         analytics=AnalyticsSection(namespace="staging-2"),
         likes=LikesSection(
             dedupe_enabled=False, dedupe_window_seconds=3600.0, rate_per_minute=2.5, rate_burst=7,
-            retry_window_seconds=60.0,
+            retry_window_seconds=60.0, max_remembered_requests=500,
         ),
         storage=StorageSection(data_dir="/var/lib/kryten-likes", replicas=3),
         supervisor=SupervisorSection(
@@ -144,7 +150,8 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         limits=LimitsSection(global_likes_per_second=50.0, global_likes_burst=100, max_in_flight=500),
         chat=ChatSection(enabled=False, like_command="!fav", top_command="!best", bot_username="Bot",
                          reply_window_seconds=60.0, max_replies_per_minute=2),
-        metrics=MetricsSection(port=9000, host="127.0.0.2"),
+        queue=QueueSection(apply_enabled=False),
+        http=HttpSection(port=9000, host="127.0.0.2", dashboard=False),
         logging=LoggingSection(level="DEBUG"),
         runtime=RuntimeSection(event_loop="asyncio"),
     )
@@ -270,7 +277,7 @@ def test_the_full_example_is_valid_toml() -> None:
     for name, section in (
         ("nats", NatsSection), ("cytube", CytubeSection), ("analytics", AnalyticsSection),
         ("likes", LikesSection), ("storage", StorageSection), ("supervisor", SupervisorSection),
-        ("limits", LimitsSection), ("chat", ChatSection), ("metrics", MetricsSection),
+        ("limits", LimitsSection), ("chat", ChatSection), ("http", HttpSection), ("queue", QueueSection),
         ("logging", LoggingSection), ("runtime", RuntimeSection),
     ):
         assert set(data[name]) == {a.name for a in section.__attrs_attrs__}
@@ -291,3 +298,18 @@ def test_the_event_loop_is_uvloop_where_installed_unless_asked_otherwise(monkeyp
     assert loop_options(Config()) == {"use_uvloop": False}
     with pytest.raises(ConfigError, match="runtime.event_loop: must be uvloop or asyncio"):
         parse_config({"runtime": {"event_loop": "trio"}})
+
+
+def test_the_http_port_is_not_another_kryten_services() -> None:
+    # 28282 userstats, 28284 moderator, 28286 llm, 28288 api-gate, 28290 economy.
+    assert Config().http.port == 28292
+    assert Config().http.host == "127.0.0.1"
+
+
+def test_an_old_metrics_table_is_read_as_http_with_a_warning(caplog) -> None:
+    with caplog.at_level("WARNING"):
+        config = parse_config({"metrics": {"port": 9100, "host": "127.0.0.3"}})
+    assert config.http == HttpSection(host="127.0.0.3", port=9100)
+    assert "[metrics] table is now [http]" in caplog.text
+    # Where both are given, [http] wins key by key.
+    assert parse_config({"metrics": {"port": 1}, "http": {"port": 2}}).http.port == 2

@@ -65,7 +65,7 @@ def test_service_commands_and_lifecycle(harness):
 
 
 def scrape(h, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{h.config.metrics.port}{path}"
+    url = f"http://127.0.0.1:{h.config.http.port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return resp.status, resp.read().decode()
