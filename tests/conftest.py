@@ -38,7 +38,7 @@ def unique_config(**likes):
         "likes": {"rate_per_minute": 600.0, "rate_burst": 1000, **likes},
         "supervisor": {"max_restarts": 3, "period_seconds": 5.0, "backoff_initial_seconds": 0.01,
                        "backoff_max_seconds": 0.05},
-        "metrics": {"port": 0},  # tests that scrape choose a free port themselves
+        "http": {"port": 0},  # tests that scrape choose a free port themselves
     })
 
 
