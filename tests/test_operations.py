@@ -26,7 +26,7 @@ def citizen_config(**chat):
     prefix, so these daemons use prefix ``kryten`` with a channel of their own."""
     n = next(_n)
     return parse_config({"nats": {"subject_prefix": "kryten"}, "cytube": {"channel": f"citizen{n}"},
-                         "analytics": {"namespace": f"citizen{n}"}, "metrics": {"port": free_port()},
+                         "analytics": {"namespace": f"citizen{n}"}, "http": {"port": free_port()},
                          "chat": {"bot_username": "KrytenBot", **chat}})
 
 

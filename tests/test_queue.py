@@ -98,7 +98,7 @@ def unique_config_with_timeout():
     base = unique_config()
     return parse_config({"nats": {"subject_prefix": base.nats.subject_prefix},
                          "cytube": {"channel": base.cytube.channel, "bridge_timeout_seconds": 0.5},
-                         "analytics": {"namespace": base.analytics.namespace}, "metrics": {"port": 0}})
+                         "analytics": {"namespace": base.analytics.namespace}, "http": {"port": 0}})
 
 
 def test_nothing_confirmed_is_enqueue_failed_and_counts_nothing(bridged):
