@@ -114,7 +114,7 @@ def _metrics_off() -> str:
     from kryten_likes.config import Config
 
     names = {f.name for f in attrs.fields(Config)}
-    return "[http]\nport = 0\n" if "metrics" in names else ""
+    return "[http]\nport = 0\n" if "http" in names else ""
 
 
 class DaemonProcess:
