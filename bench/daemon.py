@@ -74,7 +74,7 @@ def change_media(video_id: str, *, title: str | None = None, seconds: int = 60, 
                                    "type": "yt", "currentTime": current_time}}).encode()
 
 
-CHANGEMEDIA_SUBJECT = f"{PREFIX}.events.cytube.{CHANNEL}.changemedia"
+CHANGEMEDIA_SUBJECT = f"kryten.events.cytube.{CHANNEL}.changemedia"  # the bridge's prefix
 
 
 async def play(js: Any, video_id: str, **kw: Any) -> None:

@@ -39,8 +39,8 @@ from .events import EventFeed, open_event_source
 from .messages import EnqueuesInFlight, ReplyTo, Tick
 from .store.documents import media_of_now_playing
 from .store import open_buckets
-from .startup import (Snapshot, bridge_now_playing, first_unstored, give_back_free_memory, load_snapshot,
-                      loop_options)
+from .startup import (Snapshot, bound_to_stream, bridge_now_playing, first_unstored, give_back_free_memory,
+                      load_snapshot, loop_options)
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
     pfx = config.nats.subject_prefix
     js = nc.jetstream()
     analytics, likes = await open_buckets(nc, config.storage.replicas)
-    source = await open_event_source(js, pfx, event_channel_token(config.cytube.channel), ns,
+    source = await open_event_source(js, event_channel_token(config.cytube.channel), ns,
                                      config.storage.replicas)
 
     sends: dict[str, ObjectSendStream] = {}
@@ -135,7 +135,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
     router = Router(sends)
     bus = Bus(nc, max_in_flight)
     started_at = time.monotonic()
-    first = await load_snapshot(analytics, likes, clock.now())
+    first = bound_to_stream(await load_snapshot(analytics, likes, clock.now()), ns, source.identity)
     # The start-up state is long-lived: keep it out of every later collection
     # (100 000 items are many objects; scanning them costs pauses).
     gc.collect()
@@ -154,7 +154,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         if name in first_users:
             first_users.discard(name)
             return first
-        return await load_snapshot(analytics, likes, clock.now())
+        return bound_to_stream(await load_snapshot(analytics, likes, clock.now()), ns, source.identity)
 
     def shell(name: str, core: Any, cls: type = ActorShell, **kw: Any) -> ActorShell:
         return cls(name, core, router, bus, clock, fault, **kw)

@@ -22,11 +22,16 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from .actors.gateway import media_changed, queue_observed
 from .actors.shell import Router
+from .event_marks import EventStream
 from .messages import EventRef
 
 log = logging.getLogger(__name__)
 
 CREATE_TIMEOUT = 20.0  # seconds to wait for the durable consumer to be made
+
+# The bridge (kryten-robot) publishes on kryten.events.cytube.{channel}.*
+# whatever our [nats] subject_prefix is: that prefix is for our own subjects.
+BRIDGE_PREFIX = "kryten"
 
 
 @attrs.frozen
@@ -34,17 +39,20 @@ class EventSource:
     stream: str
     durable: str
     subjects: tuple[str, ...]
+    identity: EventStream  # what the counted marks are bound to (event_marks)
 
 
-def event_subjects(prefix: str, channel_token: str) -> tuple[str, str]:
-    base = f"{prefix}.events.cytube.{channel_token}"
+def event_subjects(channel_token: str) -> tuple[str, str]:
+    base = f"{BRIDGE_PREFIX}.events.cytube.{channel_token}"
     return f"{base}.changemedia", f"{base}.queue"
 
 
-async def open_event_source(js: JetStreamContext, prefix: str, channel_token: str, namespace: str,
+async def open_event_source(js: JetStreamContext, channel_token: str, namespace: str,
                             replicas: int) -> EventSource:
-    subjects = event_subjects(prefix, channel_token)
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", f"{prefix}_{channel_token}")
+    subjects = event_subjects(channel_token)
+    # Named after the subjects it captures (so an existing stream of an
+    # earlier version, made with the default prefix, keeps its name).
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", f"{BRIDGE_PREFIX}_{channel_token}")
     stream = f"KRYTEN_LIKES_EVENTS_{safe}"
     cfg = api.StreamConfig(name=stream, subjects=list(subjects), retention=api.RetentionPolicy.LIMITS,
                            max_age=7 * 24 * 3600, storage=api.StorageType.FILE, num_replicas=replicas,
@@ -60,7 +68,11 @@ async def open_event_source(js: JetStreamContext, prefix: str, channel_token: st
             raise exc from None
         log.info("using existing stream %s for %s", stream, subjects[0])
     durable = re.sub(r"[^A-Za-z0-9_-]", "_", f"kryten_likes_{namespace}_{channel_token}")
-    return EventSource(stream, durable, subjects)
+    info = await js.stream_info(stream)
+    # The creation time tells a stream made again under the same name apart.
+    created = info.created.isoformat() if info.created is not None else ""
+    identity = EventStream(stream, created, int(info.state.last_seq or 0))
+    return EventSource(stream, durable, subjects, identity)
 
 
 class EventFeed:

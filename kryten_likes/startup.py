@@ -16,8 +16,10 @@ from .actors.counter_book import CounterBook
 from .actors.dedupe_ledger import LiveClaims
 from .clock import parse_iso
 from .config import Config
+from .event_marks import EventStream, bind_marks
 from .messages import Media
 from .store import AtomicBucket, StoredEntry, decode_token, scan_each, split_key
+from .store.documents import zero_global
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,27 @@ async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float
     for bucket in (analytics, likes):
         await scan_each(bucket, take)
     return Snapshot(books, claims)
+
+
+def bound_to_stream(snapshot: Snapshot, ns: str, stream: EventStream) -> Snapshot:
+    """The snapshot with the namespace's event marks bound to ``stream``
+    (event_marks): a global document of another stream, or of none yet, gets
+    the marks this stream needs, in memory; the next write of the document
+    stores them, against the revision read."""
+    book = snapshot.books.get(ns)
+    if book is None:
+        book = snapshot.books[ns] = CounterBook(ns)
+    g = book.global_doc
+    value = g.value if g is not None and g.value else zero_global()
+    bound = bind_marks(value, stream)
+    if bound != value or g is None or not g.value:
+        if bound.get("last_event_seq") != value.get("last_event_seq") or \
+                bound.get("last_queue_seq") != value.get("last_queue_seq"):
+            log.info("event marks of namespace %s now those of stream %s (made %s): events from %d",
+                     ns, stream.name, stream.created,
+                     min(bound.get("last_event_seq", 0), bound.get("last_queue_seq", 0)) + 1)
+        book.global_doc = StoredEntry(g.revision if g is not None else 0, bound)
+    return snapshot
 
 
 async def bridge_now_playing(nc: Any, channel: str) -> Media | None:

@@ -101,7 +101,7 @@ class Harness:
     def publish_event(self, name: str, payload: dict) -> None:
         from kryten_likes.config import event_channel_token
         token = event_channel_token(self.config.cytube.channel)
-        subject = f"{self.config.nats.subject_prefix}.events.cytube.{token}.{name.lower()}"
+        subject = f"kryten.events.cytube.{token}.{name.lower()}"  # the bridge's prefix, not ours
         event = {"event_name": name, "payload": payload, "channel": self.config.cytube.channel,
                  "domain": "cytu.be", "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}
         js = self.nc.jetstream()
@@ -195,7 +195,7 @@ class StandInBridge:
     async def _publish_event(self, media_type: str, video_id: str) -> None:
         from kryten_likes.config import event_channel_token
         token = event_channel_token(self.h.config.cytube.channel)
-        subject = f"{self.h.config.nats.subject_prefix}.events.cytube.{token}.queue"
+        subject = f"kryten.events.cytube.{token}.queue"
         event = {"event_name": "queue", "payload": self.queue_event_body(media_type, video_id),
                  "channel": self.h.config.cytube.channel, "domain": "cytu.be",
                  "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}

@@ -71,11 +71,11 @@ class Names:
 
     @property
     def changemedia_subject(self) -> str:
-        return f"{self.prefix}.events.cytube.{self.channel}.changemedia"
+        return f"kryten.events.cytube.{self.channel}.changemedia"
 
     @property
     def stream(self) -> str:
-        return f"KRYTEN_LIKES_EVENTS_{self.prefix}_{self.channel}"
+        return f"KRYTEN_LIKES_EVENTS_kryten_{self.channel}"
 
     @property
     def durable(self) -> str:

@@ -39,7 +39,7 @@ def test_run_on_the_embedded_server_and_like_from_the_cli(tmp_path):
             nc = await nats.connect(url)
             event = {"event_name": "changeMedia", "channel": "readme", "domain": "cytu.be",
                      "payload": {"id": "rd1", "title": "Readme", "seconds": 10, "type": "yt", "currentTime": 0}}
-            await nc.jetstream().publish("readme.events.cytube.readme.changemedia", json.dumps(event).encode())
+            await nc.jetstream().publish("kryten.events.cytube.readme.changemedia", json.dumps(event).encode())
             while True:  # each ask waits for its reply
                 msg = await nc.request("readme.playlist.cmd.now_playing", b"{}", timeout=5)
                 if json.loads(msg.data)["video_id"] == "rd1":
