@@ -241,11 +241,13 @@ def print_results(results: dict, smoke: bool) -> None:
     mem = results.get("memory", {})
     if mem:
         print("\nmemory (daemon RSS, MB; VmHWM = peak):")
-        for k in ("rss_idle_mb", "rss_loaded_mb", "rss_after_users_mb"):
+        for k in ("rss_idle_mb", "rss_loaded_mb", "rss_after_users_mb", "rss_with_requests_mb"):
             if k in mem:
                 label = {"rss_idle_mb": "idle, empty store",
                          "rss_loaded_mb": f"{mem.get('items', 0):,} items + likes documents loaded",
-                         "rss_after_users_mb": f"after {mem.get('users', 0):,} distinct users liked"}[k]
+                         "rss_after_users_mb": f"after {mem.get('users', 0):,} distinct users liked",
+                         "rss_with_requests_mb": f"after {mem.get('requests', 0):,} more with a correlation_id "
+                                                 "(requests remembered up to [likes] max_remembered_requests)"}[k]
                 print(f"  {label:<52} {mem[k]}")
         if "startup_seconds" in mem:
             print(f"  start-up with {mem['items']:,} items: {mem['startup_seconds']} s")

@@ -144,4 +144,18 @@ async def run_state(nc: Any, daemon: Child, sizes: Any, progress: Progress, expe
                         "p99_ms": round(d["p99_ms"], 2), "cpu_us": m.per_request_us(n), "others_pct": round(m.others_pct),
                         "check": f"exact: KV {n:,} = {n:,} ok"}
     progress.say(f"after {n:,} users liked ({d['rate']:,.0f}/s, exact): RSS {out['rss_after_users_mb']}")
+
+    # --- remembered requests: likes with a correlation_id, past [likes] max_remembered_requests
+    # (default 100 000): memory grows to the bound and no further.
+    vid = "m-requests"
+    await play(nc.jetstream(), vid)
+    await wait_playing(nc, vid, daemon)
+    r = n + n // 5
+    d = await drive(nc, cmd("like"), [body(username=f"user-{i}", correlation_id=f"mem-{i:08x}") for i in range(r)],
+                    256, progress=progress, label=f"{r:,} likes with a correlation_id", watch=daemon)
+    all_ok(d, "likes with a correlation_id")
+    await asyncio.sleep(0.5)
+    out["rss_with_requests_mb"] = _mb(daemon.memory_kb())
+    out["requests"] = r
+    progress.say(f"after {r:,} likes with a correlation_id: RSS {out['rss_with_requests_mb']}")
     return out

@@ -50,3 +50,30 @@ def test_the_same_request_sent_many_times_at_once_counts_once(harness):
     replies = h.portal.call(storm)
     assert {(r["status"], r["like_count"]) for r in replies} == {("ok", 1)}
     assert h.kv(LIKES_BUCKET, likes_key(h.config.analytics.namespace, "v"))["like_count"] == 1
+
+
+def test_remembered_requests_are_bounded_oldest_forgotten_first():
+    from kryten_likes.actors.request_memory import RequestMemory
+
+    memory = RequestMemory(window_seconds=600, max_remembered=3)
+    for i in range(5):
+        rk = ("ns", f"u{i}", f"c{i}")
+        assert memory.arrive(rk, object())
+        memory.settled(rk, {"video_id": "v", "like_count": i + 1}, now=float(i))
+    assert len(memory.outcomes) == 3 and memory.forgotten == 2
+    assert memory.known(("ns", "u0", "c0"), now=10.0) is None  # the oldest went first
+    assert memory.known(("ns", "u4", "c4"), now=10.0) == {"video_id": "v", "like_count": 5}
+
+
+def test_a_retry_older_than_what_is_remembered_still_gets_its_outcome_and_counts_once(harness):
+    # Only 2 outcomes in memory: the first request's is forgotten by the third.
+    h = harness(unique_config(dedupe_enabled=False, max_remembered_requests=2))
+    h.change_media("v")
+    playing(h, "v")
+    first = h.request("like", {"username": "ann", "correlation_id": "r1"})
+    for i, user in enumerate(["bob", "cy", "dee"], 2):
+        assert h.request("like", {"username": user, "correlation_id": f"r{i}"})["like_count"] == i
+    # Treated as a new like: its request key in KV answers with the original
+    # reply (dedupe off, so nothing else stands in the way of a second count).
+    assert h.request("like", {"username": "ann", "correlation_id": "r1"}) == first
+    assert h.kv(LIKES_BUCKET, likes_key(h.config.analytics.namespace, "v"))["like_count"] == 4

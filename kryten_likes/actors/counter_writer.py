@@ -83,6 +83,7 @@ class CounterWriter(LikeGroups):
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
+                 max_remembered_requests: int = 100_000,
                  max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN) -> None:
         self.epoch = epoch  # events of older readings of the stream are dropped: they come again
         self.books = books
@@ -103,7 +104,7 @@ class CounterWriter(LikeGroups):
         self.max_like_groups = max_like_groups
         self.pipeline_min = pipeline_min
         self._retry_conflicts: dict[str, int] = {"likes": 0, "analytics": 0}
-        self.requests = RequestMemory(retry_window)
+        self.requests = RequestMemory(retry_window, max_remembered_requests)
         for ns, b in self.books.items():
             for entry in b.requests:
                 self.requests.load(ns, entry)

@@ -8,6 +8,13 @@ memory while the daemon runs, from the key after a restart (the start-up scan
 loads them, and a create-if-absent that fails on a live request key says the
 same). A retry that arrives while the original is still being stored waits
 for it and gets the same answer.
+
+Memory is bounded: at most ``max_remembered`` outcomes (about 600 bytes
+each; at 300 likes/s with a 600 s window that would be ~100 MB unbounded).
+Past it the oldest is forgotten first. A retry of a forgotten request goes
+on as a new like: its request key still lives in KV, so the create-if-absent
+fails and the stored reply is read back; and where even that has expired,
+the dedupe claim still stops a second count.
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ def request_key(rk: RequestKey) -> str:
 
 
 class RequestMemory:
-    def __init__(self, window_seconds: float) -> None:
+    def __init__(self, window_seconds: float, max_remembered: int = 100_000) -> None:
         self.window = window_seconds
-        self.outcomes: dict[RequestKey, tuple[float, dict]] = {}  # -> (expires_at, reply fields)
+        self.max_remembered = max_remembered
+        # -> (expires_at, reply fields); in the order remembered (dicts keep it),
+        # so the first is the one to forget.
+        self.outcomes: dict[RequestKey, tuple[float, dict]] = {}
+        self.forgotten = 0  # outcomes dropped for room before they expired (for metrics)
         self.owner: set[RequestKey] = set()  # originals being stored
         self.waiters: dict[RequestKey, list] = {}
 
@@ -34,10 +45,17 @@ class RequestMemory:
         v = entry.value or {}
         try:
             rk = (ns, v["user"], v["correlation_id"])
-            self.outcomes[rk] = (parse_iso(v["expires_at"]), {"video_id": v["video_id"],
-                                                              "like_count": v["like_count"]})
+            self._remember(rk, parse_iso(v["expires_at"]), {"video_id": v["video_id"],
+                                                            "like_count": v["like_count"]})
         except (KeyError, TypeError, ValueError):
             pass
+
+    def _remember(self, rk: RequestKey, expires_at: float, outcome: dict) -> None:
+        self.outcomes.pop(rk, None)  # a key remembered again moves to the newest end
+        while len(self.outcomes) >= self.max_remembered:
+            del self.outcomes[next(iter(self.outcomes))]
+            self.forgotten += 1
+        self.outcomes[rk] = (expires_at, outcome)
 
     def known(self, rk: RequestKey, now: float) -> dict | None:
         hit = self.outcomes.get(rk)
@@ -60,7 +78,7 @@ class RequestMemory:
         """The original is stored (``outcome``) or failed (None): its waiters."""
         self.owner.discard(rk)
         if outcome is not None:
-            self.outcomes[rk] = (now + self.window, outcome)
+            self._remember(rk, now + self.window, outcome)
         return self.waiters.pop(rk, [])
 
     def evict(self, now: float) -> None:
