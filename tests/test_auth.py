@@ -44,6 +44,38 @@ def run_like(tmp_path, server, toml: str, env: dict | None = None, timeout: floa
             daemon.wait(timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def creds_server(tmp_path_factory):
+    """A server that accepts only a user with a creds file (operator mode, as
+    an nsc-managed Kryten bus is): no password, no token works."""
+    from nats_creds import creds_setup
+
+    where = tmp_path_factory.mktemp("creds")
+    conf, creds = creds_setup(where)
+    with start_nats_server(where / "js", port=None, extra_args=["-c", str(conf)]) as server:
+        yield server, creds
+
+
+def test_creds_file_in_the_config_reaches_every_connection(tmp_path, creds_server):
+    server, creds = creds_server
+    code, client, log = run_like(tmp_path, server, f'creds_file = "{creds}"')
+    assert (code, client) == (0, 0), log
+    # kryten-py's part (lifecycle, bridge commands) runs on the same login.
+    assert "Published startup event to kryten.lifecycle.likes.startup" in log
+
+
+def test_creds_file_from_the_environment(tmp_path, creds_server):
+    server, creds = creds_server
+    code, client, log = run_like(tmp_path, server, "", env={"KRYTEN_LIKES_NATS_CREDS": str(creds)})
+    assert (code, client) == (0, 0), log
+
+
+def test_without_the_creds_the_creds_only_server_refuses(tmp_path, creds_server):
+    server, _ = creds_server
+    code, client, log = run_like(tmp_path, server, "")
+    assert code == 1 and client is None, log
+
+
 def test_password_in_the_config(tmp_path, locked_server):
     code, client, _ = run_like(tmp_path, locked_server, 'user = "likes"\npassword = "s3cret"')
     assert (code, client) == (0, 0)

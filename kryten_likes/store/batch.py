@@ -36,6 +36,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from .reconnects import Reconnects
+
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
@@ -76,8 +78,10 @@ class BatchRefused(Exception):
 class AtomicBucket:
     """Atomic batches and reads for one KV bucket."""
 
-    def __init__(self, nc: NatsClient, kv: KeyValue, bucket: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, nc: NatsClient, kv: KeyValue, bucket: str, *, timeout: float = 5.0,
+                 reconnects: Reconnects | None = None) -> None:
         self._nc = nc
+        self._reconnects = reconnects or Reconnects()
         self._kv = kv
         self._js = nc.jetstream()
         self._stream = f"KV_{bucket}"
@@ -119,19 +123,27 @@ class AtomicBucket:
         backoff = 0.05
         while True:
             try:
-                return await self._attempt(group_id, writes)
+                with self._reconnects.given_up_on_reconnect():
+                    return await self._attempt(group_id, writes)
+                why = "the connection came back"  # (only reached when the wait was given up)
             except BatchRefused:
                 raise
             except (nats.errors.Error, TimeoutError, OSError) as exc:
-                self.lost_answers += 1
-                log.warning("batch %s: answer lost (%s); resolving", group_id, type(exc).__name__)
+                why = type(exc).__name__
+            self.lost_answers += 1
+            log.warning("batch %s: answer lost (%s); resolving", group_id, why)
             # Unknown outcome: find out before deciding anything.
             while True:
-                await anyio.sleep(backoff)  # back-off between retries, not synchronisation
-                backoff = min(backoff * 2, 2.0)
+                with self._reconnects.given_up_on_reconnect() as pause:
+                    await anyio.sleep(backoff)  # back-off between retries, not synchronisation
+                backoff = 0.05 if pause.cancelled_caught else min(backoff * 2, 2.0)
                 try:
-                    marker = await self.read(marker_key)
+                    with self._reconnects.given_up_on_reconnect() as waiting:
+                        marker = await self.read(marker_key)
                 except (nats.errors.Error, TimeoutError, OSError):
+                    continue
+                if waiting.cancelled_caught:
+                    backoff = 0.05  # the connection is back: read again at once
                     continue
                 if marker is not None and marker.value is not None and marker.value.get("batch") == group_id:
                     return _landed_from(group_id, await self.read_many([w.key for w in writes]))

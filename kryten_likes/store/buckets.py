@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from .batch import AtomicBucket, StoredEntry
+from .reconnects import Reconnects
 from .keys import ANALYTICS_BUCKET, LIKES_BUCKET
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ class StoreError(Exception):
     """The buckets cannot be used as the daemon needs them."""
 
 
-async def open_bucket(nc: NatsClient, js: JetStreamContext, bucket: str, replicas: int) -> AtomicBucket:
+async def open_bucket(nc: NatsClient, js: JetStreamContext, bucket: str, replicas: int,
+                      reconnects: Reconnects | None = None) -> AtomicBucket:
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
@@ -58,13 +60,14 @@ async def open_bucket(nc: NatsClient, js: JetStreamContext, bucket: str, replica
             ) from exc
         if not info.config.allow_atomic:
             raise StoreError(f"{stream}: the server ignored allow_atomic; nats-server 2.12+ is needed")
-    return AtomicBucket(nc, kv, bucket)
+    return AtomicBucket(nc, kv, bucket, reconnects=reconnects)
 
 
-async def open_buckets(nc: NatsClient, replicas: int) -> tuple[AtomicBucket, AtomicBucket]:
+async def open_buckets(nc: NatsClient, replicas: int,
+                       reconnects: Reconnects | None = None) -> tuple[AtomicBucket, AtomicBucket]:
     js = nc.jetstream()
-    analytics = await open_bucket(nc, js, ANALYTICS_BUCKET, replicas)
-    likes = await open_bucket(nc, js, LIKES_BUCKET, replicas)
+    analytics = await open_bucket(nc, js, ANALYTICS_BUCKET, replicas, reconnects)
+    likes = await open_bucket(nc, js, LIKES_BUCKET, replicas, reconnects)
     return analytics, likes
 
 
