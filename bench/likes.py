@@ -8,11 +8,11 @@ many counter documents, a channel that rotates items, plays absorbed, and
 against KV.
 
 How likes are spread over 10 000 items: a like only ever counts for what
-plays now (contract.md), and one channel plays one item at a time. Two
+plays now (docs/contract.md), and one channel plays one item at a time. Two
 honest ways remain, and both are measured:
 
 - *spread*: the same playing item liked in 10 000 namespaces (a request's
-  ``namespace`` field, contract.md): 10 000 distinct counter documents,
+  ``namespace`` field, docs/contract.md): 10 000 distinct counter documents,
   each like's claim and its own item's compare-and-set in the batches: the
   per-document cost of a spread, with no play in between.
 - *rotation*: what a real channel does: an item starts (changeMedia), a

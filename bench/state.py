@@ -1,7 +1,7 @@
 """Phase 2, on a fresh nats-server: a daemon that knows 100 000 items.
 
 The state is written straight into the buckets, in the shapes of
-kv-schema.md (``ns/{ns}/items/{id}`` with play_count, ``.../likes`` with
+docs/kv-schema.md (``ns/{ns}/items/{id}`` with play_count, ``.../likes`` with
 like_count), faster than 100 000 plays could make it; the daemon then loads
 it at start like any state a previous life left. Measured: start-up time,
 query latency (top_liked, top_played, stats) at 1 in flight, and RSS with

@@ -1,4 +1,4 @@
-"""Reply bodies of the wire contract (contract.md): every reply carries
+"""Reply bodies of the wire contract (docs/contract.md): every reply carries
 ``correlation_id``, ``status``, ``error`` and, when useful, ``detail``."""
 
 from __future__ import annotations

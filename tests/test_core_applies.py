@@ -24,7 +24,7 @@ The wiring (what the shells, the event feed and the supervisor do, by hand):
   epochs still in the mailbox are dropped by the writer); the new writer
   loads its books from KV like ``daemon.load_snapshot``, ``recover=False``.
 
-Model (contract.md, "Queue apply and queue events"): the bridge queued media M
+Model (docs/contract.md, "Queue apply and queue events"): the bridge queued media M
 ``foreign[M]`` times for others, plus once for every ask it confirmed, plus
 once for every ask that timed out but that it did queue (its event arrives).
 After everything settles, ``queue_count`` of M and ``items_queued`` are

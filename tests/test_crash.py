@@ -1,4 +1,4 @@
-"""Exactly once across crashes (design.md, "Exactly once, across crashes"):
+"""Exactly once across crashes (docs/design.md, "Exactly once"):
 after a `kill -9` of the daemon at any instant and a restart, no like
 answered ok/duplicate and no observed play is lost, and none is counted
 twice.

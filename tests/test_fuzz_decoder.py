@@ -208,7 +208,7 @@ def test_decode_refuses_every_bad_namespace_and_keeps_every_good_one(ns, command
 def test_like_username_is_folded_then_limited(name, cid):
     data = json.dumps({"username": name, "correlation_id": cid}).encode()
     out = decode(Inbound("like", data, "r"), DEFAULT_NS)
-    folded = unicodedata.normalize("NFKC", name).casefold()  # contract.md, written out again
+    folded = unicodedata.normalize("NFKC", name).casefold()  # docs/contract.md, written out again
     cats = {unicodedata.category(c) for c in folded}
     if not 1 <= len(folded) <= 64 or "Cc" in cats:
         assert isinstance(out, Reply) and out.body["detail"].startswith("username"), out
@@ -341,7 +341,7 @@ def test_token_of_an_id_with_a_lone_surrogate(raw):
 
 @pytest.mark.parametrize("vid", ["視" * 1000, "\U0001F600" * 1000])
 def test_ids_whose_keys_would_not_fit_a_nats_subject_are_refused(vid):
-    # kv-schema.md's encoding makes a 1000-character id of 3-4 byte characters
+    # docs/kv-schema.md's encoding makes a 1000-character id of 3-4 byte characters
     # a 4-5 KB key, over nats-server's 4 KiB protocol line: such ids are refused
     # (invalid_request naming the field), never sent to the server.
     assert not fits_key(vid)

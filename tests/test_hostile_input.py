@@ -3,7 +3,7 @@
 - A Hypothesis run sends arbitrary bytes and arbitrary JSON (random and real
   field names, wrong types, huge strings, unicode, control characters,
   nested values) to every command of one daemon, checks each reply against
-  the contract (an oracle written from contract.md, not from the gateway),
+  the contract (an oracle written from docs/contract.md, not from the gateway),
   and at the end checks that the counters moved only by the likes answered
   ``ok`` (replies, ``stats``, ``top_liked`` and the KV documents agree).
 - Namespace escape attempts are refused on every command.
@@ -126,7 +126,7 @@ def portal_module():
         yield p
 
 
-# --- the oracle: what contract.md says about one request ---------------------------------------
+# --- the oracle: what docs/contract.md says about one request ----------------------------------
 
 def _cats(text: str) -> set[str]:
     return {unicodedata.category(c) for c in text}
@@ -649,7 +649,7 @@ def test_change_media_with_a_lone_surrogate_crashes_no_actor(portal, nats_server
 
 
 def test_media_ids_too_long_for_a_key_are_skipped_and_refused(portal, nats_server):
-    # kv-schema.md's encoding makes this a 4000-character key, over nats-server's
+    # docs/kv-schema.md's encoding makes this a 4000-character key, over nats-server's
     # 4 KiB protocol line: the daemon neither sends it nor dies of it.
     vid = "視" * 1000
     with own_daemon(portal, nats_server, hostile_config()) as h:

@@ -34,7 +34,7 @@ MAX_APPLY_ITEMS = 500
 MAX_BODY = 64 * 1024
 MAX_KEY_TOKEN = 3000  # with the longest namespace and user tokens, a key stays under 3.6 KB
 NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TOP_LIMIT_MAX = 100  # the largest ``limit`` of top_liked / top_played (contract.md)
+TOP_LIMIT_MAX = 100  # the largest ``limit`` of top_liked / top_played (docs/contract.md)
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
@@ -55,7 +55,7 @@ class Invalid(Exception):
 
 
 def fold_user(name: str) -> str:
-    """One CyTube user, whatever the case or Unicode form (contract.md)."""
+    """One CyTube user, whatever the case or Unicode form (docs/contract.md)."""
     if name.isascii():  # NFKC leaves ASCII alone, and casefold is lower() there
         return name.lower()
     return unicodedata.normalize("NFKC", name).casefold()
@@ -89,7 +89,7 @@ def _opt_str(body: dict, field: str, max_len: int, *, key: bool = False) -> str 
 def fits_key(raw: str) -> bool:
     """Can this id go into a KV key? nats-server refuses a protocol line over
     4 KiB, and a 1000-character id of 3- or 4-byte characters encodes to
-    up to 5 336 characters (kv-schema.md's base64url), so such ids are refused."""
+    up to 5 336 characters (docs/kv-schema.md's base64url), so such ids are refused."""
     return len(encode_token(raw)) <= MAX_KEY_TOKEN
 
 

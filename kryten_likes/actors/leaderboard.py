@@ -1,6 +1,6 @@
 """The first ``size`` items of a ranking, kept up to date one change at a time.
 
-A query asks for at most 100 items (contract.md), and counts only grow
+A query asks for at most 100 items (docs/contract.md), and counts only grow
 (a like or a play adds one; nothing takes one away), so an item outside the
 leaders can enter only by growing past the last of them: holding the leaders
 alone is exact, and costs nothing per item that is not among them. If a
@@ -14,7 +14,7 @@ import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 
-Entry = tuple[int, str]  # (-count, video_id): highest first, ties by video_id (contract.md)
+Entry = tuple[int, str]  # (-count, video_id): highest first, ties by video_id (docs/contract.md)
 
 
 class Leaderboard:

@@ -5,7 +5,7 @@ Theory of operation
 A ``changeMedia`` is a new play unless it names the item already playing and
 its ``currentTime`` is above 0: the bridge re-sends the current media when it
 reconnects, mid-item. The same item from ``currentTime`` 0 is a replay and
-counts; a different item counts whatever its ``currentTime`` (contract.md).
+counts; a different item counts whatever its ``currentTime`` (docs/contract.md).
 
 Events come from the daemon's event stream with their stream sequence. One
 already seen (``seq <= last_seq``: redelivered after a slow ack) changes

@@ -12,7 +12,7 @@ A bucket whose ``tat`` is in the past is the same as no bucket at all (a full
 bucket), so evicting it loses nothing: that is how the table stays bounded by
 the users active within one refill time, not by all users ever seen.
 
-Every valid like takes a token, duplicates included (contract.md); a limited
+Every valid like takes a token, duplicates included (docs/contract.md); a limited
 like is answered here and goes no further.
 
 A second bucket, shared by all users, caps likes per second to protect the

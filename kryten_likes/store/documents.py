@@ -1,4 +1,4 @@
-"""The values of the KV layout (kv-schema.md), built in one place.
+"""The values of the KV layout (docs/kv-schema.md), built in one place.
 
 Every value carries ``schema_version`` 1. Beside the normative fields, the
 daemon adds ``batch`` (the id of the atomic group that wrote it, which is how

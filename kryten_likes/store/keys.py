@@ -1,4 +1,4 @@
-"""KV keys of the normative layout (kv-schema.md), and the id encoding.
+"""KV keys of the normative layout (docs/kv-schema.md), and the id encoding.
 
 Keys may only hold ``A-Z a-z 0-9 - _ = . /`` and ``.``/``/`` carry structure,
 so every id that goes into a key is a *token*: a safe id as it is, anything
