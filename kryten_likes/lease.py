@@ -1,0 +1,202 @@
+"""One writer per namespace: the lease rules, as a pure core.
+
+Any number of daemons may run for one namespace; exactly one, the *active*
+one, serves requests and reads events. It holds a **lease**: a KV key
+(``ns/{ns}/lease`` in the likes bucket) written with a per-message TTL of
+``lease_seconds`` and renewed every third of that with compare-and-set. The
+others are *standby*: they read the key, and when it is gone (the holder
+died and the TTL ran out) they try to create it; the create-if-absent lets
+exactly one of them win.
+
+Time is the holder's own. A renewal counts from when it was *sent*: the
+server starts the TTL later than that, so the holder's idea of its lease
+ends before the server's. An active daemon that has not renewed within
+``lease_seconds`` steps down by itself. That is liveness, not safety: a
+paused process cannot step down while it is paused. Safety is the fence
+(``store.batch``): on every activation the new holder moves the fence keys,
+and every batch a daemon commits expects the fence as it was when that
+daemon became active, so a stale one cannot write a thing.
+
+The core takes what the shell saw (the key read, a write's outcome, the
+time) and says what to do next: read, write, become active, step down.
+No I/O, no clock: ``tests/test_lease.py`` drives several against a model KV
+with a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+
+@attrs.frozen
+class LeaseHeld:
+    """What the lease key holds, as read."""
+
+    revision: int
+    holder: str
+
+
+# --- what the shell tells the core
+
+
+@attrs.frozen
+class Tick:
+    now: float
+
+
+@attrs.frozen
+class LeaseRead:
+    held: LeaseHeld | None  # None: nobody holds it
+    now: float
+
+
+@attrs.frozen
+class LeaseWritten:
+    """Our create or renewal was stored at ``revision``; it was sent at ``sent_at``."""
+
+    revision: int
+    sent_at: float
+    now: float
+
+
+@attrs.frozen
+class LeaseRefused:
+    """The key was not as expected: someone else holds it (or took it)."""
+
+    now: float
+
+
+@attrs.frozen
+class LeaseUnanswered:
+    """The write's answer was lost (timeout, no connection): it may have landed."""
+
+    now: float
+
+
+# --- what the core asks of the shell
+
+
+@attrs.frozen
+class ReadLease:
+    pass
+
+
+@attrs.frozen
+class WriteLease:
+    expected_revision: int  # 0: create only if nobody holds it
+
+
+@attrs.frozen
+class Activate:
+    pass
+
+
+@attrs.frozen
+class StepDown:
+    reason: str
+
+
+@attrs.frozen
+class ServedBy:
+    """Standby: the namespace is served by ``holder`` (said once per holder)."""
+
+    holder: str
+
+
+@attrs.define
+class LeaseRules:
+    me: str
+    lease_seconds: float
+    role: str = "standby"  # or "active"
+    revision: int = 0  # of our last stored write, while active
+    valid_until: float = -math.inf  # active: our own (early) idea of when the lease ends
+    asking: bool = False  # a read or write is out; one at a time
+    next_at: float = -math.inf  # when to renew or read next
+    last_sent: float = -math.inf  # when our last write was sent (for a write found landed late)
+    seen_holder: str | None = None
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease_seconds / 3
+
+    def step(self, msg: object) -> list:
+        if isinstance(msg, Tick):
+            return self._tick(msg.now)
+        self.asking = False
+        if isinstance(msg, LeaseRead):
+            return self._read(msg.held, msg.now)
+        if isinstance(msg, LeaseWritten):
+            return self._written(msg.revision, msg.sent_at, msg.now)
+        if isinstance(msg, LeaseRefused):
+            return self._lost("another daemon holds the lease") if self.role == "active" else self._wait(msg.now)
+        if isinstance(msg, LeaseUnanswered):
+            # Our write may have landed (and moved the revision): read before
+            # writing again.
+            out = self._expire(msg.now)
+            self.asking = True
+            return out + [ReadLease()]
+        raise TypeError(f"lease rules cannot take {msg!r}")
+
+    def _tick(self, now: float) -> list:
+        out = self._expire(now)
+        if self.asking or now < self.next_at:
+            return out
+        self.asking = True
+        if self.role == "active":
+            self.last_sent = now
+            return out + [WriteLease(self.revision)]
+        return out + [ReadLease()]
+
+    def _expire(self, now: float) -> list:
+        if self.role == "active" and now >= self.valid_until:
+            return self._lost(f"no renewal for {self.lease_seconds:g} s")
+        return []
+
+    def _read(self, held: LeaseHeld | None, now: float) -> list:
+        if self.role == "active":
+            # Read after a lost answer: ours still, or gone.
+            if held is None or held.holder != self.me:
+                return self._lost("the lease lapsed or moved while the bus was away")
+            if held.revision != self.revision:  # the renewal we sent last did land
+                return self._written(held.revision, self.last_sent, now)
+            self.next_at = now  # it did not: renew at the next tick
+            return self._expire(now)
+        if held is None:
+            self.asking = True
+            self.last_sent = now
+            return [WriteLease(0)]
+        if held.holder == self.me:
+            # Our create landed though its answer was lost.
+            return self._written(held.revision, self.last_sent, now)
+        out: list = []
+        if held.holder != self.seen_holder:
+            self.seen_holder = held.holder
+            out.append(ServedBy(held.holder))
+        return out + self._wait(now)
+
+    def _written(self, revision: int, sent_at: float, now: float) -> list:
+        self.revision = revision
+        self.valid_until = sent_at + self.lease_seconds
+        self.next_at = now + self.renew_every
+        if self.role == "active":
+            return self._expire(now)
+        if now >= self.valid_until:
+            return self._wait(now)  # stored too late to use; it lapses by itself
+        self.role = "active"
+        self.seen_holder = self.me
+        return [Activate()]
+
+    def _wait(self, now: float) -> list:
+        # A standby looks again a few times per lease: it takes over at most
+        # lease_seconds + one look after the holder died.
+        self.next_at = now + min(self.renew_every, 1.0)
+        return []
+
+    def _lost(self, reason: str) -> list:
+        self.role = "standby"
+        self.valid_until = -math.inf
+        self.next_at = -math.inf
+        self.seen_holder = None
+        return [StepDown(reason)]
