@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kryten_likes.daemon import run_daemon
 
         return run_daemon(with_nats_url(config, args.nats_url))
+    if getattr(args, "handler", None) is not None:  # doctor, demo: whole commands of their own modules
+        return args.handler(args, config)
     try:
         return _run_client(args, config)
     except _BadInput as exc:
@@ -172,6 +174,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     now_playing = subparsers.add_parser("now-playing", parents=[client], help="what plays now")
     now_playing.set_defaults(request=_now_playing_request, render=_render_now_playing)
+
+    # doctor and demo: each module adds its own parser and runs its command.
+    from kryten_likes import demo, doctor
+
+    doctor.add_subparser(subparsers, where)
+    demo.add_subparser(subparsers, where)
     return parser
 
 
