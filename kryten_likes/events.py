@@ -152,7 +152,9 @@ class EventFeed:
                         raise nats.errors.Error(f"consumer set-up timed out ({type(exc).__name__})") from exc
                 epoch = self.epoch
                 msgs = await self._psub.fetch(batch=256, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # An idle fetch; Python's own TimeoutError (an OSError) is one
+                # too and must not take the back-off below.
                 continue
             except (nats.errors.Error, OSError) as exc:
                 log.warning("event feed: %s; retrying", exc)
