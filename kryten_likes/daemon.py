@@ -24,7 +24,8 @@ from anyio.abc import ObjectSendStream
 
 from . import __version__, wire
 from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
-from .operations import Metrics, serve_http, service_reply
+from .http_server import build_app, endpoint_url, serve_http
+from .operations import Metrics, check_nats, service_reply
 from .actors.apply import Applies, ApplyShell
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
@@ -242,9 +243,10 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
                 "kv_conflicts": analytics.conflicts + likes.conflicts,
                 "kv_lost": analytics.lost_answers + likes.lost_answers}
 
-    def health() -> dict:
-        ok = nc.is_connected
-        return {"service": "likes", "status": "healthy" if ok else "degraded", "nats_connected": ok,
+    async def health() -> dict:
+        # A NATS round trip within 2 s, not the connection flag: a hung server
+        # leaves the connection "connected" for minutes.
+        return {"service": "likes", **await check_nats(nc),
                 "version": __version__, "uptime_seconds": round(time.monotonic() - started_at, 1),
                 "namespace": ns, "channel": config.cytube.channel, "actor_restarts": dict(supervisor.restarts)}
 
@@ -255,6 +257,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
 
     metrics = Metrics(snapshot)
     bus.watchers.append(metrics.observe)
+    metrics_endpoint: str | None = None  # system.ping's; set once HTTP serves
 
     async def on_service_command(msg: Any) -> None:
         try:
@@ -262,7 +265,8 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         except ValueError:
             request = None
         if msg.reply:
-            await bus.send(msg.reply, service_reply(request, health, stats))
+            await bus.send(msg.reply, await service_reply(request, health, stats, metrics_endpoint=metrics_endpoint,
+                                                          uptime_seconds=time.monotonic() - started_at))
 
     voice = ChatVoice(config.chat)
     chat_out, chat_in = anyio.create_memory_object_stream(100)
@@ -301,7 +305,9 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         tg.start_soon(mouth.run, chat_in)
         if config.http.port:
             try:
-                await tg.start(serve_http, config.http.host, config.http.port, metrics, health)
+                app = build_app(metrics, health, dashboard=config.http.dashboard)
+                port = await tg.start(serve_http, config.http.host, config.http.port, app)
+                metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
             except OSError as exc:  # metrics are for operators; the counts must go on
                 log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)

@@ -1,33 +1,29 @@
-"""What operators see: Prometheus metrics and /health over HTTP, and the
+"""What operators see: Prometheus metrics, the NATS health check, and the
 Kryten service commands (``system.ping``, ``system.health``, ``system.stats``
-on ``kryten.likes.command``).
+on ``kryten.likes.command``). The HTTP server that shows the first two is in
+`http_server`.
 
 Metrics live in a registry of their own (no process-global state). Values
 that actors own (counts, mailbox depths, restarts) are read when scraped, by
-the event loop that owns them: the HTTP endpoint is an anyio listener in the
-daemon's task group, not a thread. (kryten-py's BaseMetricsServer binds every
+the event loop that owns them. (kryten-py's BaseMetricsServer binds every
 interface and judges NATS health from a flag only ``KrytenClient.run`` sets,
 so it is not used here.)
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 
-import anyio
+import nats.errors
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from . import __version__
 from .messages import Reply
-
-log = logging.getLogger(__name__)
-
 
 LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 
@@ -114,38 +110,48 @@ class _SnapshotCollector:
         yield depth
 
 
-async def serve_http(host: str, port: int, metrics: Metrics, health: Callable[[], dict],
-                     task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    """GET /metrics (Prometheus text) and GET /health (JSON); nothing else."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    task_status.started(listener)
-
-    async def handle(stream) -> None:
-        async with stream:
-            try:
-                with anyio.fail_after(5):
-                    head = b""
-                    while b"\r\n\r\n" not in head and len(head) < 8192:
-                        head += await stream.receive()
-                parts = head.split(b" ", 2)
-                path = parts[1].decode("latin-1") if len(parts) > 1 else ""
-                if path == "/metrics":
-                    status, ctype, body = "200 OK", "text/plain; version=0.0.4", metrics.render()
-                elif path == "/health":
-                    h = health()
-                    status = "200 OK" if h.get("status") == "healthy" else "503 Service Unavailable"
-                    ctype, body = "application/json", json.dumps(h).encode()
-                else:
-                    status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
-                await stream.send(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                                  f"Connection: close\r\n\r\n".encode() + body)
-            except Exception as exc:  # one bad client must not stop the endpoint
-                log.debug("metrics client: %r", exc)
-
-    await listener.serve(handle)
+HEALTH_ROUND_TRIP_SECONDS = 2.0
 
 
-def service_reply(request: Any, health: Callable[[], dict], stats: Callable[[], dict]) -> dict:
+async def check_nats(nc: Any, timeout: float = HEALTH_ROUND_TRIP_SECONDS) -> dict:
+    """``status``, ``nats_connected`` and ``reason`` from a NATS round trip.
+
+    A connection can look connected while the server does not answer (a hung
+    or stopped server: nats-py notices only after minutes of unanswered
+    pings), so the check sends a message to a fresh inbox of ours and waits
+    for the server to deliver it back. Not ``nc.flush(timeout=...)``: when its
+    PING times out, nats-py (2.16) cancels the PONG's future, and the late
+    PONG then kills the client's read loop (InvalidStateError in
+    ``_process_pong``) — one slow check would leave the daemon deaf for good.
+    A subscription's queue may be waited on with a timeout safely.
+
+    ``degraded``: NATS may come back by itself (reconnecting, no answer in
+    time); ``unhealthy``: the connection is closed for good.
+    """
+    if nc.is_closed:
+        return {"status": "unhealthy", "nats_connected": False, "reason": "the NATS connection is closed"}
+    if not nc.is_connected:
+        return {"status": "degraded", "nats_connected": False, "reason": "reconnecting to NATS"}
+    started = time.monotonic()
+    inbox = nc.new_inbox()
+    try:
+        sub = await nc.subscribe(inbox)
+        try:
+            await nc.publish(inbox, b"")
+            await sub.next_msg(timeout=timeout)
+        finally:
+            await sub.unsubscribe()
+    except nats.errors.TimeoutError:
+        return {"status": "degraded", "nats_connected": False,
+                "reason": f"NATS did not answer a round trip within {timeout:g} s"}
+    except Exception as exc:  # e.g. closed meanwhile
+        return {"status": "degraded", "nats_connected": False, "reason": f"NATS round trip failed: {exc!r}"}
+    return {"status": "healthy", "nats_connected": True, "reason": None,
+            "nats_round_trip_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+async def service_reply(request: Any, health: Callable[[], Awaitable[dict]], stats: Callable[[], dict], *,
+                        uptime_seconds: float, metrics_endpoint: str | None) -> dict:
     """The Kryten service-command convention: ``{"service": "likes", "command": ...}``
     → ``{"service", "command", "success", "data"}``."""
     command = request.get("command") if isinstance(request, dict) else None
@@ -153,9 +159,11 @@ def service_reply(request: Any, health: Callable[[], dict], stats: Callable[[], 
     if isinstance(request, dict) and request.get("service") not in (None, "likes"):
         return {**base, "success": False, "error": "not for this service"}
     if command == "system.ping":
-        return {**base, "success": True, "data": {"pong": True, "version": __version__}}
+        return {**base, "success": True, "data": {
+            "pong": True, "service": "likes", "version": __version__, "uptime_seconds": round(uptime_seconds, 1),
+            "timestamp": datetime.now(timezone.utc).isoformat(), "metrics_endpoint": metrics_endpoint}}
     if command == "system.health":
-        return {**base, "success": True, "data": health()}
+        return {**base, "success": True, "data": await health()}
     if command == "system.stats":
         return {**base, "success": True, "data": stats()}
     return {**base, "success": False, "error": f"unknown command {command!r}"}

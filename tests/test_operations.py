@@ -55,8 +55,11 @@ def test_service_commands_and_lifecycle(harness):
     wait_until(lambda: any(e["subject"].endswith(".startup") for e in lifecycle))
     r = service(h, "system.ping")
     assert (r["service"], r["command"], r["success"], r["data"]["pong"]) == ("likes", "system.ping", True, True)
+    assert r["data"]["service"] == "likes" and r["data"]["timestamp"]
+    assert r["data"]["metrics_endpoint"] == f"http://127.0.0.1:{h.config.http.port}/metrics"
     r = service(h, "system.health")
     assert r["success"] and r["data"]["status"] == "healthy" and r["data"]["nats_connected"] is True
+    assert r["data"]["reason"] is None  # the round trip answered (tests/test_http.py: when it does not)
     r = service(h, "system.stats")
     assert r["success"] and "global" in r["data"] and "mailbox_depths" in r["data"]
     assert service(h, "system.nonsense")["success"] is False
@@ -77,6 +80,7 @@ def test_metrics_show_the_counters_moving(harness):
     h = harness(citizen_config())
     status, body = scrape(h, "/health")
     assert status == 200 and json.loads(body)["status"] == "healthy"
+    assert json.loads(body)["nats_round_trip_ms"] >= 0
     h.change_media("m1")
     playing(h, "m1")
     wait_until(lambda: 'kryten_likes_items_played 1.0' in scrape(h, "/metrics")[1])

@@ -30,45 +30,17 @@ import uuid
 from collections.abc import Sequence
 
 import anyio
-import attrs
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from .reconnects import Reconnects
+from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
 
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
-
-
-@attrs.frozen
-class KvWrite:
-    key: str
-    value: bytes
-    expected_revision: int  # 0: only if the key holds nothing
-    ttl_seconds: float | None = None
-
-
-@attrs.frozen
-class StoredEntry:
-    """What a key holds now; ``value`` is None for a delete marker."""
-
-    revision: int
-    value: dict | None
-
-
-@attrs.frozen
-class Landed:
-    group_id: str
-    revisions: dict[str, int]
-
-
-@attrs.frozen
-class Conflict:
-    group_id: str
-    current: dict[str, StoredEntry | None]
 
 
 class BatchRefused(Exception):
@@ -82,6 +54,10 @@ class AtomicBucket:
                  reconnects: Reconnects | None = None) -> None:
         self._nc = nc
         self._reconnects = reconnects or Reconnects()
+        # Set while this daemon is the active one (lease): every batch then
+        # expects the fence as it was at activation, so a daemon that lost
+        # its lease cannot store anything.
+        self.fence: Fence | None = None
         self._kv = kv
         self._js = nc.jetstream()
         self._stream = f"KV_{bucket}"
@@ -149,13 +125,23 @@ class AtomicBucket:
                     return _landed_from(group_id, await self.read_many([w.key for w in writes]))
                 break  # not landed: send the same group again
 
-    async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict:
+    async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict | Fenced:
         batch_id = f"{group_id}-{uuid.uuid4().hex[:8]}"
+        fence = self.fence
+        ahead = 0
+        if fence is not None:
+            # First message: the fence check. Its own key is written without
+            # an expectation; the expectation is on the fence key's subject.
+            ahead = 1
+            await self._nc.publish(f"$KV.{self.bucket}.{fence.check_key}", fence.check_value, headers={
+                "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1",
+                "Nats-Expected-Last-Subject-Sequence": str(fence.revision),
+                "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{self.bucket}.{fence.key}"})
         n = len(writes)
         for i, w in enumerate(writes, 1):
             headers = {
                 "Nats-Batch-Id": batch_id,
-                "Nats-Batch-Sequence": str(i),
+                "Nats-Batch-Sequence": str(i + ahead),
                 "Nats-Expected-Last-Subject-Sequence": str(w.expected_revision),
             }
             if w.ttl_seconds is not None:
@@ -170,7 +156,7 @@ class AtomicBucket:
         err = ack.get("error")
         if err is None:
             last = int(ack["seq"])
-            first = last - int(ack.get("count", n)) + 1
+            first = last - int(ack.get("count", n + ahead)) + 1 + ahead
             return Landed(group_id, {w.key: first + i for i, w in enumerate(writes)})
         if err.get("err_code") == WRONG_LAST_SEQUENCE:
             self.conflicts += 1
@@ -179,6 +165,11 @@ class AtomicBucket:
             if marker is not None:
                 # An earlier attempt of this group landed late; this one could not.
                 return _landed_from(group_id, current)
+            if fence is not None:
+                now = await self.read(fence.key)
+                if now is None or now.revision != fence.revision:
+                    log.warning("batch %s refused: the fence moved (another daemon is active)", group_id)
+                    return Fenced(group_id)
             return Conflict(group_id, current)
         if err.get("code") == 503:
             raise nats.errors.NoRespondersError
