@@ -19,13 +19,14 @@ import anyio
 import attrs
 import nats
 import nats.errors
-from kryten import KrytenClient
 from anyio.abc import ObjectSendStream
 
 from . import __version__, wire
 from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .http_server import build_app, endpoint_url, serve_http
 from .operations import Metrics, check_nats, service_reply
+from .bridge_client import SharedConnectionKrytenClient
+from .discovery import apply_owner_warning, services_on_bus
 from .actors.apply import Applies, ApplyShell
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
@@ -40,6 +41,7 @@ from .events import EventFeed, open_event_source
 from .messages import EnqueuesInFlight, ReplyTo, Tick
 from .store.documents import media_of_now_playing
 from .store import open_buckets
+from .store.reconnects import Reconnects
 from .startup import (Snapshot, bound_to_stream, bridge_now_playing, first_unstored, give_back_free_memory,
                       load_snapshot, loop_options)
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
@@ -53,7 +55,7 @@ class StartError(Exception):
     """The daemon cannot start; the message says why (never a secret)."""
 
 
-async def connect(servers: list[str], config: Config) -> Any:
+async def connect(servers: list[str], config: Config, reconnects: Reconnects | None = None) -> Any:
     """A few tries at start (a wrong password or no server should stop the
     daemon with a clear message), then reconnect forever: once running, the
     daemon outlives nats-server restarts."""
@@ -65,6 +67,7 @@ async def connect(servers: list[str], config: Config) -> Any:
     try:
         nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=3,
                                 reconnect_time_wait=0.5, allow_reconnect=True, error_cb=remember,
+                                reconnected_cb=reconnects.reconnected if reconnects else None,
                                 **nats_options(config))
     except Exception as exc:
         # The server closes a refused connection, so the last error may be a
@@ -89,6 +92,7 @@ class Daemon:
     bus: Bus
     cancel_scope: anyio.CancelScope
     nc: Any = None
+    reconnects: Reconnects | None = None
 
     def stop(self) -> None:
         self.cancel_scope.cancel()
@@ -99,33 +103,36 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
                 task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     clock = clock or SystemClock()
     servers = [nats_url] if nats_url else list(config.nats.servers)
-    nc = await connect(servers, config)
-    # kryten-py's client for what it does well (add_media to the bridge); the
+    reconnects = Reconnects()
+    nc = await connect(servers, config, reconnects)
+    # kryten-py's client for what it does well (add_media to the bridge, chat);
+    # it also publishes our lifecycle events (kryten.lifecycle.likes.startup,
+    # .heartbeat, .shutdown) and answers service discovery. It runs on our own
+    # connection, which carries every credential (see bridge_client). The
     # counters use nats-py directly (atomic batches, durable consumer).
-    # kryten-py also publishes our lifecycle events (kryten.lifecycle.likes.startup,
-    # .heartbeat, .shutdown) and answers service discovery.
-    n = config.nats  # kryten-py takes user/password/token/TLS paths (not a creds file)
-    auth = {k: v for k, v in (("user", n.user), ("password", n.password), ("token", n.token),
-                              ("tls_ca", n.tls_ca), ("tls_cert", n.tls_cert), ("tls_key", n.tls_key)) if v}
-    kryten = KrytenClient({"nats": {"servers": servers, **auth},
-                           "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}],
-                           "service": {"name": "likes", "version": __version__, "heartbeat_interval": 30}},
-                          logger=logging.getLogger("kryten_likes.kryten"))
+    http_port = config.http.port or None
+    kryten = SharedConnectionKrytenClient(
+        {"nats": {"servers": servers},
+         "channels": [{"domain": config.cytube.domain, "channel": config.cytube.channel}],
+         "service": {"name": "likes", "version": __version__, "heartbeat_interval": 30,
+                     "health_port": http_port, "metrics_port": http_port}},
+        nc, logger=logging.getLogger("kryten_likes.kryten"))
     try:
         await kryten.connect()
-        await _serve_on(nc, kryten, config, clock, fault, config.limits.max_in_flight, tick_seconds, task_status)
+        await _serve_on(nc, kryten, reconnects, config, clock, fault, config.limits.max_in_flight, tick_seconds,
+                        task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await kryten.disconnect()
             await nc.close()
 
 
-async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
+async def _serve_on(nc: Any, kryten: Any, reconnects: Reconnects, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
                     tick_seconds: float, task_status: Any) -> None:
     ns = config.analytics.namespace
     pfx = config.nats.subject_prefix
     js = nc.jetstream()
-    analytics, likes = await open_buckets(nc, config.storage.replicas)
+    analytics, likes = await open_buckets(nc, config.storage.replicas, reconnects)
     source = await open_event_source(js, event_channel_token(config.cytube.channel), ns,
                                      config.storage.replicas)
 
@@ -194,6 +201,7 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
         # A restarted writer learns from the apply actor what is in flight.
         core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
                              retry_window=config.likes.retry_window_seconds, epoch=feed.epoch,
+                             max_remembered_requests=config.likes.max_remembered_requests,
                              await_applies=not first_life)
         return shell("counter_writer", core, CounterWriterShell,
                      buckets={"analytics": analytics, "likes": likes})
@@ -297,9 +305,13 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
 
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
-        subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in COMMANDS]
+        # Where kryten-playlist owns applies ([queue] apply_enabled = false) we
+        # do not answer queue_apply at all: NATS would hand each request to both.
+        served = [c for c in COMMANDS if c != "queue_apply" or config.queue.apply_enabled]
+        subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in served]
         subs.append(await nc.subscribe("kryten.likes.command", cb=on_service_command))
         await nc.flush()  # the server knows our subscriptions before we say we serve
+        tg.start_soon(warn_about_neighbours, nc, config)
         tg.start_soon(feed.run)
         tg.start_soon(ticker)
         tg.start_soon(mouth.run, chat_in)
@@ -311,13 +323,26 @@ async def _serve_on(nc: Any, kryten: Any, config: Config, clock: Clock, fault: F
             except OSError as exc:  # metrics are for operators; the counts must go on
                 log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
-        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc))
+        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc, reconnects))
         try:
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
                 for sub in subs:
                     await sub.unsubscribe()
+
+
+async def warn_about_neighbours(nc: Any, config: Config) -> None:
+    """Ask the bus who is there (kryten-py's discovery) and warn by name when
+    another service would answer our subjects too."""
+    try:
+        services = await services_on_bus(nc, timeout=2.0)
+    except Exception as exc:  # advice only: the daemon serves either way
+        log.info("could not ask the bus which services run: %s", exc)
+        return
+    warning = apply_owner_warning(services, config.queue.apply_enabled, config.nats.subject_prefix)
+    if warning:
+        log.warning("%s", warning)
 
 
 def _correlation_id(data: bytes) -> str | None:
@@ -332,6 +357,7 @@ def run_daemon(config: Config) -> int:
     """The ``kryten-likes run`` command: embedded nats-server when none is
     configured, the daemon until SIGTERM/SIGINT; returns the exit code."""
     from .embedded import EmbeddedNatsError, start_nats_server
+    from .store import StoreError  # buckets unusable, or a document of a later schema (store/schema.py)
     from .supervisor import SupervisorGaveUp
 
     # One line per event; credentials are never put in a log line.
@@ -369,10 +395,10 @@ def run_daemon(config: Config) -> int:
         log.error("giving up: %s", exc)
         return 1
     except BaseExceptionGroup as eg:  # the task group wraps what ended it
-        known = eg.subgroup((SupervisorGaveUp, StartError))
+        known = eg.subgroup((SupervisorGaveUp, StartError, StoreError))
         log.error("daemon stopped: %s", known.exceptions[0] if known else eg, exc_info=not known)
         return 1
-    except StartError as exc:
+    except (StartError, StoreError) as exc:
         log.error("%s", exc)
         return 1
     except Exception as exc:
