@@ -35,6 +35,7 @@ from cattrs.gen import make_dict_structure_fn
 __all__ = [
     "AnalyticsSection",
     "ChatSection",
+    "HaSection",
     "HttpSection",
     "QueueSection",
     "Config",
@@ -255,6 +256,16 @@ class HttpSection:
 
 
 @frozen
+class HaSection:
+    """One writer per namespace: the active daemon's lease (docs/design.md)."""
+
+    # A standby takes over at most this long after the active daemon died;
+    # the active one renews every third of it. At least 1 s: the lease's TTL
+    # has a resolution of seconds.
+    lease_seconds: float = field(default=5.0, validator=_require("must be a number >= 1", lambda v: _finite(v) and v >= 1))
+
+
+@frozen
 class QueueSection:
     """Who owns ``queue_apply`` on this bus."""
 
@@ -288,6 +299,7 @@ class Config:
     chat: ChatSection = ChatSection()
     http: HttpSection = HttpSection()
     queue: QueueSection = QueueSection()
+    ha: HaSection = HaSection()
     logging: LoggingSection = LoggingSection()
     runtime: RuntimeSection = RuntimeSection()
 

@@ -18,6 +18,7 @@ from kryten_likes.config import (
     ChatSection,
     LimitsSection,
     LoggingSection,
+    HaSection,
     HttpSection,
     QueueSection,
     NatsSection,
@@ -83,6 +84,9 @@ max_replies_per_minute = 2
 
 [queue]
 apply_enabled = false
+
+[ha]
+lease_seconds = 2.5
 
 [http]
 port = 9000
@@ -151,6 +155,7 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         chat=ChatSection(enabled=False, like_command="!fav", top_command="!best", bot_username="Bot",
                          reply_window_seconds=60.0, max_replies_per_minute=2),
         queue=QueueSection(apply_enabled=False),
+        ha=HaSection(lease_seconds=2.5),
         http=HttpSection(port=9000, host="127.0.0.2", dashboard=False),
         logging=LoggingSection(level="DEBUG"),
         runtime=RuntimeSection(event_loop="asyncio"),
@@ -277,7 +282,7 @@ def test_the_full_example_is_valid_toml() -> None:
     for name, section in (
         ("nats", NatsSection), ("cytube", CytubeSection), ("analytics", AnalyticsSection),
         ("likes", LikesSection), ("storage", StorageSection), ("supervisor", SupervisorSection),
-        ("limits", LimitsSection), ("chat", ChatSection), ("http", HttpSection), ("queue", QueueSection),
+        ("limits", LimitsSection), ("chat", ChatSection), ("http", HttpSection), ("queue", QueueSection), ("ha", HaSection),
         ("logging", LoggingSection), ("runtime", RuntimeSection),
     ):
         assert set(data[name]) == {a.name for a in section.__attrs_attrs__}

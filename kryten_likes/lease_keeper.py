@@ -1,0 +1,187 @@
+"""The lease's shell: the lease rules (``lease``) against KV, and the fence.
+
+``LeaseKeeper.run`` ticks the rules a few times a second (a periodic timer,
+never synchronisation) and performs what they ask: read the lease key, write
+it with a TTL and an expected revision, and, on becoming active, move the
+fence of both buckets before anything is served (``store.values.Fence``).
+The daemon is told through two callbacks; what serving means is its own
+business.
+
+Keys (likes bucket unless noted; docs/kv-schema.md):
+
+- ``ns/{ns}/lease``: the lease, ``{"holder", "host", "pid", "since"}``,
+  with a per-message TTL of ``[ha] lease_seconds``;
+- ``ns/{ns}/writer`` in both buckets: the fence, ``{"holder", "epoch", "at"}``,
+  moved (compare-and-set, epoch + 1) by every new active daemon;
+- ``ns/{ns}/writer/last`` in both buckets: written by the fence check of
+  every batch, it names the daemon that stored last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import nats.errors
+
+from .clock import iso
+from .lease import (
+    Activate, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,
+    StepDown, Tick, WriteLease,
+)
+from .store import AtomicBucket, Fence
+from .store.batch import WRONG_LAST_SEQUENCE
+
+log = logging.getLogger(__name__)
+
+
+def holder_id() -> str:
+    """Who we are, as others see it in the log: host/pid, and a nonce that
+    tells two lives of one pid apart."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+def lease_key(ns: str) -> str:
+    return f"ns/{ns}/lease"
+
+
+def fence_key(ns: str) -> str:
+    return f"ns/{ns}/writer"
+
+
+class FenceNotMoved(Exception):
+    """The fence could not be moved: another daemon moved it meanwhile."""
+
+
+class LeaseKeeper:
+    def __init__(self, nc: Any, buckets: list[AtomicBucket], lease_bucket: AtomicBucket, ns: str,
+                 lease_seconds: float, *, on_active: Callable[[], Awaitable[None]],
+                 on_standby: Callable[[str], Awaitable[None]], me: str | None = None,
+                 monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.nc = nc
+        self.buckets = buckets
+        self.lease_bucket = lease_bucket
+        self.ns = ns
+        self.rules = LeaseRules(me or holder_id(), lease_seconds)
+        self.on_active = on_active
+        self.on_standby = on_standby
+        self.monotonic = monotonic
+        self.wall = wall
+        self.served_by: str | None = None  # standby: who serves the namespace
+        self.epoch = 0
+        # The lease key's revision when it was read as absent: a delete marker
+        # (a lease given back) has one, and a create must expect it.
+        self._absent_revision = 0
+
+    @property
+    def me(self) -> str:
+        return self.rules.me
+
+    @property
+    def role(self) -> str:
+        return self.rules.role
+
+    async def run(self) -> None:
+        tick = min(0.1, self.rules.lease_seconds / 20)
+        while True:
+            await self._perform(self.rules.step(Tick(self.monotonic())))
+            await anyio.sleep(tick)  # a periodic timer, not synchronisation
+
+    async def release(self) -> None:
+        """A clean stop: give the lease back, so a standby takes over at once
+        instead of after the TTL."""
+        if self.rules.role != "active":
+            return
+        try:
+            with anyio.fail_after(2):
+                await self.nc.request(self._subject(), b"", timeout=2, headers={
+                    "KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(self.rules.revision)})
+        except Exception as exc:  # it lapses by itself
+            log.info("lease not given back (%s); it lapses in %g s", exc, self.rules.lease_seconds)
+
+    def _subject(self) -> str:
+        return f"$KV.{self.lease_bucket.bucket}.{lease_key(self.ns)}"
+
+    async def _perform(self, effects: list) -> None:
+        for e in effects:
+            if isinstance(e, ReadLease):
+                await self._perform(self.rules.step(await self._read()))
+            elif isinstance(e, WriteLease):
+                expected = e.expected_revision or self._absent_revision
+                await self._perform(self.rules.step(await self._write(expected)))
+            elif isinstance(e, Activate):
+                await self._activate()
+            elif isinstance(e, StepDown):
+                log.warning("stepping down to standby for namespace %s: %s", self.ns, e.reason)
+                for b in self.buckets:
+                    b.fence = None
+                await self.on_standby(e.reason)
+            elif isinstance(e, ServedBy):
+                self.served_by = e.holder
+                log.warning("standby: namespace %s is served by %s", self.ns, e.holder)
+
+    async def _read(self) -> object:
+        try:
+            entry = await self.lease_bucket.read(lease_key(self.ns))
+        except (nats.errors.Error, TimeoutError, OSError):
+            return LeaseUnanswered(self.monotonic())
+        held = None
+        if entry is not None and entry.value is not None:
+            held = LeaseHeld(entry.revision, str(entry.value.get("holder", "")))
+        self._absent_revision = entry.revision if entry is not None and entry.value is None else 0
+        return LeaseRead(held, self.monotonic())
+
+    async def _write(self, expected: int) -> object:
+        sent = self.monotonic()
+        host, pid, _ = (self.me.split("/") + ["", ""])[:3]
+        value = json.dumps({"holder": self.me, "host": host, "pid": pid, "since": iso(self.wall()),
+                            "schema_version": 1}).encode()
+        try:
+            reply = await self.nc.request(self._subject(), value, timeout=max(1.0, self.rules.lease_seconds / 3),
+                                          headers={"Nats-Expected-Last-Subject-Sequence": str(expected),
+                                                   "Nats-TTL": f"{max(1, math.ceil(self.rules.lease_seconds))}s"})
+            ack = json.loads(reply.data)
+        except (nats.errors.Error, TimeoutError, OSError, ValueError):
+            return LeaseUnanswered(self.monotonic())
+        err = ack.get("error")
+        if err is None:
+            return LeaseWritten(int(ack["seq"]), sent, self.monotonic())
+        if err.get("err_code") == WRONG_LAST_SEQUENCE:
+            return LeaseRefused(self.monotonic())
+        log.warning("lease write refused: %s", err.get("description"))
+        return LeaseUnanswered(self.monotonic())
+
+    async def _activate(self) -> None:
+        try:
+            for b in self.buckets:
+                b.fence = await self._move_fence(b)
+        except Exception as exc:  # not safe to serve: give the lease up again
+            log.warning("could not move the fence (%s); staying standby", exc)
+            await self._perform(self.rules.step(LeaseRefused(self.monotonic())))
+            return
+        log.info("active for namespace %s as %s (fence epoch %d)", self.ns, self.me, self.epoch)
+        await self.on_active()
+
+    async def _move_fence(self, bucket: AtomicBucket) -> Fence:
+        key = fence_key(self.ns)
+        for _ in range(5):
+            now = await bucket.read(key)
+            epoch = int((now.value or {}).get("epoch", 0)) + 1 if now is not None and now.value else 1
+            self.epoch = max(self.epoch, epoch)
+            value = json.dumps({"holder": self.me, "epoch": epoch, "at": iso(self.wall()),
+                                "schema_version": 1}).encode()
+            reply = await self.nc.request(f"$KV.{bucket.bucket}.{key}", value, timeout=5, headers={
+                "Nats-Expected-Last-Subject-Sequence": str(now.revision if now is not None else 0)})
+            ack = json.loads(reply.data)
+            if ack.get("error") is None:
+                check = json.dumps({"holder": self.me, "epoch": epoch}).encode()
+                return Fence(key, int(ack["seq"]), f"{key}/last", check)
+        raise FenceNotMoved(f"{bucket.bucket}: {key} keeps moving")
