@@ -19,6 +19,7 @@ from .config import Config
 from .event_marks import EventStream, bind_marks
 from .messages import Media
 from .store import AtomicBucket, StoredEntry, decode_token, scan_each, split_key
+from .store.schema import SchemaCheck
 from .store.documents import zero_global
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float
             books[ns] = CounterBook(ns)
             books[ns].load(parts, entry)
 
+    known = SchemaCheck()  # a document of a later schema stops the start (store/schema.py)
     for bucket in (analytics, likes):
-        await scan_each(bucket, take)
+        await scan_each(bucket, known.wrap(take))
+    known.raise_if_unknown()
     return Snapshot(books, claims)
 
 
