@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import re
 import sys
@@ -83,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_daemon(with_nats_url(config, args.nats_url))
     if getattr(args, "handler", None) is not None:  # doctor, demo: whole commands of their own modules
         return args.handler(args, config)
+    if args.subcommand == "export":  # reads KV itself: the daemon need not run
+        from kryten_likes.export import export_command
+
+        return export_command(args.what, args.format, args.namespace or config.analytics.namespace,
+                              resolve_client_url(config, args.nats_url), nats_options(config), args.timeout)
     try:
         return _run_client(args, config)
     except _BadInput as exc:
@@ -180,6 +186,28 @@ def _build_parser() -> argparse.ArgumentParser:
 
     doctor.add_subparser(subparsers, where)
     demo.add_subparser(subparsers, where)
+
+    export = subparsers.add_parser(
+        "export", parents=[where], help="a namespace's items, playlists or likes, read from KV",
+        description="Every document of a kind, streamed from KV to stdout as CSV (with a header) or "
+                    "JSON lines. items: each item's counts, like_count included.",
+        epilog="example: kryten-likes export items --format json > items.jsonl")
+    export.add_argument("what", choices=("items", "playlists", "likes"))
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="(default: csv)")
+    export.add_argument("--namespace", type=_namespace, metavar="NS", help="(default: the config's)")
+    export.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the server (default: 5)")
+
+    adjust = subparsers.add_parser(
+        "adjust", parents=[client], help="set an item's like or play count (through the daemon, audited)",
+        epilog='example: kryten-likes adjust dQw4w9WgXcQ --likes 40 --reason "bot likes of 2026-01-02"')
+    adjust.add_argument("video_id", metavar="VIDEO_ID")
+    count = adjust.add_mutually_exclusive_group(required=True)
+    count.add_argument("--likes", type=_whole_number, metavar="N", help="the new like_count")
+    count.add_argument("--plays", type=_whole_number, metavar="N", help="the new play_count")
+    adjust.add_argument("--reason", required=True, metavar="TEXT", help="why (1-500 characters, kept)")
+    adjust.add_argument("--by", metavar="NAME", help="who asks (default: your login name)")
+    adjust.set_defaults(request=_adjust_request, render=_render_adjust)
     return parser
 
 
@@ -196,6 +224,12 @@ def _positive_seconds(text: str) -> float:
 def _limit(text: str) -> int:
     if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= 100:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 100: {text!r}")
+    return int(text)
+
+
+def _whole_number(text: str) -> int:
+    if not re.fullmatch(r"\d+", text):
+        raise argparse.ArgumentTypeError(f"must be a whole number (0 or more): {text!r}")
     return int(text)
 
 
@@ -252,6 +286,24 @@ def _render_apply(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
     for failed in reply.get("failed") or []:
         lines.append(f"failed: {failed.get('video_id')} ({failed.get('reason')})")
     return "\n".join(lines)
+
+
+def _adjust_request(args: argparse.Namespace) -> Request:
+    field, n = ("like_count", args.likes) if args.likes is not None else ("play_count", args.plays)
+    return Request("adjust", {"video_id": args.video_id, field: n, "reason": args.reason,
+                              "by": args.by or _login_name()})
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment: the record says null
+        return None
+
+
+def _render_adjust(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    what = {"like_count": "likes", "play_count": "plays"}.get(str(reply.get("field")), reply.get("field"))
+    return f"{reply.get('video_id')}: {what} {reply.get('old')} -> {reply.get('new')} (audit {reply.get('audit_key')})"
 
 
 def _now_playing_request(args: argparse.Namespace) -> Request:

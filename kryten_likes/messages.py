@@ -92,6 +92,19 @@ class StatsAsked:
     playlist_id: str | None = None
 
 
+@frozen
+class AdjustRequested:
+    """gateway → counter_writer: an operator sets one count of an item (and says why)."""
+
+    reply: ReplyTo
+    namespace: str
+    video_id: str
+    field: Literal["like_count", "play_count"]
+    value: int
+    reason: str
+    by: str | None = None
+
+
 # --- the like path --------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 
 from kryten_likes.actors import gateway
 from kryten_likes.actors.gateway import fits_key, Inbound, decode, fold_user
-from kryten_likes.messages import Forward, LikeRequested, Reply, StatsAsked, TopAsked
+from kryten_likes.messages import AdjustRequested, Forward, LikeRequested, Reply, StatsAsked, TopAsked
 from kryten_likes.store import keys
 from kryten_likes.store.keys import (
     KeyError_, decode_token, dedupe_key, encode_token, global_key, item_key, likes_key, now_playing_key,
@@ -90,6 +90,8 @@ plausible_body = st.fixed_dictionaries({}, optional={
     "video_id": st.one_of(plausible, field_value),
     "playlist_id": st.one_of(plausible, field_value),
     "limit": st.one_of(st.integers(0, 101), field_value),
+    "like_count": st.one_of(st.integers(-1, 3), field_value),  # adjust: one of these two, a reason
+    "reason": st.one_of(plausible, field_value),
     "namespace": st.one_of(st.from_regex(NS_RE, fullmatch=True), st.none(), field_value),
     "correlation_id": st.one_of(st.text(max_size=201), st.none(), field_value),
     "extra": json_value,
@@ -149,6 +151,11 @@ def _check_forwarded(msg, body: dict) -> None:
     if isinstance(msg, TopAsked):
         assert type(msg.limit) is int and 1 <= msg.limit <= 100, msg
         assert msg.ranking in ("liked", "played"), msg
+    if isinstance(msg, AdjustRequested):
+        assert 1 <= len(msg.video_id) <= 1000 and 1 <= len(msg.reason) <= 500, msg
+        assert type(msg.value) is int and 0 <= msg.value <= gateway.MAX_ADJUSTED, msg
+        other = "play_count" if msg.field == "like_count" else "like_count"
+        assert body[msg.field] == msg.value and body.get(other) is None, msg  # exactly one count
 
 
 @fuzz(1500)
@@ -188,7 +195,8 @@ def test_decode_never_raises_and_answers_or_forwards(command, data, reply_subjec
 @example(ns="x" * 65, command="stats")
 def test_decode_refuses_every_bad_namespace_and_keeps_every_good_one(ns, command):
     data = json.dumps({"namespace": ns, "username": "u", "playlist_id": "p",
-                       "items": [{"video_id": "v", "type": "yt"}]}).encode()
+                       "items": [{"video_id": "v", "type": "yt"}],
+                       "video_id": "v", "like_count": 1, "reason": "r"}).encode()
     out = decode(Inbound(command, data, "r"), DEFAULT_NS)
     good = ns is None or (isinstance(ns, str) and NS_RE.fullmatch(ns) is not None)
     if good:

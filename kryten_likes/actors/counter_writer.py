@@ -50,13 +50,14 @@ import attrs
 from .. import wire
 from ..clock import iso
 from ..messages import (
-    AckEvent, ApplyFinished, Commit, CommitFinished, EnqueueRefused, EnqueueStarted,
+    AckEvent, AdjustRequested, ApplyFinished, Commit, CommitFinished, EnqueueRefused, EnqueueStarted,
     EnqueuesInFlight, EventPassed, EventRef, LikeDuplicate, LikeReserved, PlayStarted, PutDocument,
     QueueConfirmed, QueueObserved, StatsAsked, Tick, TopAsked,
 )
 from ..store import Conflict, KvWrite, Landed, StoredEntry, global_key, ranking_key
 from ..store import documents as docs
 from . import analytics_changes as ac
+from .adjustments import Adjustments
 from .counter_book import RANKED, CounterBook
 from .like_groups import MAX_CONFLICTS, MAX_LIKE_GROUPS, PIPELINE_MIN, Group, LikeGroups
 from .request_memory import RequestMemory
@@ -79,7 +80,7 @@ class Reconcile:
     in_flight: dict = attrs.field(hash=False)  # (ns, media key) -> enqueues in flight
 
 
-class CounterWriter(LikeGroups):
+class CounterWriter(LikeGroups, Adjustments):
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
@@ -94,6 +95,7 @@ class CounterWriter(LikeGroups):
         self._seq = 0
         self.pending_likes: deque[LikeReserved] = deque()
         self.pending_changes: deque[tuple[object, int]] = deque()
+        self.pending_adjusts: deque = deque()  # operators' corrections (adjustments.py)
         # (ns, media key) -> ids of enqueues asked of the bridge, unanswered. Ids,
         # not a count: an enqueue announced twice (after a restart) is one.
         self.enqueues: dict[tuple[str, str], set[str]] = {}
@@ -166,13 +168,15 @@ class CounterWriter(LikeGroups):
             return [wire.ok(msg.reply, items=self.peek(msg.namespace).top(msg.ranking, msg.limit))]
         if isinstance(msg, StatsAsked):
             return [self._stats(msg)]
+        if isinstance(msg, AdjustRequested):
+            return self._adjust_asked(msg, now)
         if isinstance(msg, Tick):
             self.requests.evict(now)
             return self._materialise(now)
         raise TypeError(f"counter_writer cannot take {msg!r}")
 
     def flush(self, now: float) -> list:
-        out: list = []
+        out: list = self._adjust_groups(now) if self.pending_adjusts else []  # first: likes must not starve them
         while self.pending_likes:
             flying = self._like_groups()
             if flying and (len(flying) >= self.max_like_groups or len(self.pending_likes) < self.pipeline_min):
@@ -349,7 +353,9 @@ class CounterWriter(LikeGroups):
         # The group stays in flight until its outcome is applied: if applying
         # raises, held() still lists it and the supervisor answers for it.
         g = self.in_flight[kind]
-        if isinstance(msg.outcome, Landed):
+        if g.kind == "adjust":
+            out = self._adjust_finished(g, msg.outcome)
+        elif isinstance(msg.outcome, Landed):
             out = self._likes_landed(g, msg.outcome) if g.kind == "likes" else self._analytics_landed(g, msg.outcome)
         elif g.kind == "likes":
             out = self._likes_conflicted(g, msg.outcome, now)

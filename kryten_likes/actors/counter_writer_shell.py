@@ -82,6 +82,7 @@ class CounterWriterShell(ActorShell):
         media, started = stored if stored is not None else (None, 0.0)
         self.rewind = Rewind(media, started, self.core.last_event_seq)  # sent with the new epoch
         replies += [f.reply for f in self.core.held_applies()]
+        replies += [a.reply for a in self.core.held_adjusts()]
         # Refusals are said once by apply: the next writer must still hear them.
         forwards += [Forward("counter_writer", c) for c in self.core.held_changes()
                      if isinstance(c, EnqueueRefused)]

@@ -27,9 +27,11 @@ import attrs
 from .. import wire
 from ..messages import Forward, LikeRequested, Media, MediaChanged, EventRef, NowPlayingAsked, ReplyTo, StatsAsked
 from ..store import encode_token
-from ..messages import ApplyItem, ApplyRequested, QueueObserved, TopAsked
+from ..messages import AdjustRequested, ApplyItem, ApplyRequested, QueueObserved, TopAsked
 
-COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply")
+COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust")
+ADJUSTABLE = ("like_count", "play_count")
+MAX_ADJUSTED = 2**53 - 1  # the largest integer every JSON reader of KV holds exactly
 MAX_APPLY_ITEMS = 500
 MAX_BODY = 64 * 1024
 MAX_KEY_TOKEN = 3000  # with the longest namespace and user tokens, a key stays under 3.6 KB
@@ -166,7 +168,27 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
             raise Invalid("playlist_id", "is required")
         return Forward("apply", ApplyRequested(to, ns, playlist_id, _apply_items(body),
                                                _opt_str(body, "requested_by", 200)))
+    if command == "adjust":
+        return Forward("counter_writer", _adjustment(body, to, ns))
     raise Invalid("command", f"unknown command {command!r}")
+
+
+def _adjustment(body: dict, to: ReplyTo, ns: str) -> AdjustRequested:
+    vid = _opt_str(body, "video_id", 1000, key=True)
+    if vid is None:
+        raise Invalid("video_id", "is required")
+    given = [f for f in ADJUSTABLE if body.get(f) is not None]
+    if not given:
+        raise Invalid("like_count", "one of like_count and play_count is required")
+    if len(given) > 1:
+        raise Invalid("play_count", "give like_count or play_count, not both")
+    field, n = given[0], body[given[0]]
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_ADJUSTED:
+        raise Invalid(field, f"must be an integer from 0 to {MAX_ADJUSTED}")
+    reason = _opt_str(body, "reason", 500)
+    if reason is None:
+        raise Invalid("reason", "is required")
+    return AdjustRequested(to, ns, vid, field, n, reason, _opt_str(body, "by", 200))
 
 
 def _apply_items(body: dict) -> tuple[ApplyItem, ...]:

@@ -79,6 +79,14 @@ def dedupe_key(ns: str, video_id: str, user: str) -> str:
     return f"{_ns(ns)}/dedupe/{encode_token(video_id)}/{encode_token(user)}"
 
 
+def audit_key(ns: str, record_id: str) -> str:
+    """An audit record of a count correction; ``record_id`` (time first, so
+    keys sort by time) is made of key-safe characters by its author."""
+    if not SAFE_ID.fullmatch(record_id):
+        raise KeyError_(f"not a safe audit record id: {record_id!r}")
+    return f"{_ns(ns)}/audit/{record_id}"
+
+
 def split_key(key: str) -> tuple[str, tuple[str, ...]] | None:
     """``ns/{ns}/a/b`` → ``(ns, ("a", "b"))``; None for keys outside the layout."""
     parts = key.split("/")
