@@ -143,7 +143,7 @@ def _token(key: str, ns: str, shape: tuple[str | None, ...]) -> str | None:
 
 
 def _id(value: dict, field: str, token: str) -> str:
-    """The document's own id (kv-schema.md: readers never need to decode a key)."""
+    """The document's own id (docs/kv-schema.md: readers never need to decode a key)."""
     if isinstance(value.get(field), str):
         return value[field]
     try:

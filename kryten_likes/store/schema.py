@@ -1,7 +1,7 @@
 """Which stored documents this kryten-likes can read: ``schema_version`` 1.
 
 Other services read the layout, and a later kryten-likes may change a
-document's shape only with a ``schema_version`` bump (kv-schema.md). A
+document's shape only with a ``schema_version`` bump (docs/kv-schema.md). A
 daemon that met such a document and read it as version 1 would misread it
 and then overwrite it in the old shape, so the start-up scan stops at the
 first one, naming the key. A document without ``schema_version`` is read
