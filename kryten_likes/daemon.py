@@ -1,54 +1,44 @@
-"""The daemon: one NATS connection, the actors under their supervisor, the
-command subscriptions, the event feed and a ticker — all owned by one task
-group, so stopping the daemon stops everything it started.
+"""The daemon: one NATS connection, kryten-py's client on it, HTTP, the
+service commands and the lease; while the lease is ours, an activation (the
+actors under their supervisor, the command subscriptions, the event feed and
+a ticker: ``activation``). All owned by one task group, so stopping the
+daemon stops everything it started.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import math
 import signal
 import time
 from pathlib import Path
-import uuid
 from typing import Any
 
 import anyio
 import attrs
 import nats
 import nats.errors
-from anyio.abc import ObjectSendStream
 
-from . import __version__, wire
-from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
-from .http_server import build_app, endpoint_url, serve_http
-from .operations import Metrics, check_nats, service_reply
+from . import __version__
+from .activation import Activation, Surroundings, serve_active
+from .actors.shell import Bus, FaultHook
 from .bridge_client import SharedConnectionKrytenClient
-from .discovery import apply_owner_warning, services_on_bus
-from .actors.apply import Applies, ApplyShell
-from .actors.counter_writer import CounterWriter
-from .actors.counter_writer_shell import CounterWriterShell
-from .actors.dedupe_ledger import DedupeLedger
-from .actors.gateway import COMMANDS, Gateway, Inbound
-from .actors.playback import NowPlaying, Playback
-from .actors.rate_buckets import RateBuckets, RatePolicy
-from .actors.shell import ActorShell, Bus, FaultHook, Router
+from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .clock import Clock, SystemClock
-from .config import Config, event_channel_token, nats_options
-from .events import EventFeed, open_event_source
-from .messages import EnqueuesInFlight, ReplyTo, Tick
-from .store.documents import media_of_now_playing
+from .config import Config, nats_options
+from .discovery import apply_owner_warning, services_on_bus
+from .http_server import build_app, endpoint_url, serve_http
+from .lease_keeper import LeaseKeeper
+from .operations import Metrics, check_nats, service_reply
+from .startup import loop_options
 from .store import open_buckets
 from .store.reconnects import Reconnects
-from .startup import (Snapshot, bound_to_stream, bridge_now_playing, first_unstored, give_back_free_memory,
-                      load_snapshot, loop_options)
-from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
-ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
+# How long a daemon that lost its lease waits for what it holds to be
+# answered before it stops serving.
+STEP_DOWN_DRAIN_SECONDS = 5.0
 
 
 class StartError(Exception):
@@ -88,14 +78,36 @@ class Daemon:
     """A running daemon, for tests and the CLI: its parts and a way to stop it."""
 
     config: Config
-    supervisor: Supervisor
-    bus: Bus
     cancel_scope: anyio.CancelScope
     nc: Any = None
     reconnects: Reconnects | None = None
+    role: str = "standby"
+    activation: Activation | None = None  # while active
+    serving: anyio.CancelScope | None = None
+    keeper: Any = None
+    serving_started: anyio.Event = attrs.Factory(anyio.Event)
+
+    @property
+    def supervisor(self) -> Any:
+        return self.activation.supervisor if self.activation is not None else None
+
+    @property
+    def bus(self) -> Bus | None:
+        return self.activation.bus if self.activation is not None else None
 
     def stop(self) -> None:
         self.cancel_scope.cancel()
+
+    async def step_down(self) -> None:
+        """Lease lost: stop taking requests, let what is held be answered
+        (every commit is Fenced now: ``unavailable``), then stop serving."""
+        a, scope = self.activation, self.serving
+        if a is not None:
+            await a.stop_taking_requests()
+            with anyio.move_on_after(STEP_DOWN_DRAIN_SECONDS):
+                await a.bus.idle()
+        if scope is not None:
+            scope.cancel()
 
 
 async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | None = None,
@@ -119,163 +131,22 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
         nc, logger=logging.getLogger("kryten_likes.kryten"))
     try:
         await kryten.connect()
-        await _serve_on(nc, kryten, reconnects, config, clock, fault, config.limits.max_in_flight, tick_seconds,
-                        task_status)
+        await _serve_leased(nc, kryten, reconnects, config, clock, fault, tick_seconds, task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await kryten.disconnect()
             await nc.close()
 
 
-async def _serve_on(nc: Any, kryten: Any, reconnects: Reconnects, config: Config, clock: Clock, fault: FaultHook | None, max_in_flight: int,
-                    tick_seconds: float, task_status: Any) -> None:
+async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Config, clock: Clock,
+                        fault: FaultHook | None, tick_seconds: float, task_status: Any) -> None:
+    """The daemon's whole life: HTTP, the service commands, the chat ear and
+    the lease; an activation (``activation.serve_active``) whenever the lease
+    is ours."""
     ns = config.analytics.namespace
-    pfx = config.nats.subject_prefix
-    js = nc.jetstream()
     analytics, likes = await open_buckets(nc, config.storage.replicas, reconnects)
-    source = await open_event_source(js, event_channel_token(config.cytube.channel), ns,
-                                     config.storage.replicas)
-
-    sends: dict[str, ObjectSendStream] = {}
-    inboxes = {}
-    for name in ACTORS:
-        sends[name], inboxes[name] = anyio.create_memory_object_stream(math.inf)
-    router = Router(sends)
-    bus = Bus(nc, max_in_flight)
     started_at = time.monotonic()
-    first = bound_to_stream(await load_snapshot(analytics, likes, clock.now()), ns, source.identity)
-    # The start-up state is long-lived: keep it out of every later collection
-    # (100 000 items are many objects; scanning them costs pauses).
-    gc.collect()
-    gc.freeze()
-    give_back_free_memory()
-    def stored_up_to() -> int:
-        writer = supervisor.incarnations.get("counter_writer")
-        return first_unstored(writer.core.book(ns) if writer is not None else first.books.get(ns))
-
-    feed = EventFeed(js, source, router, config.storage.replicas, stored_up_to)
-    feed.rewind(first_unstored(first.books.get(ns)))
-    first_users = {"playback", "dedupe_ledger", "counter_writer"}
-
-    async def snapshot_for(name: str) -> Snapshot:
-        # The first incarnations share the start-up scan; a restart reads KV again.
-        if name in first_users:
-            first_users.discard(name)
-            return first
-        return bound_to_stream(await load_snapshot(analytics, likes, clock.now()), ns, source.identity)
-
-    def shell(name: str, core: Any, cls: type = ActorShell, **kw: Any) -> ActorShell:
-        return cls(name, core, router, bus, clock, fault, **kw)
-
-    async def start_gateway() -> ActorShell:
-        return shell("gateway", Gateway(ns))
-
-    async def start_rate_buckets() -> ActorShell:
-        lim = config.limits
-        return shell("rate_buckets", RateBuckets(RatePolicy(
-            config.likes.rate_per_minute, config.likes.rate_burst,
-            lim.global_likes_per_second, lim.global_likes_burst)))
-
-    async def start_playback() -> ActorShell:
-        book = (await snapshot_for("playback")).books.get(ns)
-        stored = media_of_now_playing(book.now_playing.value) if book and book.now_playing else None
-        current = None
-        if stored is not None:
-            current = NowPlaying(*stored)
-        else:
-            media = await bridge_now_playing(nc, config.cytube.channel)
-            if media is not None:
-                current = NowPlaying(media, clock.now())
-        last_seq = int(book.global_value().get("last_event_seq", 0)) if book else 0
-        return shell("playback", Playback(ns, current, last_seq, epoch=feed.epoch))
-
-    async def start_ledger() -> ActorShell:
-        snap = await snapshot_for("dedupe_ledger")
-        return shell("dedupe_ledger", DedupeLedger(config.likes.dedupe_window_seconds,
-                                                   config.likes.dedupe_enabled, snap.claims))
-
-    async def start_writer() -> ActorShell:
-        first_life = "counter_writer" in first_users
-        snap = await snapshot_for("counter_writer")
-        # Only at daemon start is what a previous life left half-done truly dead.
-        # A restarted writer learns from the apply actor what is in flight.
-        core = CounterWriter(snap.books, ns, group_prefix=f"{uuid.uuid4().hex[:12]}-", recover=first_life,
-                             retry_window=config.likes.retry_window_seconds, epoch=feed.epoch,
-                             max_remembered_requests=config.likes.max_remembered_requests,
-                             await_applies=not first_life)
-        return shell("counter_writer", core, CounterWriterShell,
-                     buckets={"analytics": analytics, "likes": likes})
-
-    async def start_apply() -> ActorShell:
-        return shell("apply", Applies(id_prefix=f"{uuid.uuid4().hex[:12]}-"), ApplyShell,
-                     kryten=kryten, channel=config.cytube.channel, timeout=config.cytube.bridge_timeout_seconds)
-
-    specs = [ActorSpec("apply", start_apply), ActorSpec("gateway", start_gateway), ActorSpec("rate_buckets", start_rate_buckets),
-             ActorSpec("playback", start_playback), ActorSpec("dedupe_ledger", start_ledger),
-             ActorSpec("counter_writer", start_writer)]
-    s = config.supervisor
-    policy = RestartPolicy(s.max_restarts, s.period_seconds, s.backoff_initial_seconds, s.backoff_max_seconds)
-
-    def after_crash(dead: ActorShell) -> None:
-        # Events held by a dead playback or counter writer are read again from
-        # the stream, from the first one not stored (see EventFeed).
-        if dead.name == "apply":
-            # Its enqueues died with it: nothing of it is in flight any more.
-            router.send("counter_writer", EnqueuesInFlight(()))
-            return
-        if dead.name not in ("playback", "counter_writer"):
-            return
-        # (The dead writer is still the incarnation on record: its book is what is stored.)
-        epoch = feed.rewind(stored_up_to())
-        rewind = getattr(dead, "rewind", None)
-        if rewind is not None:
-            router.send("playback", attrs.evolve(rewind, epoch=epoch))
-
-    supervisor = Supervisor(specs, inboxes, router, bus, clock, policy, after_crash)
-
-    async def on_request(msg: Any) -> None:
-        command = msg.subject.rsplit(".", 1)[-1]
-        if not bus.admit():
-            cid = _correlation_id(msg.data)
-            if msg.reply:
-                await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid, command), "unavailable",
-                                                     "the daemon is at capacity; retry").body)
-            return
-        router.send("gateway", Inbound(command, msg.data, msg.reply or None, time.monotonic()))
-
-    def snapshot() -> dict:
-        writer = supervisor.incarnations.get("counter_writer")
-        g = writer.core.book(ns).global_value() if writer is not None else {}
-        return {"global": g, "in_flight": bus.in_flight, "restarts": dict(supervisor.restarts),
-                "mailboxes": {n: inboxes[n].statistics().current_buffer_used for n in ACTORS},
-                "kv_conflicts": analytics.conflicts + likes.conflicts,
-                "kv_lost": analytics.lost_answers + likes.lost_answers}
-
-    async def health() -> dict:
-        # A NATS round trip within 2 s, not the connection flag: a hung server
-        # leaves the connection "connected" for minutes.
-        return {"service": "likes", **await check_nats(nc),
-                "version": __version__, "uptime_seconds": round(time.monotonic() - started_at, 1),
-                "namespace": ns, "channel": config.cytube.channel, "actor_restarts": dict(supervisor.restarts)}
-
-    def stats() -> dict:
-        s = snapshot()
-        return {"global": s["global"], "in_flight": s["in_flight"], "actor_restarts": s["restarts"],
-                "mailbox_depths": s["mailboxes"], "kv_conflicts": s["kv_conflicts"], "kv_lost_answers": s["kv_lost"]}
-
-    metrics = Metrics(snapshot)
-    bus.watchers.append(metrics.observe)
-    metrics_endpoint: str | None = None  # system.ping's; set once HTTP serves
-
-    async def on_service_command(msg: Any) -> None:
-        try:
-            request = json.loads(msg.data)
-        except ValueError:
-            request = None
-        if msg.reply:
-            await bus.send(msg.reply, await service_reply(request, health, stats, metrics_endpoint=metrics_endpoint,
-                                                          uptime_seconds=time.monotonic() - started_at))
-
+    daemon = Daemon(config, anyio.CancelScope(), nc, reconnects)
     voice = ChatVoice(config.chat)
     chat_out, chat_in = anyio.create_memory_object_stream(100)
     mouth = ChatMouth(kryten, config.cytube.channel, chat_out)
@@ -285,36 +156,86 @@ async def _serve_on(nc: Any, kryten: Any, reconnects: Reconnects, config: Config
         if line is not None:
             mouth.say(line)
 
-    bus.watchers.append(speak)
+    def snapshot() -> dict:
+        a = daemon.activation
+        return {"global": a.global_counters(ns) if a else {}, "in_flight": a.bus.in_flight if a else 0,
+                "restarts": dict(a.supervisor.restarts) if a else {}, "mailboxes": a.mailbox_depths() if a else {},
+                "kv_conflicts": analytics.conflicts + likes.conflicts,
+                "kv_lost": analytics.lost_answers + likes.lost_answers}
+
+    metrics = Metrics(snapshot)
+    surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
+                                [metrics.observe, speak])
+
+    async def health() -> dict:
+        # A NATS round trip within 2 s, not the connection flag: a hung server
+        # leaves the connection "connected" for minutes.
+        a = daemon.activation
+        return {"service": "likes", **await check_nats(nc), "role": daemon.role,
+                "served_by": keeper.me if daemon.role == "active" else keeper.served_by,
+                "version": __version__, "uptime_seconds": round(time.monotonic() - started_at, 1),
+                "namespace": ns, "channel": config.cytube.channel,
+                "actor_restarts": dict(a.supervisor.restarts) if a else {}}
+
+    def stats() -> dict:
+        sn = snapshot()
+        return {"role": daemon.role, "global": sn["global"], "in_flight": sn["in_flight"],
+                "actor_restarts": sn["restarts"], "mailbox_depths": sn["mailboxes"],
+                "kv_conflicts": sn["kv_conflicts"], "kv_lost_answers": sn["kv_lost"]}
+
+    metrics_endpoint: str | None = None  # system.ping's; set once HTTP serves
+
+    async def on_service_command(msg: Any) -> None:
+        try:
+            request = json.loads(msg.data)
+        except ValueError:
+            request = None
+        if msg.reply:
+            reply = await service_reply(request, health, stats, metrics_endpoint=metrics_endpoint,
+                                        uptime_seconds=time.monotonic() - started_at)
+            await Bus(nc, 1).send(msg.reply, reply)
 
     async def on_chat(event: Any) -> None:
+        a = daemon.activation
+        if a is None:
+            return  # the active daemon hears the same line
         line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
                         bool(getattr(event, "shadow", False)))
         forward = chat_request(line, config.chat, ns)
-        if forward is not None and bus.admit():
-            router.send(forward.to, forward.message)
+        if forward is not None and a.bus.admit():
+            a.router.send(forward.to, forward.message)
 
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
 
-    async def ticker() -> None:
-        while True:
-            await anyio.sleep(tick_seconds)  # a periodic timer, not synchronisation
-            for name in ("rate_buckets", "dedupe_ledger", "counter_writer"):
-                router.send(name, Tick())
-
     async with anyio.create_task_group() as tg:
-        await tg.start(supervisor.run)
-        # Where kryten-playlist owns applies ([queue] apply_enabled = false) we
-        # do not answer queue_apply at all: NATS would hand each request to both.
-        served = [c for c in COMMANDS if c != "queue_apply" or config.queue.apply_enabled]
-        subs = [await nc.subscribe(f"{pfx}.playlist.cmd.{c}", cb=on_request) for c in served]
-        subs.append(await nc.subscribe("kryten.likes.command", cb=on_service_command))
-        await nc.flush()  # the server knows our subscriptions before we say we serve
-        tg.start_soon(warn_about_neighbours, nc, config)
-        tg.start_soon(feed.run)
-        tg.start_soon(ticker)
+        daemon.cancel_scope = tg.cancel_scope
+
+        async def activate() -> None:
+            with anyio.CancelScope() as scope:
+                daemon.serving = scope
+                try:
+                    daemon.activation = await tg.start(serve_active, surroundings)
+                    daemon.role = "active"
+                    log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns,
+                             config.nats.subject_prefix)
+                    daemon.serving_started.set()
+                    await anyio.sleep_forever()
+                finally:
+                    daemon.activation = None
+
+        async def on_active() -> None:
+            tg.start_soon(activate)
+
+        async def on_standby(reason: str) -> None:
+            daemon.role = "standby"
+            tg.start_soon(daemon.step_down)
+
+        keeper = LeaseKeeper(nc, [analytics, likes], likes, ns, config.ha.lease_seconds,
+                             on_active=on_active, on_standby=on_standby)
+        service_sub = await nc.subscribe("kryten.likes.command", cb=on_service_command)
         tg.start_soon(mouth.run, chat_in)
+        tg.start_soon(warn_about_neighbours, nc, config)
         if config.http.port:
             try:
                 app = build_app(metrics, health, dashboard=config.http.dashboard)
@@ -322,15 +243,19 @@ async def _serve_on(nc: Any, kryten: Any, reconnects: Reconnects, config: Config
                 metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
             except OSError as exc:  # metrics are for operators; the counts must go on
                 log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
-        log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns, pfx)
-        task_status.started(Daemon(config, supervisor, bus, tg.cancel_scope, nc, reconnects))
+        tg.start_soon(keeper.run)
+        daemon.keeper = keeper
+        task_status.started(daemon)
         try:
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                for sub in subs:
-                    await sub.unsubscribe()
-
+                await service_sub.unsubscribe()
+                if daemon.activation is not None:
+                    await daemon.activation.stop_taking_requests()
+                if daemon.serving is not None:
+                    daemon.serving.cancel()
+                await keeper.release()
 
 async def warn_about_neighbours(nc: Any, config: Config) -> None:
     """Ask the bus who is there (kryten-py's discovery) and warn by name when
@@ -343,14 +268,6 @@ async def warn_about_neighbours(nc: Any, config: Config) -> None:
     warning = apply_owner_warning(services, config.queue.apply_enabled, config.nats.subject_prefix)
     if warning:
         log.warning("%s", warning)
-
-
-def _correlation_id(data: bytes) -> str | None:
-    try:
-        cid = json.loads(data).get("correlation_id")
-    except Exception:
-        return None
-    return cid if isinstance(cid, str) and len(cid) <= 200 else None
 
 
 def run_daemon(config: Config) -> int:

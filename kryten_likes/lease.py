@@ -29,6 +29,8 @@ import math
 
 import attrs
 
+STANDBY_LOOK_SECONDS = 0.25
+
 
 @attrs.frozen
 class LeaseHeld:
@@ -189,9 +191,9 @@ class LeaseRules:
         return [Activate()]
 
     def _wait(self, now: float) -> list:
-        # A standby looks again a few times per lease: it takes over at most
-        # lease_seconds + one look after the holder died.
-        self.next_at = now + min(self.renew_every, 1.0)
+        # A standby looks again four times a second: it takes over at most
+        # lease_seconds + a quarter second after the holder died.
+        self.next_at = now + min(self.renew_every, STANDBY_LOOK_SECONDS)
         return []
 
     def _lost(self, reason: str) -> list:

@@ -38,6 +38,7 @@ from .lease import (
     StepDown, Tick, WriteLease,
 )
 from .store import AtomicBucket, Fence
+from .store.values import REVOKED
 from .store.batch import WRONG_LAST_SEQUENCE
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class LeaseKeeper:
             elif isinstance(e, StepDown):
                 log.warning("stepping down to standby for namespace %s: %s", self.ns, e.reason)
                 for b in self.buckets:
-                    b.fence = None
+                    b.fence = REVOKED  # never None: that would be a batch without the check
                 await self.on_standby(e.reason)
             elif isinstance(e, ServedBy):
                 self.served_by = e.holder

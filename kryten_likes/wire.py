@@ -3,9 +3,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .messages import Reply, ReplyTo
+
+MAX_CORRELATION_ID = 200
+
+
+def good_correlation_id(cid: object) -> bool:
+    """The contract's rule: a string of at most 200 characters (and one that
+    JSON can carry back: no lone surrogate)."""
+    return (isinstance(cid, str) and len(cid) <= MAX_CORRELATION_ID
+            and not any("\ud800" <= ch <= "\udfff" for ch in cid))
+
+
+def correlation_id_of(data: bytes) -> str | None:
+    """The correlation_id of a raw request, when it is a good one: for the
+    replies sent before the gateway has read the request (at capacity)."""
+    try:
+        cid = json.loads(data).get("correlation_id")
+    except Exception:
+        return None
+    return cid if good_correlation_id(cid) else None
 
 
 def ok(to: ReplyTo, **fields: Any) -> Reply:

@@ -83,7 +83,7 @@ class Names:
 
 
 def write_config(path: Path, servers: Sequence[str], names: Names, *, replicas: int = 1,
-                 data_dir: Path | None = None) -> Path:
+                 data_dir: Path | None = None, http_port: int = 0) -> Path:
     """A daemon config with limits far above any storm (these tests are about
     crashes, not rate limits)."""
     path.write_text(
@@ -103,7 +103,7 @@ def write_config(path: Path, servers: Sequence[str], names: Names, *, replicas: 
         "[storage]\n"
         f'data_dir = "{data_dir or path.parent / "data"}"\n'
         f"replicas = {replicas}\n"
-        + _metrics_off()
+        + (f"[http]\nport = {http_port}\n" if http_port else _metrics_off())
     )
     return path
 
@@ -168,6 +168,23 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.spawn()
         self.wait_ready(timeout)
+
+    def wait_line(self, text: str, timeout: float = 30.0) -> None:
+        """Until this life has logged a line containing ``text`` (e.g. that it
+        is standby). Reads the log file the reader thread keeps writing."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        marker = f"----- daemon life {self.starts} "
+        while True:
+            text_now = self.log_text()
+            life = text_now[text_now.rfind(marker):] if marker in text_now else ""
+            if text in life:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} after {timeout}s:\n{self.log_tail()}")
+            self._ready.wait(0.05)  # the log grows meanwhile; bounded by the deadline
 
     @property
     def serving(self) -> bool:

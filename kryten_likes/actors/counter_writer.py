@@ -50,11 +50,11 @@ import attrs
 from .. import wire
 from ..clock import iso
 from ..messages import (
-    AckEvent, AdjustRequested, ApplyFinished, Commit, CommitFinished, EnqueueRefused, EnqueueStarted,
-    EnqueuesInFlight, EventPassed, EventRef, LikeDuplicate, LikeReserved, PlayStarted, PutDocument,
+    AckEvent, AdjustRequested, ApplyFinished, ClaimsSettled, Commit, CommitFinished, EnqueueRefused, EnqueueStarted,
+    EnqueuesInFlight, EventPassed, EventRef, Forward, LikeDuplicate, LikeReserved, PlayStarted, PutDocument,
     QueueConfirmed, QueueObserved, StatsAsked, Tick, TopAsked,
 )
-from ..store import Conflict, KvWrite, Landed, StoredEntry, global_key, ranking_key
+from ..store import Conflict, Fenced, KvWrite, Landed, StoredEntry, global_key, ranking_key
 from ..store import documents as docs
 from . import analytics_changes as ac
 from .adjustments import Adjustments
@@ -353,7 +353,9 @@ class CounterWriter(LikeGroups, Adjustments):
         # The group stays in flight until its outcome is applied: if applying
         # raises, held() still lists it and the supervisor answers for it.
         g = self.in_flight[kind]
-        if g.kind == "adjust":
+        if isinstance(msg.outcome, Fenced):
+            out = self._fenced(g, now)
+        elif g.kind == "adjust":
             out = self._adjust_finished(g, msg.outcome)
         elif isinstance(msg.outcome, Landed):
             out = self._likes_landed(g, msg.outcome) if g.kind == "likes" else self._analytics_landed(g, msg.outcome)
@@ -364,6 +366,27 @@ class CounterWriter(LikeGroups, Adjustments):
         del self.in_flight[kind]
         # The next group goes first: the bus stores it while the replies go out.
         return self.flush(now) + out
+
+    def _fenced(self, g: Group, now: float) -> list:
+        """Nothing of the group was stored and nothing more will be: another
+        daemon is active (lease). Each request in it hears so, truly; events
+        are not acked (the active daemon reads them from the stream)."""
+        why = "this daemon is no longer the active one for the namespace; retry"
+        out: list = []
+        released = []
+        for like in g.likes:
+            rk = self._rk(like)
+            for r in [like] + (self.requests.settled(rk, None, now) if rk is not None else []):
+                out.append(wire.error(r.reply, "unavailable", why))
+                if getattr(r, "claim", None) is not None:
+                    released.append(r.claim)
+        for change, _ in g.changes:
+            reply = getattr(change, "reply", None) or getattr(getattr(change, "request", None), "reply", None)
+            if reply is not None:
+                out.append(wire.error(reply, "unavailable", why))
+        if released:
+            out.append(Forward("dedupe_ledger", ClaimsSettled(released=tuple(released))))
+        return out
 
     def _stats(self, msg: StatsAsked):
         book = self.peek(msg.namespace)

@@ -135,7 +135,7 @@ def decode(req: Inbound, default_namespace: str) -> Any:
         if not isinstance(body, dict):
             raise Invalid("body", "not a JSON object")
         cid = body.get("correlation_id")
-        good_cid = isinstance(cid, str) and len(cid) <= 200 and not _has_surrogate(cid)
+        good_cid = wire.good_correlation_id(cid)
         if good_cid:
             to = attrs.evolve(to, correlation_id=cid)
         if len(req.data) > MAX_BODY:  # read anyway (NATS bounds it) so the refusal echoes correlation_id

@@ -48,6 +48,7 @@ class Bus:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.watchers = watchers if watchers is not None else []  # metrics, the chat voice
+        self._idle: anyio.Event | None = None  # set when in_flight comes down to 0
 
     def admit(self) -> bool:
         if self.in_flight >= self.max_in_flight:
@@ -55,8 +56,16 @@ class Bus:
         self.in_flight += 1
         return True
 
+    async def idle(self) -> None:
+        """Return once every admitted request has been answered."""
+        while self.in_flight > 0:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
     async def reply(self, r: Reply) -> None:
         self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
         for watch in self.watchers:
             try:
                 watch(r)

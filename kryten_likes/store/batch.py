@@ -98,6 +98,8 @@ class AtomicBucket:
         """Store ``writes`` atomically; resolve a lost answer before returning."""
         backoff = 0.05
         while True:
+            if self.fence is not None and self.fence.revoked:
+                return Fenced(group_id)  # stepped down: nothing more is sent
             try:
                 with self._reconnects.given_up_on_reconnect():
                     return await self._attempt(group_id, writes)

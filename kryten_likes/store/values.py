@@ -55,3 +55,11 @@ class Fence:
     revision: int
     check_key: str
     check_value: bytes
+
+    @property
+    def revoked(self) -> bool:
+        return self.revision < 0
+
+
+# The fence of a daemon that stepped down: every commit is Fenced at once.
+REVOKED = Fence("", -1, "", b"")
