@@ -174,8 +174,34 @@ def test_every_error_word_the_code_sends_is_in_the_contract():
     assert not missing, f"error words sent but not in docs/contract.md: {missing}"
 
 
-def test_the_docs_link_to_each_other_and_exist():
-    for name in ("contract.md", "kv-schema.md", "design.md", "operating.md"):
-        text = (DOCS / name).read_text(encoding="utf-8")
-        for target in re.findall(r"\]\(([^)#]+\.md)(?:#[^)]*)?\)", text):
-            assert (DOCS / target).is_file(), f"docs/{name} links to a missing {target}"
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes of a file's headings: lower case, punctuation
+    dropped (``-`` and ``_`` kept), spaces as ``-``."""
+    out, fenced = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"#{1,6}\s+(.*)", line)
+        if m:
+            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_the_docs_links_lead_somewhere():
+    """Every link between the docs (and from the README into them) names a
+    file that exists and, with ``#``, a heading it has."""
+    sources = [DOCS / n for n in ("contract.md", "kv-schema.md", "design.md", "operating.md")]
+    broken = []
+    for source in [*sources, ROOT / "README.md"]:
+        text = source.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(((?:docs/)?[\w.-]*\.md)?(?:#([^)\s]+))?\)", text):
+            if not target and not anchor:
+                continue
+            path = source if not target else (source.parent / target)
+            if target and source.parent == DOCS and target.startswith("docs/"):
+                path = ROOT / target
+            if not path.is_file():
+                broken.append(f"{source.name}: {target} does not exist")
+            elif anchor and anchor not in _anchors(path.read_text(encoding="utf-8")):
+                broken.append(f"{source.name}: {target or source.name} has no heading #{anchor}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
