@@ -394,6 +394,8 @@ async def standalone(config: Config, namespace: str, store: Path | None,
             async with anyio.create_task_group() as tg:
                 daemon = await tg.start(partial(serve, local, nats_url=server.url))
                 try:
+                    with anyio.fail_after(30):  # its own server: it takes the lease at once
+                        await daemon.serving_started.wait()
                     yield server.url, local
                 finally:
                     daemon.stop()

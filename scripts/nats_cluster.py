@@ -2,6 +2,9 @@
 """A 3-node nats-server JetStream cluster on loopback, for tests and trials.
 
     python scripts/nats_cluster.py DIR      # runs until Ctrl-C, prints the client URLs
+    python scripts/nats_cluster.py DIR --daemons 2
+                                            # and 2 kryten-likes daemons of one namespace on it
+                                            # (one active, one standby; [storage] replicas = 3)
 
 or, from Python::
 
@@ -305,9 +308,31 @@ def start_cluster(base_dir: str | os.PathLike[str], *, size: int = 3, ready_time
     raise ClusterError(f"could not start the cluster in {attempts} attempts: {last}")
 
 
+def start_daemons(cluster: Cluster, base_dir: Path, n: int) -> list[subprocess.Popen]:
+    """``n`` kryten-likes daemons of one namespace on the cluster, as on n
+    hosts: each its own config (HTTP on a free port, ``[storage] replicas =
+    3``) and log ``DIR/likesK/daemon.log``. One becomes active, the others
+    standby (docs/operating.md, "Two daemons, one namespace")."""
+    procs = []
+    for i, port in enumerate(_free_ports(n)):
+        d = base_dir / f"likes{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        config = d / "config.toml"
+        config.write_text(f"[nats]\nservers = {json.dumps(cluster.urls)}\n[storage]\nreplicas = 3\n"
+                          f'data_dir = "{d / "data"}"\n[http]\nport = {port}\n')
+        log = open(d / "daemon.log", "ab")
+        procs.append(subprocess.Popen([sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(config)],
+                                      stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent()))
+        print(f"likes{i}: pid {procs[-1].pid}, health http://{HOST}:{port}/health, log {d / 'daemon.log'}",
+              flush=True)
+    return procs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", type=Path, help="where each node keeps its config, store and log")
+    parser.add_argument("--daemons", type=int, default=0, metavar="N",
+                        help="also run N kryten-likes daemons of one namespace on the cluster")
     args = parser.parse_args(argv)
     try:
         cluster = start_cluster(args.dir)
@@ -321,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         for node in cluster.nodes:
             print(f"{node.name}: {node.url}  (monitor http://{HOST}:{node.http_port}, dir {node.dir})")
         print("servers = " + json.dumps(cluster.urls), flush=True)
+        daemons = start_daemons(cluster, args.dir, args.daemons) if args.daemons else []
         print("Ctrl-C stops the cluster.", flush=True)
         while not stop.wait(1.0):
             dead = [n.name for n in cluster.nodes if not n.running]
@@ -330,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for p in locals().get("daemons", []):
+            p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(20)
         cluster.stop()
     return 0
 
