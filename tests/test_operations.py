@@ -144,17 +144,20 @@ def test_reply_metrics_count_each_outcome_and_bucket_each_latency():
     m = Metrics(lambda: {"global": {}, "in_flight": 0, "kv_conflicts": 0, "kv_lost": 0, "restarts": {},
                          "mailboxes": {}})
     now = _time.monotonic()
-    for seconds, status in ((0.0004, "ok"), (0.003, "ok"), (0.003, "duplicate"), (30.0, "ok")):
+    # Ages well inside their buckets: observe() measures them again, later
+    # (by up to 20 ms on a busy machine: 3 ms once crossed the 5 ms edge).
+    for seconds, status in ((0.03, "ok"), (0.3, "ok"), (0.3, "duplicate"), (30.0, "ok")):
         m.observe(Reply(ReplyTo("s", None, "like", now - seconds), {"status": status}))
     m.observe(Reply(ReplyTo("s", None, "stats", 0.0), {"status": "error", "error": "invalid_request"}))
     text = m.render().decode()
     assert 'kryten_likes_requests_total{command="like",outcome="ok"} 3.0' in text
     assert 'kryten_likes_requests_total{command="like",outcome="duplicate"} 1.0' in text
     assert 'kryten_likes_requests_total{command="stats",outcome="invalid_request"} 1.0' in text
-    # Cumulative buckets: 0.4 ms ≤ 1 ms; 3 ms twice ≤ 5 ms; 30 s only in +Inf.
-    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.001"} 1.0' in text
-    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.0025"} 1.0' in text
-    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.005"} 3.0' in text
+    # Cumulative buckets: 30 ms ≤ 50 ms; 300 ms twice ≤ 500 ms; 30 s only in +Inf.
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.025"} 0.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.05"} 1.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.25"} 1.0' in text
+    assert 'kryten_likes_request_seconds_bucket{command="like",le="0.5"} 3.0' in text
     assert 'kryten_likes_request_seconds_bucket{command="like",le="10.0"} 3.0' in text
     assert 'kryten_likes_request_seconds_bucket{command="like",le="+Inf"} 4.0' in text
     assert 'kryten_likes_request_seconds_count{command="like"} 4.0' in text
