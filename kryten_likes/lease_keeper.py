@@ -93,6 +93,12 @@ class LeaseKeeper:
     async def run(self) -> None:
         tick = min(0.1, self.rules.lease_seconds / 20)
         while True:
+            if any(b.fence_moved for b in self.buckets):
+                # Someone else moved the fence: whatever our lease says, we
+                # can store nothing, so we are not the active daemon.
+                for b in self.buckets:
+                    b.fence_moved = False
+                await self._perform(self.rules.step(LeaseRefused(self.monotonic())))
             await self._perform(self.rules.step(Tick(self.monotonic())))
             await anyio.sleep(tick)  # a periodic timer, not synchronisation
 

@@ -236,3 +236,37 @@ def test_a_paused_active_daemon_writes_nothing_after_the_takeover_and_steps_down
             if d.alive:
                 os.kill(d.proc.pid, signal.SIGCONT)
         pair.close()
+
+
+def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_takes_over_again(harness):
+    """Someone moved the fence (by hand, or a daemon we cannot see): nothing
+    of ours may be stored. The like in hand is answered unavailable (true:
+    nothing stored), the daemon steps down, finds the lease still its own and
+    becomes active again with a fence of its own; the like retried counts once."""
+    from conftest import playing, wait_until
+
+    h = harness()
+    h.change_media("v")
+    playing(h, "v")
+    assert h.request("like", {"username": "first"})["like_count"] == 1
+    ns = h.config.analytics.namespace
+
+    async def move_fence() -> None:
+        kv = await h.nc.jetstream().key_value(LIKES_BUCKET)
+        await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
+    h.portal.call(move_fence)
+
+    r = h.request("like", {"username": "second", "correlation_id": "c2"})
+    assert (r["status"], r["error"]) == ("error", "unavailable"), r
+    import nats.errors
+
+    def retry() -> dict | None:
+        try:  # between stepping down and serving again nobody answers
+            r = h.request("like", {"username": "second", "correlation_id": "c2"}, timeout=1)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return None
+        return r if r.get("status") == "ok" else None
+
+    retried = wait_until(retry, timeout=15)
+    assert retried["like_count"] == 2
+    assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2

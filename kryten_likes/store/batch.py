@@ -58,6 +58,7 @@ class AtomicBucket:
         # expects the fence as it was at activation, so a daemon that lost
         # its lease cannot store anything.
         self.fence: Fence | None = None
+        self.fence_moved = False  # a batch found the fence moved: the lease keeper steps down
         self._kv = kv
         self._js = nc.jetstream()
         self._stream = f"KV_{bucket}"
@@ -171,6 +172,7 @@ class AtomicBucket:
                 now = await self.read(fence.key)
                 if now is None or now.revision != fence.revision:
                     log.warning("batch %s refused: the fence moved (another daemon is active)", group_id)
+                    self.fence_moved = True
                     return Fenced(group_id)
             return Conflict(group_id, current)
         if err.get("code") == 503:
