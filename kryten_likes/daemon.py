@@ -86,6 +86,8 @@ class Daemon:
     serving: anyio.CancelScope | None = None
     keeper: Any = None
     serving_started: anyio.Event = attrs.Factory(anyio.Event)
+    serving_ended: anyio.Event = attrs.Factory(anyio.Event)
+    failure: Exception | None = None  # why an activation could not start (the daemon stops)
 
     @property
     def supervisor(self) -> Any:
@@ -108,6 +110,7 @@ class Daemon:
                 await a.bus.idle()
         if scope is not None:
             scope.cancel()
+            await self.serving_ended.wait()
 
 
 async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | None = None,
@@ -212,24 +215,35 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
         daemon.cancel_scope = tg.cancel_scope
 
         async def activate() -> None:
-            with anyio.CancelScope() as scope:
-                daemon.serving = scope
-                try:
-                    daemon.activation = await tg.start(serve_active, surroundings)
-                    daemon.role = "active"
-                    log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns,
-                             config.nats.subject_prefix)
-                    daemon.serving_started.set()
-                    await anyio.sleep_forever()
-                finally:
-                    daemon.activation = None
+            ended = daemon.serving_ended = anyio.Event()
+            try:
+                with anyio.CancelScope() as scope:
+                    daemon.serving = scope
+                    # The activation's own task group, inside the scope: stepping
+                    # down cancels all of it (actors, feed, ticker) and nothing else.
+                    async with anyio.create_task_group() as serving:
+                        try:
+                            daemon.activation = await serving.start(serve_active, surroundings)
+                        except Exception as exc:  # it cannot start (e.g. a schema it does not know)
+                            daemon.failure = exc
+                            tg.cancel_scope.cancel()
+                            return
+                        daemon.role = "active"
+                        log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns,
+                                 config.nats.subject_prefix)
+                        daemon.serving_started.set()
+            finally:
+                daemon.activation = None
+                ended.set()
 
         async def on_active() -> None:
             tg.start_soon(activate)
 
         async def on_standby(reason: str) -> None:
+            # Waited for: the keeper moves the fence for a new activation only
+            # once nothing of this one runs.
             daemon.role = "standby"
-            tg.start_soon(daemon.step_down)
+            await daemon.step_down()
 
         keeper = LeaseKeeper(nc, [analytics, likes], likes, ns, config.ha.lease_seconds,
                              on_active=on_active, on_standby=on_standby)
@@ -245,8 +259,9 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
                 log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
         tg.start_soon(keeper.run)
         daemon.keeper = keeper
-        task_status.started(daemon)
         try:
+            await _first_role(daemon, keeper)  # active and serving, or standby behind another
+            task_status.started(daemon)
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
@@ -255,7 +270,21 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
                     await daemon.activation.stop_taking_requests()
                 if daemon.serving is not None:
                     daemon.serving.cancel()
+                    with anyio.move_on_after(10):
+                        await daemon.serving_ended.wait()
                 await keeper.release()
+    if daemon.failure is not None:
+        raise daemon.failure
+
+
+async def _first_role(daemon: Daemon, keeper: LeaseKeeper) -> None:
+    async with anyio.create_task_group() as tg:
+        async def until(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(until, daemon.serving_started)
+        tg.start_soon(until, keeper.standby_seen)
 
 async def warn_about_neighbours(nc: Any, config: Config) -> None:
     """Ask the bus who is there (kryten-py's discovery) and warn by name when
@@ -313,7 +342,9 @@ def run_daemon(config: Config) -> int:
         return 1
     except BaseExceptionGroup as eg:  # the task group wraps what ended it
         known = eg.subgroup((SupervisorGaveUp, StartError, StoreError))
-        log.error("daemon stopped: %s", known.exceptions[0] if known else eg, exc_info=not known)
+        while isinstance(known, BaseExceptionGroup):  # activations nest a task group of their own
+            known = known.exceptions[0]
+        log.error("daemon stopped: %s", known or eg, exc_info=not known)
         return 1
     except (StartError, StoreError) as exc:
         log.error("%s", exc)

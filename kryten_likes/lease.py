@@ -10,12 +10,23 @@ exactly one of them win.
 
 Time is the holder's own. A renewal counts from when it was *sent*: the
 server starts the TTL later than that, so the holder's idea of its lease
-ends before the server's. An active daemon that has not renewed within
-``lease_seconds`` steps down by itself. That is liveness, not safety: a
-paused process cannot step down while it is paused. Safety is the fence
-(``store.batch``): on every activation the new holder moves the fence keys,
-and every batch a daemon commits expects the fence as it was when that
-daemon became active, so a stale one cannot write a thing.
+(``valid_until``) ends before the server's.
+
+Safety is the fence, not the clock (``store.batch``): on every activation
+the new holder moves the fence keys, and every batch a daemon commits
+expects the fence as it was when that daemon became active, so a stale one
+cannot write a thing, paused or not. So an active daemon does not step down
+just because it could not renew for a while (a NATS cluster electing a new
+leader for the bucket takes seconds, and stepping down then would only add
+an outage: nobody else can take the lease from a bucket without a leader
+either). It keeps renewing; when a renewal is refused it reads the key:
+
+- still ours (our last renewal landed after all): carry on;
+- gone (it lapsed and nobody took it): create it again and carry on, with
+  the same fence (nobody moved it, or our next batch finds out);
+- someone else's: step down.
+
+A batch that finds the fence moved makes it step down at once (``FenceMoved``).
 
 The core takes what the shell saw (the key read, a write's outcome, the
 time) and says what to do next: read, write, become active, step down.
@@ -66,6 +77,14 @@ class LeaseWritten:
 @attrs.frozen
 class LeaseRefused:
     """The key was not as expected: someone else holds it (or took it)."""
+
+    now: float
+
+
+@attrs.frozen
+class FenceMoved:
+    """A batch of ours was refused because the fence moved: another daemon
+    became active."""
 
     now: float
 
@@ -131,40 +150,37 @@ class LeaseRules:
             return self._read(msg.held, msg.now)
         if isinstance(msg, LeaseWritten):
             return self._written(msg.revision, msg.sent_at, msg.now)
-        if isinstance(msg, LeaseRefused):
-            return self._lost("another daemon holds the lease") if self.role == "active" else self._wait(msg.now)
-        if isinstance(msg, LeaseUnanswered):
-            # Our write may have landed (and moved the revision): read before
-            # writing again.
-            out = self._expire(msg.now)
+        if isinstance(msg, FenceMoved):
+            return self._lost("another daemon moved the fence") if self.role == "active" else []
+        if isinstance(msg, (LeaseRefused, LeaseUnanswered)):
+            if self.role == "standby" and isinstance(msg, LeaseRefused):
+                return self._wait(msg.now)  # someone else's create won
+            # Our write was refused or its answer lost: read what the key holds.
             self.asking = True
-            return out + [ReadLease()]
+            return [ReadLease()]
         raise TypeError(f"lease rules cannot take {msg!r}")
 
     def _tick(self, now: float) -> list:
-        out = self._expire(now)
         if self.asking or now < self.next_at:
-            return out
+            return []
         self.asking = True
         if self.role == "active":
             self.last_sent = now
-            return out + [WriteLease(self.revision)]
-        return out + [ReadLease()]
-
-    def _expire(self, now: float) -> list:
-        if self.role == "active" and now >= self.valid_until:
-            return self._lost(f"no renewal for {self.lease_seconds:g} s")
-        return []
+            return [WriteLease(self.revision)]
+        return [ReadLease()]
 
     def _read(self, held: LeaseHeld | None, now: float) -> list:
         if self.role == "active":
-            # Read after a lost answer: ours still, or gone.
-            if held is None or held.holder != self.me:
-                return self._lost("the lease lapsed or moved while the bus was away")
+            if held is None:  # it lapsed and nobody took it: take it again
+                self.asking = True
+                self.last_sent = now
+                return [WriteLease(0)]
+            if held.holder != self.me:
+                return self._lost(f"{held.holder} holds the lease")
             if held.revision != self.revision:  # the renewal we sent last did land
                 return self._written(held.revision, self.last_sent, now)
             self.next_at = now  # it did not: renew at the next tick
-            return self._expire(now)
+            return []
         if held is None:
             self.asking = True
             self.last_sent = now
@@ -183,7 +199,7 @@ class LeaseRules:
         self.valid_until = sent_at + self.lease_seconds
         self.next_at = now + self.renew_every
         if self.role == "active":
-            return self._expire(now)
+            return []
         if now >= self.valid_until:
             return self._wait(now)  # stored too late to use; it lapses by itself
         self.role = "active"

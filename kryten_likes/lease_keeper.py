@@ -34,7 +34,7 @@ import nats.errors
 
 from .clock import iso
 from .lease import (
-    Activate, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,
+    Activate, FenceMoved, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,
     StepDown, Tick, WriteLease,
 )
 from .store import AtomicBucket, Fence
@@ -77,6 +77,7 @@ class LeaseKeeper:
         self.monotonic = monotonic
         self.wall = wall
         self.served_by: str | None = None  # standby: who serves the namespace
+        self.standby_seen = anyio.Event()  # set when it first finds another daemon serving
         self.epoch = 0
         # The lease key's revision when it was read as absent: a delete marker
         # (a lease given back) has one, and a create must expect it.
@@ -98,7 +99,7 @@ class LeaseKeeper:
                 # can store nothing, so we are not the active daemon.
                 for b in self.buckets:
                     b.fence_moved = False
-                await self._perform(self.rules.step(LeaseRefused(self.monotonic())))
+                await self._perform(self.rules.step(FenceMoved(self.monotonic())))
             await self._perform(self.rules.step(Tick(self.monotonic())))
             await anyio.sleep(tick)  # a periodic timer, not synchronisation
 
@@ -133,6 +134,7 @@ class LeaseKeeper:
                 await self.on_standby(e.reason)
             elif isinstance(e, ServedBy):
                 self.served_by = e.holder
+                self.standby_seen.set()
                 log.warning("standby: namespace %s is served by %s", self.ns, e.holder)
 
     async def _read(self) -> object:
@@ -172,7 +174,7 @@ class LeaseKeeper:
                 b.fence = await self._move_fence(b)
         except Exception as exc:  # not safe to serve: give the lease up again
             log.warning("could not move the fence (%s); staying standby", exc)
-            await self._perform(self.rules.step(LeaseRefused(self.monotonic())))
+            await self._perform(self.rules.step(FenceMoved(self.monotonic())))
             return
         log.info("active for namespace %s as %s (fence epoch %d)", self.ns, self.me, self.epoch)
         await self.on_active()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from kryten_likes.lease import (
-    Activate, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,
+    Activate, FenceMoved, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,
     StepDown, Tick, WriteLease,
 )
 
@@ -101,6 +101,12 @@ class LeaseMachine(RuleBasedStateMachine):
     def kill_and_start_again(self, i: int) -> None:
         self.daemons[i % len(self.daemons)] = Daemon()
 
+    @rule(i=st.integers(0, 2))
+    def a_batch_finds_the_fence_moved(self, i: int) -> None:
+        d = self.daemons[i % len(self.daemons)]
+        if d.fence is not None and d.fence != self.kv.fence:
+            self._perform(d, d.rules.step(FenceMoved(self.now)), False, 0.0)
+
     @invariant()
     def never_two_active_with_a_lease_they_believe_valid(self) -> None:
         believing = [d for d in self.daemons if d.rules.role == "active" and self.now < d.rules.valid_until]
@@ -150,13 +156,31 @@ def test_a_standby_takes_over_within_the_lease_after_the_holder_died():
     assert standby.fence == kv.fence == 2
 
 
-def test_an_active_daemon_that_cannot_renew_steps_down_by_itself():
+def test_an_active_daemon_keeps_its_fence_while_it_cannot_renew_and_steps_down_only_for_another_holder():
     rules = LeaseRules("me", LEASE)
     assert rules.step(Tick(0.0)) == [ReadLease()]
     assert rules.step(LeaseRead(None, 0.0)) == [WriteLease(0)]
     assert rules.step(LeaseWritten(1, 0.0, 0.1)) == [Activate()]
     assert rules.step(Tick(2.0)) == [WriteLease(1)]
-    assert rules.step(LeaseUnanswered(2.0)) == [ReadLease()]
+    # The bucket has no leader for a while (a cluster election): no step down.
     assert rules.step(LeaseUnanswered(3.0)) == [ReadLease()]
-    assert rules.step(Tick(LEASE)) == [StepDown(f"no renewal for {LEASE:g} s")]
+    assert rules.step(LeaseUnanswered(9.0)) == [ReadLease()]
+    assert rules.role == "active"
+    # Back: the lease lapsed meanwhile and nobody took it: take it again.
+    assert rules.step(LeaseRead(None, 9.5)) == [WriteLease(0)]
+    assert rules.step(LeaseWritten(7, 9.5, 9.6)) == []
+    assert (rules.role, rules.revision) == ("active", 7)
+    # Refused, and the key is someone else's: step down.
+    assert rules.step(Tick(12.0)) == [WriteLease(7)]
+    assert rules.step(LeaseRefused(12.1)) == [ReadLease()]
+    assert rules.step(LeaseRead(LeaseHeld(9, "other"), 12.2)) == [StepDown("other holds the lease")]
     assert rules.role == "standby"
+
+
+def test_a_moved_fence_makes_an_active_daemon_step_down_at_once():
+    rules = LeaseRules("me", LEASE)
+    rules.step(Tick(0.0))
+    rules.step(LeaseRead(None, 0.0))
+    rules.step(LeaseWritten(1, 0.0, 0.1))
+    assert rules.step(FenceMoved(0.5)) == [StepDown("another daemon moved the fence")]
+    assert rules.step(FenceMoved(0.6)) == []  # a standby has nothing to give up
