@@ -8,8 +8,9 @@ again at sequence 1, and marks of the old stream would make its first events
 look counted: plays silently dropped.
 
 So the document also names the stream its marks belong to
-(``event_stream``: name and creation time, which a recreated stream does not
-share), and keeps the marks of streams it read before (``event_marks``), so
+(``event_stream``: its name and the id the daemon put in its metadata when
+it made or first met it, which a stream made again does not share; not its
+creation time, which each node of a cluster reports differently), and keeps the marks of streams it read before (``event_marks``), so
 that going back to an earlier channel does not count its events twice. At
 start, and whenever the counter writer loads the document again,
 ``bind_marks`` makes the marks the current stream's: unchanged when they are
@@ -32,15 +33,15 @@ KEPT_STREAMS = 16  # marks of earlier streams kept, newest first
 
 @attrs.frozen
 class EventStream:
-    """The stream the daemon reads events from, as stored: its name and when
-    it was made (ISO 8601)."""
+    """The stream the daemon reads events from, as stored: its name and the
+    id in its metadata (``events.STREAM_ID``)."""
 
     name: str
-    created: str
+    id: str
     last_seq: int = 0  # its last sequence when the daemon started
 
     def identity(self) -> dict:
-        return {"name": self.name, "created": self.created}
+        return {"name": self.name, "id": self.id}
 
 
 def bind_marks(value: dict, stream: EventStream) -> dict:
@@ -57,9 +58,9 @@ def bind_marks(value: dict, stream: EventStream) -> dict:
     kept = dict(v.get("event_marks") or {}) if isinstance(v.get("event_marks"), dict) else {}
     if isinstance(here, dict) and isinstance(here.get("name"), str):
         kept.pop(here["name"], None)
-        kept = {here["name"]: {"created": here.get("created"), **marks}, **kept}
+        kept = {here["name"]: {"id": here.get("id"), **marks}, **kept}
     back = kept.pop(stream.name, None)
-    if isinstance(back, dict) and back.get("created") == stream.created:
+    if isinstance(back, dict) and back.get("id") == stream.id:
         marks = {m: _int(back.get(m)) for m in MARKS}
     else:
         marks = {m: 0 for m in MARKS}

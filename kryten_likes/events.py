@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
 
 import anyio
@@ -32,6 +33,7 @@ CREATE_TIMEOUT = 20.0  # seconds to wait for the durable consumer to be made
 # The bridge (kryten-robot) publishes on kryten.events.cytube.{channel}.*
 # whatever our [nats] subject_prefix is: that prefix is for our own subjects.
 BRIDGE_PREFIX = "kryten"
+STREAM_ID = "kryten_likes_stream_id"  # the stream's metadata key naming it for good (event_marks)
 
 
 @attrs.frozen
@@ -54,24 +56,34 @@ async def open_event_source(js: JetStreamContext, channel_token: str, namespace:
     # earlier version, made with the default prefix, keeps its name).
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", f"{BRIDGE_PREFIX}_{channel_token}")
     stream = f"KRYTEN_LIKES_EVENTS_{safe}"
-    cfg = api.StreamConfig(name=stream, subjects=list(subjects), retention=api.RetentionPolicy.LIMITS,
-                           max_age=7 * 24 * 3600, storage=api.StorageType.FILE, num_replicas=replicas,
-                           discard=api.DiscardPolicy.OLD)
     try:
-        await js.add_stream(cfg)
-    except BadRequestError as exc:
-        # Another stream may already capture these subjects (one stream per
-        # subject is a server rule); then read from that one.
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        cfg = api.StreamConfig(name=stream, subjects=list(subjects), retention=api.RetentionPolicy.LIMITS,
+                               max_age=7 * 24 * 3600, storage=api.StorageType.FILE, num_replicas=replicas,
+                               discard=api.DiscardPolicy.OLD, metadata={STREAM_ID: uuid.uuid4().hex})
         try:
-            stream = await js.find_stream_name_by_subject(subjects[0])
-        except NotFoundError:
-            raise exc from None
-        log.info("using existing stream %s for %s", stream, subjects[0])
+            info = await js.add_stream(cfg)
+        except BadRequestError as exc:
+            # Another stream may already capture these subjects (one stream per
+            # subject is a server rule); then read from that one.
+            try:
+                stream = await js.find_stream_name_by_subject(subjects[0])
+            except NotFoundError:
+                raise exc from None
+            log.info("using existing stream %s for %s", stream, subjects[0])
+            info = await js.stream_info(stream)
     durable = re.sub(r"[^A-Za-z0-9_-]", "_", f"kryten_likes_{namespace}_{channel_token}")
-    info = await js.stream_info(stream)
-    # The creation time tells a stream made again under the same name apart.
-    created = info.created.isoformat() if info.created is not None else ""
-    identity = EventStream(stream, created, int(info.state.last_seq or 0))
+    # What tells a stream made again under the same name apart: an id in its
+    # metadata, replicated with its config (its "created" time is not: each
+    # node of a cluster reports its own).
+    ident = (info.config.metadata or {}).get(STREAM_ID)
+    if not ident:  # made by an earlier version, or by someone else: name it once
+        cfg = info.config
+        cfg.metadata = {**(cfg.metadata or {}), STREAM_ID: uuid.uuid4().hex}
+        info = await js.update_stream(cfg)
+        ident = (info.config.metadata or {}).get(STREAM_ID, "")
+    identity = EventStream(stream, ident, int(info.state.last_seq or 0))
     return EventSource(stream, durable, subjects, identity)
 
 

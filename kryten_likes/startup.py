@@ -80,8 +80,8 @@ def bound_to_stream(snapshot: Snapshot, ns: str, stream: EventStream) -> Snapsho
     if bound != value or g is None or not g.value:
         if bound.get("last_event_seq") != value.get("last_event_seq") or \
                 bound.get("last_queue_seq") != value.get("last_queue_seq"):
-            log.info("event marks of namespace %s now those of stream %s (made %s): events from %d",
-                     ns, stream.name, stream.created,
+            log.info("event marks of namespace %s now those of stream %s (id %s): events from %d",
+                     ns, stream.name, stream.id,
                      min(bound.get("last_event_seq", 0), bound.get("last_queue_seq", 0)) + 1)
         book.global_doc = StoredEntry(g.revision if g is not None else 0, bound)
     return snapshot

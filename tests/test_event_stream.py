@@ -95,7 +95,7 @@ def test_a_document_from_before_binding_is_adopted_unless_its_marks_are_beyond_t
 @given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["t1", "t2"]),
                           st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=30))
 def test_switching_streams_restores_each_streams_own_marks(steps):
-    """Model: each (name, created) stream has the marks last stored for it."""
+    """Model: each (name, id) stream has the marks last stored for it."""
     value: dict = {"items_played": 0}
     model: dict[tuple[str, str], tuple[int, int]] = {}
     for name, created, plays, queue in steps:
@@ -110,3 +110,26 @@ def test_switching_streams_restores_each_streams_own_marks(steps):
         model = {k: m for k, m in model.items() if k[0] != name or k[1] == created}
         model[(name, created)] = (value["last_event_seq"], value["last_queue_seq"])
         assert len(value.get("event_marks", {})) <= KEPT_STREAMS
+
+
+def test_the_stream_id_is_kept_in_its_metadata_and_survives_a_restart(harness, portal):
+    """The id, not the creation time (which each node of a cluster reports
+    its own way), tells a stream made again apart; a stream without one
+    (an earlier version's) gets one once."""
+    from kryten_likes.events import STREAM_ID
+
+    h = harness()
+    name = f"KRYTEN_LIKES_EVENTS_kryten_{event_channel_token(h.config.cytube.channel)}"
+    info = portal.call(lambda: h.nc.jetstream().stream_info(name))
+    first = info.config.metadata[STREAM_ID]
+    h.change_media("a")
+    wait_until(lambda: plays_of(h, "a") == 1)
+    g = h.kv(ANALYTICS_BUCKET, global_key(h.config.analytics.namespace))
+    assert g["event_stream"] == {"name": name, "id": first}
+    h.stop()
+    h.start()
+    h.change_media("b")
+    wait_until(lambda: plays_of(h, "b") == 1)
+    assert plays_of(h, "a") == 1  # not read again from the beginning
+    info = portal.call(lambda: h.nc.jetstream().stream_info(name))
+    assert info.config.metadata[STREAM_ID] == first
