@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS
 from kryten_likes.messages import AdjustRequested, Commit, CommitFinished, PlayStarted, ReplyTo, EventRef, TopAsked
 from kryten_likes.store import Landed, global_key, item_key, likes_key
-from test_core_counter_writer import NS, T0, V1, V2, Rig, replies, reserved, to
+from support.counter_writer_rig import NS, T0, V1, V2, Rig, replies, reserved, to
 
 AUDIT_FIELDS = {"video_id", "field", "old", "new", "reason", "by", "at", "correlation_id", "schema_version", "batch"}
 

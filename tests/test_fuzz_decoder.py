@@ -14,9 +14,9 @@ Marked ``fuzz`` (CI runs it briefly by default). Properties:
   ``^ns/{ns}/[A-Za-z0-9_=./-]+$`` with exactly the expected parts; an invalid
   namespace raises.
 
-Known bugs are ``xfail(strict=True)`` at the end of the file; the main
-strategies leave those input classes out (lone surrogates, nesting ~1000
-deep). ``KRYTEN_FUZZ_SCALE=N`` runs N times the examples (default ~6,100).
+Input classes that were once bugs (lone surrogates, nesting ~1000 deep)
+are tested apart at the end of the file; the main strategies leave them
+out. ``KRYTEN_FUZZ_SCALE=N`` runs N times the examples (default ~6,100).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def fuzz(n: int) -> settings:
 # --- strategies -----------------------------------------------------------------------------
 
 # Text as a hostile client sends it: anything JSON can carry except lone
-# surrogates (those are a known bug, tested apart at the end), with control
+# surrogates (once a bug, tested apart at the end), with control
 # characters, format characters, fullwidth letters, combining marks.
 nasty_text = st.one_of(
     st.text(max_size=30),
@@ -332,9 +332,14 @@ def test_decode_survives_deep_nesting(data):
 
 @pytest.mark.parametrize("command", ["like", "now_playing", "stats"])
 def test_decoded_correlation_id_can_be_sent_back(command):
+    # A lone surrogate cannot be carried back in UTF-8 JSON: the request is
+    # refused naming correlation_id, and the reply carries none.
     out = decode(Inbound(command, b'{"correlation_id": "\\ud800"}', "r"), DEFAULT_NS)
-    to = out.to if isinstance(out, Reply) else out.message.reply
-    json.dumps({"correlation_id": to.correlation_id}, ensure_ascii=False).encode("utf-8")
+    assert isinstance(out, Reply), out
+    assert out.to.correlation_id is None and out.body["correlation_id"] is None, out
+    assert (out.body["error"], out.body["detail"].split(":")[0]) == ("invalid_request", "correlation_id"), out
+    sent = json.dumps(out.body, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    assert json.loads(sent) == out.body
 
 
 @given(raw=st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=5) | st.just("a\ud800b"))

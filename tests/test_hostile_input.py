@@ -13,8 +13,8 @@
 - The rate-bucket table stays within its documented bound under a million
   distinct names (the core, simulated time).
 
-The fuzzed inputs leave out two classes that are known bugs, tested apart
-(``xfail(strict=True)`` at the end of the file): JSON nested ~1000 deep and
+The fuzzed inputs leave out two classes that were once bugs, tested apart
+at the end of the file ("once bugs, now fixed"): JSON nested ~1000 deep and
 strings holding lone surrogates. ``KRYTEN_FUZZ_SCALE=N`` runs N times the
 examples (default 3000 requests, ~20 s).
 """
@@ -75,7 +75,7 @@ def hostile_config(likes: dict | None = None, limits: dict | None = None, **sect
 @contextlib.contextmanager
 def own_daemon(portal, nats_server, config):
     """A daemon for a test that may kill it: its death is the test's failure,
-    never a teardown error (which ``xfail`` would not cover)."""
+    never a teardown error."""
     h = Harness(portal, nats_server.url, config, FakeClock())
     h.start()
     failed = True
@@ -303,11 +303,9 @@ def check_reply(h: Harness, state: dict, own_ns: str, vid: str, command: str, da
     else:
         assert r["error"] is None, r
     assert "detail" not in r or isinstance(r["detail"], str), r
-    if len(data) > MAX_BODY:
-        # Echoing a valid cid from an oversized body is owed but not done (xfail below).
-        assert r["correlation_id"] in (None, cid), r
-    else:
-        assert r["correlation_id"] == cid, (r, cid)
+    # Oversized bodies too: the refusal echoes a valid correlation_id
+    # (test_oversized_body_still_echoes_its_correlation_id).
+    assert r["correlation_id"] == cid, (r, cid)
     state["outcomes"][(command, r["error"] or r["status"])] += 1
 
     if r["error"] == "invalid_request":
