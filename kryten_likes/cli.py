@@ -28,8 +28,9 @@ import nats.errors
 from attrs import frozen
 from nats.aio.client import Client as NatsClient
 
+from kryten_likes.contract import NAMESPACE_PATTERN
 from kryten_likes.config import (
-    NAMESPACE_PATTERN, Config, ConfigError, from_environment, load_config, nats_options, with_nats_url,
+    Config, ConfigError, from_environment, load_config, nats_options, with_nats_url,
 )
 
 __all__ = ["DEFAULT_NATS_URL", "Request", "console_main", "main", "resolve_client_url"]

@@ -32,6 +32,9 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
+# The contract's namespace rule (kryten_likes.contract); requests are checked against the same one.
+from .contract import NAMESPACE_PATTERN
+
 __all__ = [
     "AnalyticsSection",
     "ChatSection",
@@ -57,8 +60,6 @@ __all__ = [
     "with_nats_url",
 ]
 
-# The contract's namespace rule; requests are checked against the same one.
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # A subject prefix is one or more NATS subject tokens: no empty token, no
 # whitespace, no wildcard (a wildcard would make the daemon listen to, or

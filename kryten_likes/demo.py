@@ -43,7 +43,8 @@ import nats
 import nats.errors
 from attrs import frozen
 
-from .config import NAMESPACE_PATTERN, Config, NatsSection, event_channel_token, nats_options
+from .contract import NAMESPACE_PATTERN
+from .config import Config, NatsSection, event_channel_token, nats_options
 
 __all__ = ["DEMO_NAMESPACE", "SCRIPT", "add_subparser", "run"]
 

@@ -21,7 +21,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
-from .actors.gateway import media_changed, queue_observed
+from .bridge_events import media_changed, queue_observed
 from .actors.shell import Router
 from .event_marks import EventStream
 from .messages import EventRef

@@ -6,16 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .contract import good_correlation_id  # the rule lives in kryten_likes.contract
 from .messages import Reply, ReplyTo
-
-MAX_CORRELATION_ID = 200
-
-
-def good_correlation_id(cid: object) -> bool:
-    """The contract's rule: a string of at most 200 characters (and one that
-    JSON can carry back: no lone surrogate)."""
-    return (isinstance(cid, str) and len(cid) <= MAX_CORRELATION_ID
-            and not any("\ud800" <= ch <= "\udfff" for ch in cid))
 
 
 def correlation_id_of(data: bytes) -> str | None:

@@ -9,35 +9,38 @@ names the field. It never raises on input: every request gets a reply.
 The shell owns the NATS side: the command subscriptions (raw nats-py, because
 kryten-py's ``subscribe_request_reply`` answers bad JSON with a bare
 ``{"error": ...}`` instead of the contract's reply), admission (a bound on
-requests inside the daemon; past it, ``unavailable`` at once), and the
-durable event feed that turns the bridge's ``changeMedia`` events into
-``MediaChanged`` messages.
+requests inside the daemon; past it, ``unavailable`` at once). The
+bridge's events are read by ``kryten_likes.bridge_events`` (for the event
+feed, ``events.py``), and the contract's rules live in ``kryten_likes.contract``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-import unicodedata
 from typing import Any
 
 import attrs
 
 from .. import wire
-from ..messages import Forward, LikeRequested, Media, MediaChanged, EventRef, NowPlayingAsked, ReplyTo, StatsAsked
-from ..store import encode_token
-from ..messages import AdjustRequested, ApplyItem, ApplyRequested, QueueObserved, TopAsked
+from ..contract import (
+    ID_MAX_LEN, MAX_BODY, MAX_CORRELATION_ID, MEDIA_TYPE_MAX_LEN, NAMESPACE_PATTERN, TITLE_MAX_LEN,
+    TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, fold_user, good_correlation_id, has_control,
+)
+from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Forward, LikeRequested, NowPlayingAsked, ReplyTo
+from ..messages import StatsAsked, TopAsked
+from ..store.keys import MAX_KEY_TOKEN, fits_key
+
+# The contract's rules live in kryten_likes.contract; these names stay here
+# for the modules and tests that read them off the gateway.
+__all__ = [
+    "ADJUSTABLE", "COMMANDS", "Gateway", "Inbound", "Invalid", "MAX_ADJUSTED", "MAX_APPLY_ITEMS", "MAX_BODY",
+    "MAX_KEY_TOKEN", "TOP_LIMIT_MAX", "decode", "fits_key", "fold_user",
+]
 
 COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust")
 ADJUSTABLE = ("like_count", "play_count")
 MAX_ADJUSTED = 2**53 - 1  # the largest integer every JSON reader of KV holds exactly
 MAX_APPLY_ITEMS = 500
-MAX_BODY = 64 * 1024
-MAX_KEY_TOKEN = 3000  # with the longest namespace and user tokens, a key stays under 3.6 KB
-NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TOP_LIMIT_MAX = 100  # the largest ``limit`` of top_liked / top_played (docs/contract.md)
-_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
 @attrs.frozen
@@ -56,23 +59,6 @@ class Invalid(Exception):
         self.field, self.why = field, why
 
 
-def fold_user(name: str) -> str:
-    """One CyTube user, whatever the case or Unicode form (docs/contract.md)."""
-    if name.isascii():  # NFKC leaves ASCII alone, and casefold is lower() there
-        return name.lower()
-    return unicodedata.normalize("NFKC", name).casefold()
-
-
-def _has_surrogate(text: str) -> bool:
-    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
-
-
-def _has_control(text: str) -> bool:
-    if text.isascii():  # the only bad ASCII characters are controls (Cc)
-        return not text.isprintable()
-    return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text)
-
-
 def _opt_str(body: dict, field: str, max_len: int, *, key: bool = False) -> str | None:
     v = body.get(field)
     if v is None:
@@ -81,18 +67,11 @@ def _opt_str(body: dict, field: str, max_len: int, *, key: bool = False) -> str 
         raise Invalid(field, "must be a string")
     if not 1 <= len(v) <= max_len:
         raise Invalid(field, f"must be 1-{max_len} characters")
-    if _has_control(v):
+    if has_control(v):
         raise Invalid(field, "must not hold control characters")
     if key and not fits_key(v):
         raise Invalid(field, f"too long to store: its KV key token would exceed {MAX_KEY_TOKEN} characters")
     return v
-
-
-def fits_key(raw: str) -> bool:
-    """Can this id go into a KV key? nats-server refuses a protocol line over
-    4 KiB, and a 1000-character id of 3- or 4-byte characters encodes to
-    up to 5 336 characters (docs/kv-schema.md's base64url), so such ids are refused."""
-    return len(encode_token(raw)) <= MAX_KEY_TOKEN
 
 
 def _user(body: dict) -> str:
@@ -102,17 +81,17 @@ def _user(body: dict) -> str:
     if not isinstance(raw, str):
         raise Invalid("username", "must be a string")
     user = fold_user(raw)
-    if not 1 <= len(user) <= 64:
-        raise Invalid("username", "must be 1-64 characters")
-    if _has_control(user):
+    if not 1 <= len(user) <= USERNAME_MAX_LEN:
+        raise Invalid("username", f"must be 1-{USERNAME_MAX_LEN} characters")
+    if has_control(user):
         raise Invalid("username", "must not hold control characters")
     return user
 
 
 def _limit(body: dict) -> int:
-    v = body.get("limit", 10)
+    v = body.get("limit", TOP_LIMIT_DEFAULT)
     if v is None:
-        return 10
+        return TOP_LIMIT_DEFAULT
     if isinstance(v, bool) or not isinstance(v, int):
         raise Invalid("limit", "must be an integer")
     if not 1 <= v <= TOP_LIMIT_MAX:
@@ -135,18 +114,18 @@ def decode(req: Inbound, default_namespace: str) -> Any:
         if not isinstance(body, dict):
             raise Invalid("body", "not a JSON object")
         cid = body.get("correlation_id")
-        good_cid = wire.good_correlation_id(cid)
+        good_cid = good_correlation_id(cid)
         if good_cid:
             to = attrs.evolve(to, correlation_id=cid)
         if len(req.data) > MAX_BODY:  # read anyway (NATS bounds it) so the refusal echoes correlation_id
             raise Invalid("body", f"larger than {MAX_BODY} bytes")
         if cid is not None and not good_cid:
-            raise Invalid("correlation_id", "must be a string of at most 200 characters")
+            raise Invalid("correlation_id", f"must be a string of at most {MAX_CORRELATION_ID} characters")
         ns = body.get("namespace")
         if ns is None:
             ns = default_namespace
-        elif not isinstance(ns, str) or not NAMESPACE.fullmatch(ns):
-            raise Invalid("namespace", "must match ^[A-Za-z0-9_-]{1,64}$")
+        elif not isinstance(ns, str) or not NAMESPACE_PATTERN.fullmatch(ns):
+            raise Invalid("namespace", f"must match {NAMESPACE_PATTERN.pattern}")
         return _route(req.command, body, to, ns)
     except Invalid as exc:
         return wire.error(to, "invalid_request", str(exc))
@@ -154,16 +133,16 @@ def decode(req: Inbound, default_namespace: str) -> Any:
 
 def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
-        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), _opt_str(body, "video_id", 1000, key=True)))
+        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), _opt_str(body, "video_id", ID_MAX_LEN, key=True)))
     if command == "now_playing":
         return Forward("playback", NowPlayingAsked(to))
     if command in ("top_liked", "top_played"):
         return Forward("counter_writer", TopAsked(to, ns, command[4:], _limit(body)))
     if command == "stats":
-        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", 1000, key=True),
-                                                    _opt_str(body, "playlist_id", 1000, key=True)))
+        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True),
+                                                    _opt_str(body, "playlist_id", ID_MAX_LEN, key=True)))
     if command == "queue_apply":
-        playlist_id = _opt_str(body, "playlist_id", 1000, key=True)
+        playlist_id = _opt_str(body, "playlist_id", ID_MAX_LEN, key=True)
         if playlist_id is None:
             raise Invalid("playlist_id", "is required")
         return Forward("apply", ApplyRequested(to, ns, playlist_id, _apply_items(body),
@@ -174,7 +153,7 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
 
 
 def _adjustment(body: dict, to: ReplyTo, ns: str) -> AdjustRequested:
-    vid = _opt_str(body, "video_id", 1000, key=True)
+    vid = _opt_str(body, "video_id", ID_MAX_LEN, key=True)
     if vid is None:
         raise Invalid("video_id", "is required")
     given = [f for f in ADJUSTABLE if body.get(f) is not None]
@@ -202,9 +181,9 @@ def _apply_items(body: dict) -> tuple[ApplyItem, ...]:
         if not isinstance(it, dict):
             raise Invalid(f"items[{i}]", "must be an object")
         try:
-            vid = _opt_str(it, "video_id", 1000, key=True)
-            mtype = _opt_str(it, "type", 100)
-            title = _opt_str(it, "title", 1000)
+            vid = _opt_str(it, "video_id", ID_MAX_LEN, key=True)
+            mtype = _opt_str(it, "type", MEDIA_TYPE_MAX_LEN)
+            title = _opt_str(it, "title", TITLE_MAX_LEN)
         except Invalid as exc:
             raise Invalid(f"items[{i}].{exc.field}", exc.why) from None
         if vid is None:
@@ -216,59 +195,6 @@ def _apply_items(body: dict) -> tuple[ApplyItem, ...]:
             raise Invalid(f"items[{i}].duration_seconds", "must be a non-negative integer")
         out.append(ApplyItem(vid, mtype, title, dur))
     return tuple(out)
-
-
-def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
-    """The bridge's changeMedia RawEvent → MediaChanged; None if it is not one.
-
-    kryten-py's ChangeMediaEvent drops ``currentTime``, which tells a re-sent
-    item from a new play, so the RawEvent payload is read here directly.
-    """
-    try:
-        payload = json.loads(raw)["payload"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    media = _media(payload)
-    if media is None:
-        return None
-    t = payload.get("currentTime", 0)
-    t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else 0.0
-    return MediaChanged(media, t, ref)
-
-
-def _media(raw: object) -> Media | None:
-    if not isinstance(raw, dict):
-        return None
-    vid = raw.get("id")
-    if not isinstance(vid, str) or not 1 <= len(vid) <= 1000 or _has_control(vid) or not fits_key(vid):
-        return None  # an item we could neither key nor answer about
-    secs = raw.get("seconds")
-    dur = int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) and math.isfinite(secs) \
-        and secs >= 0 else None
-    title, mtype = _text(raw.get("title"), 1000), _text(raw.get("type"), 100)
-    return Media(vid, mtype, title, dur)
-
-
-def _text(v: object, max_len: int) -> str:
-    """Free text from the bridge, made safe to store: a string, bounded, UTF-8 clean."""
-    if not isinstance(v, str):
-        return ""
-    return v[:max_len].encode("utf-8", "replace").decode("utf-8")
-
-
-def queue_observed(raw: bytes, ref: EventRef | None) -> QueueObserved | None:
-    """The bridge's queue RawEvent (``payload.item.media``, ``payload.item.queueby``)."""
-    try:
-        item = json.loads(raw)["payload"]["item"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(item, dict):
-        return None
-    media = _media(item.get("media"))
-    if media is None:
-        return None
-    by = item.get("queueby")
-    return QueueObserved(media, by if isinstance(by, str) else None, ref)
 
 
 class Gateway:

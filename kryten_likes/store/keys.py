@@ -11,8 +11,12 @@ from __future__ import annotations
 import base64
 import re
 
+from ..contract import NAMESPACE_PATTERN
+
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
-NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# With the longest namespace and user tokens, a key whose id token is at most
+# this long stays under 3.6 KB (nats-server refuses a protocol line over 4 KiB).
+MAX_KEY_TOKEN = 3000
 
 ANALYTICS_BUCKET = "kryten_playlist_analytics"
 LIKES_BUCKET = "kryten_playlist_likes"
@@ -34,6 +38,13 @@ def encode_token(raw: str) -> str:
     return "=" + base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def fits_key(raw: str) -> bool:
+    """Can this id go into a KV key? nats-server refuses a protocol line over
+    4 KiB, and a 1000-character id of 3- or 4-byte characters encodes to
+    up to 5 336 characters (docs/kv-schema.md's base64url), so such ids are refused."""
+    return len(encode_token(raw)) <= MAX_KEY_TOKEN
+
+
 def decode_token(token: str) -> str:
     if not token.startswith("="):
         if not SAFE_ID.fullmatch(token):
@@ -46,7 +57,7 @@ def decode_token(token: str) -> str:
 def _ns(namespace: str) -> str:
     # The namespace is validated at the gateway and in config; checking again
     # here makes "no key outside ns/{ns}/" a property of this module alone.
-    if not NAMESPACE.fullmatch(namespace):
+    if not NAMESPACE_PATTERN.fullmatch(namespace):
         raise KeyError_(f"bad namespace: {namespace!r}")
     return f"ns/{namespace}"
 
@@ -90,6 +101,6 @@ def audit_key(ns: str, record_id: str) -> str:
 def split_key(key: str) -> tuple[str, tuple[str, ...]] | None:
     """``ns/{ns}/a/b`` → ``(ns, ("a", "b"))``; None for keys outside the layout."""
     parts = key.split("/")
-    if len(parts) < 3 or parts[0] != "ns" or not NAMESPACE.fullmatch(parts[1]):
+    if len(parts) < 3 or parts[0] != "ns" or not NAMESPACE_PATTERN.fullmatch(parts[1]):
         return None
     return parts[1], tuple(parts[2:])
