@@ -4,10 +4,8 @@ namespace, channel and subject prefix so tests cannot see each other."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import anyio.from_thread
@@ -16,30 +14,19 @@ import nats.errors
 import pytest
 
 from kryten_likes.clock import FakeClock
-from kryten_likes.config import parse_config
 from kryten_likes.daemon import Daemon, serve
 from kryten_likes.embedded import EmbeddedNats, start_nats_server
 
-_ids = itertools.count(1)
+from support.configs import unique_config
+from support.events import change_media, event_bytes, event_subject, queue_item
+
+__all__ = ["Harness", "StandInBridge", "playing", "plays_of", "unique_config", "wait_until"]
 
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     with start_nats_server(tmp_path_factory.mktemp("nats") / "js", port=None) as server:
         yield server
-
-
-def unique_config(**likes):
-    n = next(_ids)
-    return parse_config({
-        "nats": {"subject_prefix": f"t{n}"},
-        "cytube": {"channel": f"chan{n}"},
-        "analytics": {"namespace": f"ns{n}"},
-        "likes": {"rate_per_minute": 600.0, "rate_burst": 1000, **likes},
-        "supervisor": {"max_restarts": 3, "period_seconds": 5.0, "backoff_initial_seconds": 0.01,
-                       "backoff_max_seconds": 0.05},
-        "http": {"port": 0},  # tests that scrape choose a free port themselves
-    })
 
 
 class Harness:
@@ -99,18 +86,15 @@ class Harness:
         return json.loads(msg.data)
 
     def publish_event(self, name: str, payload: dict) -> None:
-        from kryten_likes.config import event_channel_token
-        token = event_channel_token(self.config.cytube.channel)
-        subject = f"kryten.events.cytube.{token}.{name.lower()}"  # the bridge's prefix, not ours
-        event = {"event_name": name, "payload": payload, "channel": self.config.cytube.channel,
-                 "domain": "cytu.be", "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}
+        """A bridge event of this daemon's channel, stored in the stream."""
+        channel = self.config.cytube.channel
         js = self.nc.jetstream()
-        self.portal.call(lambda: js.publish(subject, json.dumps(event).encode()))
+        self.portal.call(lambda: js.publish(event_subject(channel, name), event_bytes(name, payload, channel)))
 
     def change_media(self, video_id: str, *, title: str = "", seconds: int = 60, current_time: float = 0,
                      media_type: str = "yt") -> None:
-        self.publish_event("changeMedia", {"id": video_id, "title": title or f"title of {video_id}",
-                                           "seconds": seconds, "type": media_type, "currentTime": current_time})
+        self.publish_event("changeMedia", change_media(video_id, title=title or None, seconds=seconds,
+                                                       current_time=current_time, media_type=media_type))
 
     def kv(self, bucket: str, key: str) -> dict | None:
         async def get():
@@ -185,21 +169,16 @@ class StandInBridge:
         h.portal.call(h.nc.flush)
 
     def queue_event_body(self, media_type: str, video_id: str, seconds: int = 30, by: str = "bridgebot") -> dict:
-        return {"item": {"media": {"id": video_id, "type": media_type, "title": f"title of {video_id}",
-                                   "seconds": seconds}, "queueby": by, "uid": self.uid}}
+        return queue_item(media_type, video_id, seconds=seconds, by=by, uid=self.uid)
 
     def foreign(self, media_type: str, video_id: str) -> None:
         """A queue event for an item someone else added in the channel."""
         self.h.portal.call(self._publish_event, media_type, video_id)
 
     async def _publish_event(self, media_type: str, video_id: str) -> None:
-        from kryten_likes.config import event_channel_token
-        token = event_channel_token(self.h.config.cytube.channel)
-        subject = f"kryten.events.cytube.{token}.queue"
-        event = {"event_name": "queue", "payload": self.queue_event_body(media_type, video_id),
-                 "channel": self.h.config.cytube.channel, "domain": "cytu.be",
-                 "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "x"}
-        await self.h.nc.jetstream().publish(subject, json.dumps(event).encode())
+        channel = self.h.config.cytube.channel
+        data = event_bytes("queue", self.queue_event_body(media_type, video_id), channel)
+        await self.h.nc.jetstream().publish(event_subject(channel, "queue"), data)
 
     async def _on_command(self, msg) -> None:
         req = json.loads(msg.data)

@@ -11,6 +11,8 @@ import pytest
 
 from kryten_likes.config import from_environment, nats_options, parse_config
 from kryten_likes.embedded import start_nats_server
+from support.configs import write_config
+from support.daemon_process import DaemonProcess
 
 
 @pytest.fixture(scope="module")
@@ -20,28 +22,23 @@ def locked_server(tmp_path_factory):
         yield server
 
 
-def run_like(tmp_path, server, toml: str, env: dict | None = None, timeout: float = 30):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[nats]\nservers = ["{server.url}"]\nsubject_prefix = "auth"\n{toml}\n'
-                   '[cytube]\nchannel = "auth"\n[http]\nport = 0\n')
-    cfg.chmod(0o600)
-    daemon = subprocess.Popen([sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, **(env or {})})
-    lines = []
+def run_like(tmp_path, server, nats: dict, env: dict | None = None, timeout: float = 30):
+    """Start the daemon with ``nats`` in its [nats] section: (0, the exit code of
+    a client command, the log) once it serves, or (its exit code, None, the
+    log) if it exits first."""
+    cfg = write_config(tmp_path / "c.toml", {"nats": {"servers": [server.url], "subject_prefix": "auth", **nats},
+                                             "cytube": {"channel": "auth"}, "http": {"port": 0}}, mode=0o600)
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log", env=env)
+    daemon.spawn()
     try:
-        for line in daemon.stdout:
-            lines.append(line)
-            if "serving namespace" in line:
-                out = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "now-playing", "--config", str(cfg),
-                                      "--json"], capture_output=True, text=True, timeout=timeout,
-                                     env={**os.environ, **(env or {})})
-                return 0, out.returncode, "".join(lines)
-        return daemon.wait(timeout=timeout), None, "".join(lines)
+        if not daemon.ready_or_exited(timeout):
+            return daemon.proc.returncode, None, daemon.log_text()
+        out = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "now-playing", "--config", str(cfg),
+                              "--json"], capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **(env or {})})
+        return 0, out.returncode, daemon.log_text()
     finally:
-        if daemon.poll() is None:
-            daemon.terminate()
-            daemon.wait(timeout=timeout)
+        daemon.terminate(timeout)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +55,7 @@ def creds_server(tmp_path_factory):
 
 def test_creds_file_in_the_config_reaches_every_connection(tmp_path, creds_server):
     server, creds = creds_server
-    code, client, log = run_like(tmp_path, server, f'creds_file = "{creds}"')
+    code, client, log = run_like(tmp_path, server, {"creds_file": creds})
     assert (code, client) == (0, 0), log
     # kryten-py's part (lifecycle, bridge commands) runs on the same login.
     assert "Published startup event to kryten.lifecycle.likes.startup" in log
@@ -66,29 +63,29 @@ def test_creds_file_in_the_config_reaches_every_connection(tmp_path, creds_serve
 
 def test_creds_file_from_the_environment(tmp_path, creds_server):
     server, creds = creds_server
-    code, client, log = run_like(tmp_path, server, "", env={"KRYTEN_LIKES_NATS_CREDS": str(creds)})
+    code, client, log = run_like(tmp_path, server, {}, env={"KRYTEN_LIKES_NATS_CREDS": str(creds)})
     assert (code, client) == (0, 0), log
 
 
 def test_without_the_creds_the_creds_only_server_refuses(tmp_path, creds_server):
     server, _ = creds_server
-    code, client, log = run_like(tmp_path, server, "")
+    code, client, log = run_like(tmp_path, server, {})
     assert code == 1 and client is None, log
 
 
 def test_password_in_the_config(tmp_path, locked_server):
-    code, client, _ = run_like(tmp_path, locked_server, 'user = "likes"\npassword = "s3cret"')
+    code, client, _ = run_like(tmp_path, locked_server, {"user": "likes", "password": "s3cret"})
     assert (code, client) == (0, 0)
 
 
 def test_password_from_the_environment(tmp_path, locked_server):
-    code, client, _ = run_like(tmp_path, locked_server, 'user = "likes"',
+    code, client, _ = run_like(tmp_path, locked_server, {"user": "likes"},
                                env={"KRYTEN_LIKES_NATS_PASSWORD": "s3cret"})
     assert (code, client) == (0, 0)
 
 
 def test_wrong_password_fails_clearly_and_does_not_log_it(tmp_path, locked_server):
-    code, client, log = run_like(tmp_path, locked_server, "user = \"likes\"\npassword = \"WRONG-pw\"")
+    code, client, log = run_like(tmp_path, locked_server, {"user": "likes", "password": "WRONG-pw"})
     assert code == 1 and client is None
     # nats-server answers -ERR 'Authorization Violation' and closes; the client
     # sees the one or, when the close wins the race, a reset at the handshake.
@@ -107,9 +104,7 @@ def test_environment_overrides_and_options():
 
 def test_world_readable_config_with_a_password_warns(tmp_path, caplog):
     from kryten_likes.config import load_config
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('[nats]\nuser = "u"\npassword = "p"\n')
-    cfg.chmod(0o644)
+    cfg = write_config(tmp_path / "c.toml", {"nats": {"user": "u", "password": "p"}}, mode=0o644)
     load_config(cfg)
     assert "world-readable" in caplog.text
     cfg.chmod(0o600)

@@ -19,7 +19,8 @@ import time
 import anyio
 import pytest
 
-from crash_support import DaemonProcess, Names, fault_storm, free_port, write_config
+from support.daemon_process import DaemonProcess, Names, daemon_config, free_port
+from support.storm import fault_storm
 from kryten_likes.embedded import start_nats_server
 
 LIKED = "liked-item"
@@ -69,7 +70,7 @@ def bus(tmp_path):
 def test_nats_server_restarts_mid_load_lose_and_double_nothing(bus, tmp_path):
     rng = random.Random()
     names = Names("bus", "buschan", "busns")
-    daemon = DaemonProcess(write_config(tmp_path / "config.toml", [bus.url], names), tmp_path / "daemon.log")
+    daemon = DaemonProcess(daemon_config(tmp_path / "config.toml", [bus.url], names), tmp_path / "daemon.log")
     users = [f"user{i:05d}" for i in range(2500)]
     n = len(users)
     faults = [

@@ -21,6 +21,7 @@ import pytest
 from kryten_likes.cli import DEFAULT_NATS_URL, main, resolve_client_url
 from kryten_likes.config import Config, NatsSection, StorageSection
 from kryten_likes.embedded import EmbeddedNats, start_nats_server
+from support.configs import write_config
 
 PLAYING = "dQw4w9WgXcQ"
 
@@ -165,8 +166,7 @@ def test_namespace_is_sent_only_when_asked_for(cli: Cli, stand_in: StandIn, tmp_
     cli("stats", "--namespace", "other")
     assert stand_in.last("stats")["namespace"] == "other"
 
-    config = tmp_path / "c.toml"
-    config.write_text('[analytics]\nnamespace = "from-config"\n')
+    config = write_config(tmp_path / "c.toml", {"analytics": {"namespace": "from-config"}})
     cli("stats", "--config", str(config))
     assert "namespace" not in stand_in.last("stats")
     cli("stats", "--config", str(config), "--namespace")
@@ -215,8 +215,7 @@ def test_now_playing(cli: Cli) -> None:
 def test_a_reply_that_is_not_json_is_an_error(
     server: EmbeddedNats, stand_in: StandIn, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text('[nats]\nsubject_prefix = "garbled"\n')
+    config = write_config(tmp_path / "c.toml", {"nats": {"subject_prefix": "garbled"}})
     code, out, err = run(capsys, "stats", "--config", str(config), "--nats-url", server.url)
     assert (code, out) == (1, "")
     assert err.startswith("error: invalid_reply (not a JSON object")
@@ -225,8 +224,7 @@ def test_a_reply_that_is_not_json_is_an_error(
 def test_no_responders_is_exit_3_with_a_clear_message(
     server: EmbeddedNats, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text('[nats]\nsubject_prefix = "nobody"\n')
+    config = write_config(tmp_path / "c.toml", {"nats": {"subject_prefix": "nobody"}})
     code, out, err = run(capsys, "stats", "--config", str(config), "--nats-url", server.url)
     assert (code, out) == (3, "")
     assert (
@@ -239,8 +237,7 @@ def test_no_responders_is_exit_3_with_a_clear_message(
 def test_a_daemon_that_never_answers_is_exit_3(
     server: EmbeddedNats, stand_in: StandIn, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text('[nats]\nsubject_prefix = "silent"\n')
+    config = write_config(tmp_path / "c.toml", {"nats": {"subject_prefix": "silent"}})
     code, out, err = run(
         capsys, "now-playing", "--config", str(config), "--nats-url", server.url, "--timeout", "0.2"
     )
@@ -258,8 +255,7 @@ def test_no_server_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_config_errors_are_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text("[likes]\nrate_brust = 3\n")
+    config = write_config(tmp_path / "c.toml", {"likes": {"rate_brust": 3}})
     for command in (["like", "alice"], ["run"]):
         code, out, err = run(capsys, *command, "--config", str(config))
         assert (code, out) == (2, "")
@@ -302,8 +298,7 @@ def test_the_url_written_by_the_daemon_is_found(
     server: EmbeddedNats, stand_in: StandIn, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "nats.url").write_text(server.url + "\n")
-    config = tmp_path / "c.toml"
-    config.write_text(f"[storage]\ndata_dir = {json.dumps(str(tmp_path))}\n")
+    config = write_config(tmp_path / "c.toml", {"storage": {"data_dir": tmp_path}})
     assert run(capsys, "like", "alice", "--config", str(config)) == (
         0, f"liked {PLAYING}: 12 likes\n", ""
     )

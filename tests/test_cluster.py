@@ -16,7 +16,8 @@ import sys
 import anyio
 import pytest
 
-from crash_support import REPO, DaemonProcess, Names, fault_storm, write_config
+from support.daemon_process import DaemonProcess, Names, REPO, daemon_config
+from support.storm import fault_storm
 
 LIKED = "liked-item"
 
@@ -52,7 +53,7 @@ def test_cluster_script_starts_three_ready_nodes_on_loopback(cluster):
 def test_killing_the_daemons_node_mid_storm_loses_and_doubles_no_like(cluster, tmp_path):
     rng = random.Random()
     names = Names("clu", "cluchan", "cluns")
-    daemon = DaemonProcess(write_config(tmp_path / "config.toml", cluster.urls, names, replicas=3),
+    daemon = DaemonProcess(daemon_config(tmp_path / "config.toml", cluster.urls, names, replicas=3),
                            tmp_path / "daemon.log")
     users = [f"user{i:05d}" for i in range(2500)]
     n = len(users)

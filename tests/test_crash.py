@@ -36,9 +36,10 @@ import anyio.to_thread
 import attrs
 import pytest
 
-from crash_support import (
-    DaemonProcess, Gate, Names, StormStats, connect, events_settled, kill_during_catch_up, kill_points,
-    like_storm, like_truth, lost_answer_violations, play_truth, publish_play, wait_answer, write_config,
+from support.bus import connect, events_settled, like_truth, play_truth, publish_play, wait_answer
+from support.daemon_process import DaemonProcess, Names, daemon_config
+from support.storm import (
+    Gate, StormStats, kill_during_catch_up, kill_points, like_storm, lost_answer_violations,
 )
 from kryten_likes.embedded import start_nats_server
 
@@ -99,7 +100,7 @@ def run_storm(base: Path, n_users: int, n_kills: int, budget: float, burst: int)
     server = start_nats_server(base / "js", port=None)
     d = None
     try:
-        d = DaemonProcess(write_config(base / "config.toml", [server.url], names), base / "daemon.log")
+        d = DaemonProcess(daemon_config(base / "config.toml", [server.url], names), base / "daemon.log")
         return _storm(server.url, d, names, rng, n_users, n_kills, budget, burst)
     finally:
         if d is not None:
@@ -251,7 +252,7 @@ def test_kill9_during_play_stream_loses_and_doubles_no_play(storm):
 
 def test_plays_published_while_the_daemon_is_dead_count_once_after_restart(nats_js, daemon_proc, tmp_path):
     names = Names("dead", "deadchan", "deadns")
-    d = daemon_proc(write_config(tmp_path / "config.toml", [nats_js.url], names))
+    d = daemon_proc(daemon_config(tmp_path / "config.toml", [nats_js.url], names))
     d.start()
     while_dead = [f"a{i:03d}" for i in range(150)]
 
@@ -293,7 +294,7 @@ def test_kill9_while_catching_up_on_plays_loses_none(nats_js, daemon_proc, tmp_p
     life has stored newer ones and raised last_event_seq past them, and they
     are acked as "already counted"."""
     names = Names("gap", "gapchan", "gapns")
-    d = daemon_proc(write_config(tmp_path / "config.toml", [nats_js.url], names))
+    d = daemon_proc(daemon_config(tmp_path / "config.toml", [nats_js.url], names))
     d.start()
     published: list[str] = []
     later = [f"b{i}" for i in range(5)]

@@ -13,6 +13,7 @@ import pytest
 
 from kryten_likes.cli import main
 from kryten_likes.embedded import start_nats_server
+from support.configs import write_config
 
 COUNTED = re.compile(r"^like from (\S+): counted, (.+) has (\d+) likes?$", re.M)
 RANKED = re.compile(r"^  \d+\. (.+) \((\S+)\): (\d+) (likes?|plays?)$")
@@ -50,10 +51,8 @@ def assert_the_show(out: str) -> dict[str, dict[str, int]]:
 
 
 def config_file(tmp_path: Path, config) -> Path:
-    path = tmp_path / "demo.toml"
-    path.write_text(f'[nats]\nsubject_prefix = "{config.nats.subject_prefix}"\n'
-                    f'[cytube]\nchannel = "{config.cytube.channel}"\n')
-    return path
+    return write_config(tmp_path / "demo.toml", {"nats": {"subject_prefix": config.nats.subject_prefix},
+                                                  "cytube": {"channel": config.cytube.channel}})
 
 
 def test_the_demo_plays_against_a_running_daemon(harness, nats_server, tmp_path: Path, capsys) -> None:

@@ -22,6 +22,7 @@ from kryten_likes.cli import main
 from kryten_likes.doctor import ClockReading, judge_account, judge_clock, judge_owner, judge_version
 from kryten_likes.embedded import EmbeddedNats, start_nats_server
 from kryten_likes.store import open_buckets
+from support.configs import write_config
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, tuple[str, str]], str]:
@@ -135,8 +136,7 @@ def test_kryten_playlist_on_the_bus_is_a_warning_until_applies_are_off(own_serve
         status, detail = findings["services"]
         assert status == "warn" and "playlist 0.3.2" in detail and "[queue] apply_enabled = false" in detail
 
-        config = tmp_path / "applies-off.toml"
-        config.write_text("[queue]\napply_enabled = false\n")
+        config = write_config(tmp_path / "applies-off.toml", {"queue": {"apply_enabled": False}})
         code, findings, out = doctor(capsys, "--nats-url", own_server.url, "--config", str(config))
         assert code == 0, out
         assert findings["services"][0] == "ok"
@@ -152,12 +152,8 @@ def test_account_limits_and_credentials(tmp_path: Path, capsys) -> None:
         "          users [{user: likes, password: secret}] }\n"
         "  PLAIN { users [{user: plain, password: secret}] }\n"
         "}\n")
-    config = tmp_path / "config.toml"
-    config.write_text('[nats]\nuser = "likes"\npassword = "secret"\n')
-    config.chmod(0o600)
-    plain = tmp_path / "plain.toml"
-    plain.write_text('[nats]\nuser = "plain"\npassword = "secret"\n')
-    plain.chmod(0o600)
+    config = write_config(tmp_path / "config.toml", {"nats": {"user": "likes", "password": "secret"}}, mode=0o600)
+    plain = write_config(tmp_path / "plain.toml", {"nats": {"user": "plain", "password": "secret"}}, mode=0o600)
     with start_nats_server(tmp_path / "js", port=None, extra_args=["-c", str(accounts)]) as server:
         code, findings, out = doctor(capsys, "--nats-url", server.url, "--config", str(config))
         assert code == 1, out

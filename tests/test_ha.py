@@ -17,10 +17,9 @@ import urllib.request
 import anyio
 import pytest
 
-from crash_support import (
-    DaemonProcess, Names, connect, fault_storm, free_port, lost_answer_violations, publish_play, wait_answer,
-    write_config,
-)
+from support.bus import connect, publish_play, wait_answer
+from support.daemon_process import DaemonProcess, Names, daemon_config, free_port
+from support.storm import fault_storm, lost_answer_violations
 from kryten_likes.embedded import start_nats_server
 from kryten_likes.store import LIKES_BUCKET
 
@@ -38,7 +37,7 @@ class Pair:
 
     def __init__(self, tmp_path, url: str, names: Names) -> None:
         self.ports = [free_port(), free_port()]
-        self.daemons = [DaemonProcess(write_config(tmp_path / f"d{i}.toml", [url], names, http_port=port,
+        self.daemons = [DaemonProcess(daemon_config(tmp_path / f"d{i}.toml", [url], names, http_port=port,
                                                    data_dir=tmp_path / f"data{i}"), tmp_path / f"d{i}.log")
                         for i, port in enumerate(self.ports)]
 

@@ -43,6 +43,7 @@ from kryten_likes.clock import FakeClock
 from kryten_likes.config import Config, ConfigError, parse_config
 from kryten_likes.messages import Forward, LikeRequested, ReplyTo, Tick
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, decode_token, dedupe_key, encode_token, likes_key
+from support.configs import merged, unique_sections
 
 MAX_BODY = 64 * 1024
 NS_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -57,19 +58,9 @@ T0 = 1_767_225_600.0  # FakeClock's start
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def hostile_config(likes: dict | None = None, limits: dict | None = None, **sections):
-    """``unique_config``'s shape, plus a ``[limits]`` table; names unique by uuid."""
-    tag = uuid.uuid4().hex[:10]
-    return parse_config({
-        "nats": {"subject_prefix": f"h{tag}"},
-        "cytube": {"channel": f"hchan{tag}"},
-        "analytics": {"namespace": f"hns{tag}"},
-        "likes": {"rate_per_minute": 600.0, "rate_burst": 1000, **(likes or {})},
-        "limits": dict(limits or {}),
-        "supervisor": {"max_restarts": 3, "period_seconds": 5.0, "backoff_initial_seconds": 0.01,
-                       "backoff_max_seconds": 0.05},
-        **sections,
-    })
+def hostile_config(likes: dict | None = None, limits: dict | None = None):
+    """``unique_config``, plus a ``[limits]`` table."""
+    return parse_config(merged(unique_sections(**(likes or {})), {"limits": dict(limits or {})}))
 
 
 @contextlib.contextmanager

@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 from conftest import playing, wait_until
 
 from kryten_likes.config import parse_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support.configs import merged, unique_sections
+from support.daemon_process import free_port
+from support.events import event_bytes, event_subject
 
 
 _n = iter(range(1, 10_000))
@@ -25,9 +21,10 @@ def citizen_config(**chat):
     """Chat comes through kryten-py, which reads the fixed ``kryten.events``
     prefix, so these daemons use prefix ``kryten`` with a channel of their own."""
     n = next(_n)
-    return parse_config({"nats": {"subject_prefix": "kryten"}, "cytube": {"channel": f"citizen{n}"},
-                         "analytics": {"namespace": f"citizen{n}"}, "http": {"port": free_port()},
-                         "chat": {"bot_username": "KrytenBot", **chat}})
+    return parse_config(merged(unique_sections(), {
+        "nats": {"subject_prefix": "kryten"}, "cytube": {"channel": f"citizen{n}"},
+        "analytics": {"namespace": f"citizen{n}"}, "http": {"port": free_port()},
+        "chat": {"bot_username": "KrytenBot", **chat}}))
 
 
 def collect(h, subject: str) -> list[dict]:
@@ -97,11 +94,10 @@ def test_metrics_show_the_counters_moving(harness):
 
 def chat(h, username: str, msg: str, shadow: bool = False) -> None:
     """A chatMsg RawEvent as the bridge publishes it (plain NATS: no stream keeps chat)."""
-    event = {"event_name": "chatMsg", "channel": h.config.cytube.channel, "domain": "cytu.be",
-             "payload": {"username": username, "msg": msg, "meta": {"shadow": shadow}, "time": 0},
-             "timestamp": "2026-01-01T00:00:00Z", "correlation_id": "c"}
-    subject = f"kryten.events.cytube.{h.config.cytube.channel}.chatmsg"
-    h.portal.call(lambda: h.nc.publish(subject, json.dumps(event).encode()))
+    channel = h.config.cytube.channel
+    data = event_bytes("chatMsg", {"username": username, "msg": msg, "meta": {"shadow": shadow}, "time": 0},
+                       channel, correlation_id="c")
+    h.portal.call(lambda: h.nc.publish(event_subject(channel, "chatMsg"), data))
 
 
 def said(h) -> list[dict]:

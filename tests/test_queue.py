@@ -10,6 +10,7 @@ import pytest
 from conftest import StandInBridge, plays_of, unique_config, wait_until
 
 from kryten_likes.store import ANALYTICS_BUCKET, playlist_key
+from support.configs import merged, unique_sections, write_config
 
 
 def items(n: int, prefix: str = "q", **extra) -> list[dict]:
@@ -95,10 +96,7 @@ def test_refused_and_unanswered_items_fail_and_count_nothing(bridged):
 
 def unique_config_with_timeout():
     from kryten_likes.config import parse_config
-    base = unique_config()
-    return parse_config({"nats": {"subject_prefix": base.nats.subject_prefix},
-                         "cytube": {"channel": base.cytube.channel, "bridge_timeout_seconds": 0.5},
-                         "analytics": {"namespace": base.analytics.namespace}, "http": {"port": 0}})
+    return parse_config(merged(unique_sections(), {"cytube": {"bridge_timeout_seconds": 0.5}}))
 
 
 def test_nothing_confirmed_is_enqueue_failed_and_counts_nothing(bridged):
@@ -189,8 +187,7 @@ def test_cli_apply_and_stats_playlist(bridged, tmp_path):
     import subprocess
     import sys
     h, bridge = bridged()
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[nats]\nservers = ["{h.url}"]\nsubject_prefix = "{h.config.nats.subject_prefix}"\n')
+    cfg = write_config(tmp_path / "c.toml", {"nats": {"servers": [h.url], "subject_prefix": h.config.nats.subject_prefix}})
     toml_items = tmp_path / "items.toml"
     toml_items.write_text('[[items]]\nvideo_id = "c1"\ntype = "yt"\n\n[[items]]\nvideo_id = "c2"\ntype = "yt"\n'
                           'duration_seconds = 90\n')
@@ -216,8 +213,7 @@ def test_cli_watch_redraws_the_top_list(bridged, tmp_path):
     h, bridge = bridged()
     h.change_media("w1", title="Watched")
     wait_until(lambda: plays_of(h, "w1") == 1)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[nats]\nservers = ["{h.url}"]\nsubject_prefix = "{h.config.nats.subject_prefix}"\n')
+    cfg = write_config(tmp_path / "c.toml", {"nats": {"servers": [h.url], "subject_prefix": h.config.nats.subject_prefix}})
     out = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "watch", "played", "--count", "2",
                           "--interval", "0.1", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
