@@ -23,7 +23,8 @@ import attrs
 from anyio.abc import ObjectSendStream
 
 from . import wire
-from .actors.apply import Applies, ApplyShell
+from .actors.apply import Applies
+from .actors.apply_shell import ApplyShell
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
 from .actors.dedupe_ledger import DedupeLedger

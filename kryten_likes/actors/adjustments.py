@@ -48,7 +48,8 @@ import attrs
 from .. import wire
 from ..clock import iso
 from ..messages import AdjustRequested, Commit
-from ..store import Conflict, KvWrite, Landed, StoredEntry, item_key, likes_key
+from ..store.values import Conflict, KvWrite, Landed, StoredEntry
+from ..store.keys import item_key, likes_key
 from ..store import documents as docs
 from ..store.keys import audit_key
 from .like_groups import MAX_CONFLICTS, Group

@@ -41,7 +41,8 @@ from ..messages import (
     AckEvent, ApplyFinished, ApplyProgress, EnqueueRefused, Forward, Media, PlayStarted, QueueConfirmed,
     QueueObserved,
 )
-from ..store import StoredEntry, global_key, item_key, now_playing_key, playlist_key
+from ..store.values import StoredEntry
+from ..store.keys import global_key, item_key, now_playing_key, playlist_key
 from ..store import documents as docs
 from .counter_book import CounterBook
 

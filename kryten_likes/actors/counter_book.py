@@ -8,9 +8,10 @@ could take back.
 
 from __future__ import annotations
 
-from ..store import StoredEntry, decode_token
+from ..store.values import StoredEntry
+from ..store.keys import decode_token
+from ..contract import TOP_LIMIT_MAX
 from ..store.documents import zero_global
-from .gateway import TOP_LIMIT_MAX
 from .item_table import ItemTable
 from .leaderboard import Leaderboard
 

@@ -54,7 +54,8 @@ from ..messages import (
     EnqueuesInFlight, EventPassed, EventRef, Forward, LikeDuplicate, LikeReserved, PlayStarted, PutDocument,
     QueueConfirmed, QueueObserved, StatsAsked, Tick, TopAsked,
 )
-from ..store import Conflict, Fenced, KvWrite, Landed, StoredEntry, global_key, ranking_key
+from ..store.values import Conflict, Fenced, KvWrite, Landed, StoredEntry
+from ..store.keys import global_key, ranking_key
 from ..store import documents as docs
 from . import analytics_changes as ac
 from .adjustments import Adjustments

@@ -22,7 +22,7 @@ from array import array
 from datetime import datetime, timezone
 
 from ..clock import iso
-from ..store import StoredEntry
+from ..store.values import StoredEntry
 
 NAN = float("nan")
 NO_TIME = 0  # in a time column: null

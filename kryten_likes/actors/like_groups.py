@@ -13,7 +13,8 @@ import attrs
 from .. import wire
 from ..clock import iso, parse_iso
 from ..messages import ClaimsSettled, Commit, Forward, LikeDuplicate, LikeReserved
-from ..store import Conflict, KvWrite, Landed, StoredEntry, dedupe_key, likes_key
+from ..store.values import Conflict, KvWrite, Landed, StoredEntry
+from ..store.keys import dedupe_key, likes_key
 from ..store import documents as docs
 from .request_memory import RequestKey, request_key
 

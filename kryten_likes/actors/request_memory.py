@@ -20,7 +20,8 @@ the dedupe claim still stops a second count.
 from __future__ import annotations
 
 from ..clock import parse_iso
-from ..store import StoredEntry, encode_token
+from ..store.values import StoredEntry
+from ..store.keys import encode_token
 
 RequestKey = tuple[str, str, str]  # namespace, folded user, correlation_id
 
