@@ -14,6 +14,7 @@ from conftest import playing, plays_of, wait_until
 from kryten_likes.cli import main
 from kryten_likes.messages import CommitFinished
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, item_key, likes_key
+from support.configs import write_config
 
 AUDIT_FIELDS = {"video_id", "field", "old", "new", "reason", "by", "at", "correlation_id", "schema_version", "batch"}
 
@@ -100,10 +101,8 @@ def test_bad_adjustments_are_refused_naming_the_field(harness):
 
 
 def _config_file(h, tmp_path: Path) -> str:
-    path = tmp_path / "config.toml"
-    path.write_text(f'[nats]\nsubject_prefix = "{h.config.nats.subject_prefix}"\n'
-                    f'[analytics]\nnamespace = "{h.config.analytics.namespace}"\n')
-    return str(path)
+    return str(write_config(tmp_path / "config.toml", {"nats": {"subject_prefix": h.config.nats.subject_prefix},
+                                                       "analytics": {"namespace": h.config.analytics.namespace}}))
 
 
 def test_the_adjust_command_line(harness, tmp_path, capsys):

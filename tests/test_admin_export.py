@@ -18,14 +18,14 @@ from kryten_likes import export
 from kryten_likes.store import bulk
 from kryten_likes.cli import main
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, encode_token, item_key, likes_key
+from support.configs import write_config
 
 UNSAFE = "https://media.example.com/m/abc.json"  # a custom-manifest id: its key token is =…
 UNSAFE_PLAYLIST = "friday night/🎵"
 
 
 def _run(h, tmp_path: Path, capsys, *argv: str) -> tuple[int, str, str]:
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[analytics]\nnamespace = "{h.config.analytics.namespace}"\n')
+    cfg = write_config(tmp_path / "config.toml", {"analytics": {"namespace": h.config.analytics.namespace}})
     code = main([*argv, "--config", str(cfg), "--nats-url", h.url])
     out, err = capsys.readouterr()
     return code, out, err

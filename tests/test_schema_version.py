@@ -18,6 +18,7 @@ from kryten_likes.clock import FakeClock
 from kryten_likes.embedded import start_nats_server
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET
 from kryten_likes.store.schema import UnknownSchema, schema_problem
+from support.configs import write_config
 
 
 @pytest.fixture
@@ -61,8 +62,7 @@ def test_schema_version_2_stops_the_daemon_naming_key_and_version(portal, own_se
 
 def test_the_run_command_exits_1_with_the_message(own_server, portal, tmp_path):
     _store(portal, own_server.url, ANALYTICS_BUCKET, "ns/default/items/x", {"play_count": 3, "schema_version": 2})
-    cfg = tmp_path / "config.toml"
-    cfg.write_text('[nats]\nsubject_prefix = "schema"\n[http]\nport = 0\n')
+    cfg = write_config(tmp_path / "config.toml", {"nats": {"subject_prefix": "schema"}, "http": {"port": 0}})
     run = subprocess.run([sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg), "--nats-url",
                           own_server.url], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
