@@ -1,6 +1,6 @@
 """Adjustments (actors/adjustments.py): an operator's correction of a count,
 stored by the counter writer's core against the fake KV of
-``test_core_counter_writer`` (which applies batches as the server does:
+``support.counter_writer_rig`` (which applies batches as the server does:
 every expectation holds, or nothing is stored)."""
 
 from __future__ import annotations
