@@ -12,7 +12,7 @@ the first unstored event, claims and rate buckets rebuilt.
 from __future__ import annotations
 
 import gc
-import math
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -31,17 +31,59 @@ from .actors.dedupe_ledger import DedupeLedger
 from .actors.gateway import COMMANDS, Gateway, Inbound
 from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
-from .actors.shell import ActorShell, Bus, FaultHook, Router
+from .actors.shell import ActorShell, Bus, FaultHook, MailboxFull, Router
 from .clock import Clock
 from .config import Config, event_channel_token
-from .events import EventFeed, open_event_source
-from .messages import EnqueuesInFlight, ReplyTo, Tick
+from .events import EVENT_WINDOW, EventFeed, open_event_source
+from .messages import EnqueuesInFlight, ReplyTo
 from .startup import Snapshot, bound_to_stream, bridge_now_playing, first_unstored, give_back_free_memory, load_snapshot
 from .store import AtomicBucket
 from .store.documents import media_of_now_playing
 from .supervisor import ActorSpec, RestartPolicy, Supervisor
 
+log = logging.getLogger(__name__)
+
 ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
+
+# Places in each mailbox for the actors' own messages: a Tick (at most one
+# waits in a mailbox: Router.tick), what a crash makes the supervisor and
+# after_crash send (a rewind, EnqueuesInFlight, WriterRestarted, a released
+# ClaimsSettled), commits finishing (CommitFinished: at most MAX_LIKE_GROUPS = 3
+# likes batches and one analytics batch in flight), and the apply actor's
+# traffic (one enqueue in flight per apply, at most 4 applies: EnqueueAnswered,
+# EnqueueStarted, QueueConfirmed, ApplyProgress, EnqueuesInFlight of 1 + 4).
+INTERNAL_ROOM = 64
+
+
+def mailbox_reserve(max_in_flight: int) -> int:
+    """The part of each mailbox kept for requests and the actors' own messages.
+
+    - Requests: admission (``Bus.admit``) lets at most ``max_in_flight`` in,
+      each one message in one mailbox at a time (a like travels gateway →
+      rate_buckets → playback → dedupe_ledger → counter_writer; the gateway's
+      mailbox holds nothing else).
+    - What outlives a request's reply: the counter writer answers a batch's
+      requests and tells the ledger (``ClaimsSettled``, one per batch of at
+      least one request): up to ``max_in_flight`` more while the ledger catches up.
+    - ``INTERNAL_ROOM`` for the rest (above).
+    """
+    return 2 * max_in_flight + INTERNAL_ROOM
+
+
+def mailbox_capacity(max_in_flight: int) -> int:
+    """Each mailbox's bound: the reserve, plus ``EVENT_WINDOW`` for the bridge's
+    events (JetStream hands out at most that many unacknowledged, in fetches of
+    at most 256). The event feed waits for room beyond the reserve
+    (``Router.send_with_room``), so events of a voided reading still waiting
+    in a mailbox never crowd out requests. With the default ``max_in_flight``
+    of 20 000: 2 × 20 000 + 64 + 2 000 = 42 064 places, none allocated until used.
+
+    A send that would still overflow raises ``MailboxFull`` in the sender: in
+    an actor, that incarnation ends and the supervisor restarts it (its
+    requests are answered ``internal_error``); a request that finds the
+    gateway's mailbox full is answered ``unavailable``; a tick is skipped.
+    """
+    return mailbox_reserve(max_in_flight) + EVENT_WINDOW
 
 
 @attrs.define
@@ -95,9 +137,10 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
 
     sends: dict[str, ObjectSendStream] = {}
     inboxes = {}
+    capacity = mailbox_capacity(config.limits.max_in_flight)
     for name in ACTORS:
-        sends[name], inboxes[name] = anyio.create_memory_object_stream(math.inf)
-    router = Router(sends)
+        sends[name], inboxes[name] = anyio.create_memory_object_stream(capacity)
+    router = Router(sends, reserve=mailbox_reserve(config.limits.max_in_flight))
     bus = Bus(nc, config.limits.max_in_flight, watchers=list(s.bus_watchers))
     first = bound_to_stream(await load_snapshot(analytics, likes, clock.now()), ns, source.identity)
     # The start-up state is long-lived: keep it out of every later collection
@@ -199,13 +242,19 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
                 await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid, command), "unavailable",
                                                      "the daemon is at capacity; retry").body)
             return
-        router.send("gateway", Inbound(command, msg.data, msg.reply or None, time.monotonic()))
+        inbound = Inbound(command, msg.data, msg.reply or None, time.monotonic())
+        try:
+            router.send("gateway", inbound)
+        except MailboxFull as exc:  # not with admission as it is (see mailbox_capacity); answered all the same
+            log.error("%s", exc)
+            await bus.reply(wire.error(ReplyTo(inbound.reply_subject, wire.correlation_id_of(msg.data), command),
+                                       "unavailable", "the daemon is at capacity; retry"))
 
     async def ticker() -> None:
         while True:
             await anyio.sleep(s.tick_seconds)  # a periodic timer, not synchronisation
             for name in ("rate_buckets", "dedupe_ledger", "counter_writer"):
-                router.send(name, Tick())
+                router.tick(name)  # skipped while a tick still waits there
 
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)

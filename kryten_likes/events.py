@@ -29,6 +29,8 @@ from .messages import EventRef
 log = logging.getLogger(__name__)
 
 CREATE_TIMEOUT = 20.0  # seconds to wait for the durable consumer to be made
+EVENT_WINDOW = 2000  # events handed out and not yet acknowledged, at most (the consumer's max_ack_pending)
+FETCH = 256  # events asked for at once
 
 # The bridge (kryten-robot) publishes on kryten.events.cytube.{channel}.*
 # whatever our [nats] subject_prefix is: that prefix is for our own subjects.
@@ -135,7 +137,7 @@ class EventFeed:
         except NotFoundError:
             pass
         cfg = api.ConsumerConfig(durable_name=self.source.durable, ack_policy=api.AckPolicy.EXPLICIT,
-                                 ack_wait=30, max_ack_pending=2000, num_replicas=self.replicas,
+                                 ack_wait=30, max_ack_pending=EVENT_WINDOW, num_replicas=self.replicas,
                                  deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq,
                                  filter_subjects=list(self.source.subjects))
         try:
@@ -163,7 +165,7 @@ class EventFeed:
                     except nats.errors.TimeoutError as exc:  # not an idle fetch: say so, and back off
                         raise nats.errors.Error(f"consumer set-up timed out ({type(exc).__name__})") from exc
                 epoch = self.epoch
-                msgs = await self._psub.fetch(batch=256, timeout=1.0)
+                msgs = await self._psub.fetch(batch=FETCH, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 # An idle fetch; Python's own TimeoutError (an OSError) is one
                 # too and must not take the back-off below.
@@ -202,4 +204,4 @@ class EventFeed:
             except (nats.errors.Error, OSError) as exc:
                 log.warning("ack lost: %s", exc)
             return
-        self.router.send(to, change)
+        await self.router.send_with_room(to, change)  # waits while the mailbox is down to its reserve

@@ -24,11 +24,12 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from nats.aio.client import Client as NatsClient
 
 from ..clock import Clock
-from ..messages import AckEvent, EventRef, Forward, Reply, ReplyTo
+from ..messages import AckEvent, EventRef, Forward, Reply, ReplyTo, Tick
 
 log = logging.getLogger(__name__)
 
 DRAIN = 1024
+ROOM_POLL = 0.01  # seconds between looks at a full mailbox, for a sender that waits for room
 
 
 class InjectedFault(Exception):
@@ -38,8 +39,8 @@ class InjectedFault(Exception):
 class Bus:
     """The daemon's outbound side: replies and event acks, with admission.
 
-    ``in_flight`` counts admitted requests not yet answered; it is the bound
-    that keeps every mailbox finite (one reply per admitted request).
+    ``in_flight`` counts admitted requests not yet answered; it is what most
+    of a mailbox's capacity is for (``activation.mailbox_capacity``).
     """
 
     def __init__(self, nc: NatsClient, max_in_flight: int,
@@ -94,15 +95,61 @@ class Bus:
             log.warning("ack of event %d lost: %s", ev.stream_seq, exc)
 
 
-class Router:
-    """Send ends of every mailbox, by actor name. Internal mailboxes are
-    unbounded; admission at the gateway bounds what can be inside."""
+class MailboxFull(RuntimeError):
+    """A send found the mailbox full: the bounds of ``activation.mailbox_capacity``
+    were broken. Raised in the sender; in an actor it ends that incarnation
+    (the supervisor restarts it per ``[supervisor]``)."""
 
-    def __init__(self, mailboxes: dict[str, ObjectSendStream]) -> None:
+
+class Router:
+    """Send ends of every mailbox, by actor name.
+
+    Mailboxes are bounded (``activation.mailbox_capacity``) and a send never
+    waits: a message that would not fit raises ``MailboxFull`` (two actors
+    waiting on each other's full mailboxes, ledger ⇄ writer, would deadlock).
+    Two kinds of sender are kept within the bound here: the ticker sends a
+    ``Tick`` only when none waits in that mailbox (``tick``), and the event
+    feed, which can wait, waits for room beyond ``reserve`` — the part of each
+    mailbox kept for requests and the actors' own messages (``send_with_room``).
+    """
+
+    def __init__(self, mailboxes: dict[str, ObjectSendStream], reserve: int = 0) -> None:
         self._boxes = mailboxes
+        self.reserve = reserve
+        self._tick_waiting: set[str] = set()
 
     def send(self, to: str, message: Any) -> None:
-        self._boxes[to].send_nowait(message)
+        box = self._boxes[to]
+        try:
+            box.send_nowait(message)
+        except anyio.WouldBlock:
+            raise MailboxFull(f"the {to} mailbox is full ({box.statistics().max_buffer_size} messages); "
+                              f"{type(message).__name__} not delivered") from None
+
+    def room(self, to: str) -> float:
+        """Free places in a mailbox (math.inf for an unbounded one)."""
+        stats = self._boxes[to].statistics()
+        return stats.max_buffer_size - stats.current_buffer_used
+
+    async def send_with_room(self, to: str, message: Any) -> None:
+        """Send once the mailbox has more than ``reserve`` free places: for a
+        sender outside the actors (the event feed), which may wait."""
+        while self.room(to) <= self.reserve:
+            await anyio.sleep(ROOM_POLL)  # polled: nothing signals a mailbox's room
+        self.send(to, message)
+
+    def tick(self, to: str) -> None:
+        """A ``Tick`` for ``to``, unless one already waits there (or the
+        mailbox is full): a tick only says that time has passed, and the
+        waiting one says it as well, so at most one is ever in a mailbox."""
+        if to in self._tick_waiting or self.room(to) <= 0:
+            return
+        self.send(to, Tick())
+        self._tick_waiting.add(to)
+
+    def tick_taken(self, to: str) -> None:
+        """Told by the shell that took a ``Tick`` out of ``to``'s mailbox."""
+        self._tick_waiting.discard(to)
 
 
 FaultHook = Callable[[str, Any], bool]
@@ -123,13 +170,17 @@ class ActorShell:
         task_status.started()
         while True:
             try:
-                first = await inbox.receive()
+                msg = await inbox.receive()
             except anyio.EndOfStream:
                 return
-            self.in_hand.append(first)
-            while len(self.in_hand) < DRAIN:
+            while True:
+                if type(msg) is Tick:
+                    self.router.tick_taken(self.name)
+                self.in_hand.append(msg)
+                if len(self.in_hand) >= DRAIN:
+                    break
                 try:
-                    self.in_hand.append(inbox.receive_nowait())
+                    msg = inbox.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
             now = self.clock.now()
