@@ -19,9 +19,9 @@ import attrs
 import nats
 import nats.errors
 
-from . import __version__
+from . import __version__, wire
 from .activation import Activation, Surroundings, serve_active
-from .actors.shell import Bus, FaultHook
+from .actors.shell import Bus, FaultHook, MailboxFull
 from .bridge_client import SharedConnectionKrytenClient
 from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .clock import Clock, SystemClock
@@ -206,7 +206,11 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
                         bool(getattr(event, "shadow", False)))
         forward = chat_request(line, config.chat, ns)
         if forward is not None and a.bus.admit():
-            a.router.send(forward.to, forward.message)
+            try:
+                a.router.send(forward.to, forward.message)
+            except MailboxFull as exc:  # not with admission as it is (activation.mailbox_capacity)
+                log.error("%s", exc)
+                await a.bus.reply(wire.error(forward.message.reply, "unavailable", "the daemon is at capacity; retry"))
 
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)

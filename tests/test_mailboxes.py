@@ -113,3 +113,27 @@ def test_the_event_feed_waits_for_room_beyond_the_reserve():
         assert inboxes["playback"].receive_nowait() == "e3"
 
     anyio.run(main)
+
+
+def test_a_request_an_actor_could_not_forward_is_answered_by_the_supervisor():
+    from kryten_likes.messages import LikeRequested, ReplyTo
+
+    sends, inboxes = _boxes(1, "me", "full")
+    router = Router(sends)
+    router.send("full", "already there")
+    like = LikeRequested(ReplyTo("_INBOX.x", "c1", "like"), "ns", "u", None)
+
+    class _Forwarder:
+        def step(self, msg, now):
+            return [Forward("full", msg)]
+
+    shell = ActorShell("me", _Forwarder(), router, bus=None, clock=_Clock())
+
+    async def main() -> None:
+        router.send("me", like)
+        with pytest.raises(MailboxFull):
+            await shell.run(inboxes["me"])
+
+    anyio.run(main)
+    replies, _ = shell.orphans()
+    assert replies == [like.reply]

@@ -201,7 +201,12 @@ class ActorShell:
             if isinstance(e, Reply):
                 await self.bus.reply(e)
             elif isinstance(e, Forward):
-                self.router.send(e.to, e.message)
+                try:
+                    self.router.send(e.to, e.message)
+                except MailboxFull:
+                    # Held again, so that the supervisor answers its request (orphans).
+                    self.in_hand.appendleft(e.message)
+                    raise
             elif isinstance(e, AckEvent):
                 await self.bus.ack(e.event)
             else:
