@@ -133,8 +133,8 @@ def decode(req: Inbound, default_namespace: str) -> Any:
 
 def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
-        video_id = _opt_str(body, "video_id", ID_MAX_LEN, key=True)
-        return Forward("rate_buckets", LikeRequested(to, ns, _user(body), video_id))
+        user = _user(body)  # checked first: a request bad in both is refused for its username
+        return Forward("rate_buckets", LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True)))
     if command == "now_playing":
         return Forward("playback", NowPlayingAsked(to))
     if command in ("top_liked", "top_played"):
