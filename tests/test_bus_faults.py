@@ -152,4 +152,4 @@ def test_likes_resume_at_once_after_a_reconnect(bus, portal):
     finally:
         h.close()
     print(f"\nfirst ok {gap * 1000:.0f} ms after the daemon's reconnect")
-    assert gap < 2.0, f"likes stalled {gap:.2f} s after the reconnect (a lost batch answer waited out its timeout)"
+    assert gap < 3.0, f"likes stalled {gap:.2f} s after the reconnect (a lost batch answer waited out its timeout)"
