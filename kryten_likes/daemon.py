@@ -21,7 +21,7 @@ import nats.errors
 
 from . import __version__, wire
 from .activation import Activation, Surroundings, serve_active
-from .actors.shell import Bus, FaultHook, MailboxFull
+from .actors.shell import Bus, FaultHook, MailboxFull, send_json
 from .bridge_client import SharedConnectionKrytenClient
 from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
 from .clock import Clock, SystemClock
@@ -81,13 +81,19 @@ class Daemon:
     cancel_scope: anyio.CancelScope
     nc: Any = None
     reconnects: Reconnects | None = None
-    role: str = "standby"
     activation: Activation | None = None  # while active
     serving: anyio.CancelScope | None = None
     keeper: Any = None
     serving_started: anyio.Event = attrs.Factory(anyio.Event)
     serving_ended: anyio.Event = attrs.Factory(anyio.Event)
     failure: Exception | None = None  # why an activation could not start (the daemon stops)
+
+    @property
+    def role(self) -> str:
+        """``active`` while the lease is ours and an activation serves, else
+        ``standby`` (also while one starts, or drains after stepping down)."""
+        held = self.keeper is not None and self.keeper.role == "active"
+        return "active" if held and self.activation is not None else "standby"
 
     @property
     def supervisor(self) -> Any:
@@ -196,7 +202,7 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
         if msg.reply:
             reply = await service_reply(request, health, stats, metrics_endpoint=metrics_endpoint,
                                         uptime_seconds=time.monotonic() - started_at)
-            await Bus(nc, 1).send(msg.reply, reply)
+            await send_json(nc, msg.reply, reply)
 
     async def on_chat(event: Any) -> None:
         a = daemon.activation
@@ -232,7 +238,6 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
                             daemon.failure = exc
                             tg.cancel_scope.cancel()
                             return
-                        daemon.role = "active"
                         log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns,
                                  config.nats.subject_prefix)
                         daemon.serving_started.set()
@@ -246,10 +251,9 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
         async def on_standby(reason: str) -> None:
             # Waited for: the keeper moves the fence for a new activation only
             # once nothing of this one runs.
-            daemon.role = "standby"
             await daemon.step_down()
 
-        keeper = LeaseKeeper(nc, [analytics, likes], likes, ns, config.ha.lease_seconds,
+        keeper = LeaseKeeper([analytics, likes], likes, ns, config.ha.lease_seconds,
                              on_active=on_active, on_standby=on_standby)
         service_sub = await nc.subscribe("kryten.likes.command", cb=on_service_command)
         tg.start_soon(mouth.run, chat_in)

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import nats.errors
@@ -39,7 +37,7 @@ from .lease import (
 )
 from .store import AtomicBucket, Fence
 from .store.values import REVOKED
-from .store.batch import WRONG_LAST_SEQUENCE
+from .store.batch import BatchRefused
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +61,10 @@ class FenceNotMoved(Exception):
 
 
 class LeaseKeeper:
-    def __init__(self, nc: Any, buckets: list[AtomicBucket], lease_bucket: AtomicBucket, ns: str,
+    def __init__(self, buckets: list[AtomicBucket], lease_bucket: AtomicBucket, ns: str,
                  lease_seconds: float, *, on_active: Callable[[], Awaitable[None]],
                  on_standby: Callable[[str], Awaitable[None]], me: str | None = None,
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
-        self.nc = nc
         self.buckets = buckets
         self.lease_bucket = lease_bucket
         self.ns = ns
@@ -110,13 +107,9 @@ class LeaseKeeper:
             return
         try:
             with anyio.fail_after(2):
-                await self.nc.request(self._subject(), b"", timeout=2, headers={
-                    "KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(self.rules.revision)})
+                await self.lease_bucket.write_if(lease_key(self.ns), b"", self.rules.revision, delete=True, timeout=2)
         except Exception as exc:  # it lapses by itself
             log.info("lease not given back (%s); it lapses in %g s", exc, self.rules.lease_seconds)
-
-    def _subject(self) -> str:
-        return f"$KV.{self.lease_bucket.bucket}.{lease_key(self.ns)}"
 
     async def _perform(self, effects: list) -> None:
         for e in effects:
@@ -154,19 +147,17 @@ class LeaseKeeper:
         value = json.dumps({"holder": self.me, "host": host, "pid": pid, "since": iso(self.wall()),
                             "schema_version": 1}).encode()
         try:
-            reply = await self.nc.request(self._subject(), value, timeout=max(1.0, self.rules.lease_seconds / 3),
-                                          headers={"Nats-Expected-Last-Subject-Sequence": str(expected),
-                                                   "Nats-TTL": f"{max(1, math.ceil(self.rules.lease_seconds))}s"})
-            ack = json.loads(reply.data)
+            revision = await self.lease_bucket.write_if(lease_key(self.ns), value, expected,
+                                                        ttl_seconds=self.rules.lease_seconds,
+                                                        timeout=max(1.0, self.rules.lease_seconds / 3))
+        except BatchRefused as exc:
+            log.warning("lease write refused: %s", exc)
+            return LeaseUnanswered(self.monotonic())
         except (nats.errors.Error, TimeoutError, OSError, ValueError):
             return LeaseUnanswered(self.monotonic())
-        err = ack.get("error")
-        if err is None:
-            return LeaseWritten(int(ack["seq"]), sent, self.monotonic())
-        if err.get("err_code") == WRONG_LAST_SEQUENCE:
+        if revision is None:
             return LeaseRefused(self.monotonic())
-        log.warning("lease write refused: %s", err.get("description"))
-        return LeaseUnanswered(self.monotonic())
+        return LeaseWritten(revision, sent, self.monotonic())
 
     async def _activate(self) -> None:
         try:
@@ -187,10 +178,8 @@ class LeaseKeeper:
             self.epoch = max(self.epoch, epoch)
             value = json.dumps({"holder": self.me, "epoch": epoch, "at": iso(self.wall()),
                                 "schema_version": 1}).encode()
-            reply = await self.nc.request(f"$KV.{bucket.bucket}.{key}", value, timeout=5, headers={
-                "Nats-Expected-Last-Subject-Sequence": str(now.revision if now is not None else 0)})
-            ack = json.loads(reply.data)
-            if ack.get("error") is None:
+            revision = await bucket.write_if(key, value, now.revision if now is not None else 0)
+            if revision is not None:
                 check = json.dumps({"holder": self.me, "epoch": epoch}).encode()
-                return Fence(key, int(ack["seq"]), f"{key}/last", check)
+                return Fence(key, revision, f"{key}/last", check)
         raise FenceNotMoved(f"{bucket.bucket}: {key} keeps moving")

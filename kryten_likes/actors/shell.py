@@ -36,6 +36,19 @@ class InjectedFault(Exception):
     """Raised by a test's fault hook inside an actor."""
 
 
+async def send_json(nc: NatsClient, subject: str, body: dict) -> None:
+    """Publish a JSON reply; one that cannot go out is logged, never raised
+    (it must not kill the actor or callback that sends it)."""
+    try:
+        try:
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
+            data = json.dumps(body, separators=(",", ":")).encode()
+        await nc.publish(subject, data)
+    except Exception as exc:
+        log.warning("reply to %s lost: %s", subject, exc)
+
+
 class Bus:
     """The daemon's outbound side: replies and event acks, with admission.
 
@@ -77,14 +90,7 @@ class Bus:
         await self.send(r.to.subject, r.body)
 
     async def send(self, subject: str, body: dict) -> None:
-        try:
-            try:
-                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-            except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
-                data = json.dumps(body, separators=(",", ":")).encode()
-            await self.nc.publish(subject, data)
-        except Exception as exc:  # a reply that cannot go out must not kill the actor
-            log.warning("reply to %s lost: %s", subject, exc)
+        await send_json(self.nc, subject, body)
 
     async def ack(self, ev: EventRef) -> None:
         if ev.ack_subject is None:

@@ -95,6 +95,26 @@ class AtomicBucket:
     async def put(self, key: str, value: dict) -> int:
         return await self._kv.put(key, json.dumps(value, separators=(",", ":")).encode())
 
+    async def write_if(self, key: str, value: bytes, expected_revision: int, *, ttl_seconds: float | None = None,
+                       delete: bool = False, timeout: float | None = None) -> int | None:
+        """One key written (or, with ``delete``, deleted) only if it holds
+        ``expected_revision`` (0: nothing): its new revision, or None when it
+        did not. The lease and the fence are written this way."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(expected_revision)}
+        if ttl_seconds is not None:
+            headers["Nats-TTL"] = _ttl(ttl_seconds)
+        if delete:
+            headers["KV-Operation"] = "DEL"
+        reply = await self._nc.request(f"$KV.{self.bucket}.{key}", value, headers=headers,
+                                       timeout=timeout or self._timeout)
+        ack = json.loads(reply.data)
+        err = ack.get("error")
+        if err is None:
+            return int(ack["seq"])
+        if err.get("err_code") == WRONG_LAST_SEQUENCE:
+            return None
+        raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
+
     async def commit(self, group_id: str, writes: Sequence[KvWrite], marker_key: str) -> Landed | Conflict:
         """Store ``writes`` atomically; resolve a lost answer before returning."""
         backoff = 0.05
@@ -148,7 +168,7 @@ class AtomicBucket:
                 "Nats-Expected-Last-Subject-Sequence": str(w.expected_revision),
             }
             if w.ttl_seconds is not None:
-                headers["Nats-TTL"] = f"{max(1, math.ceil(w.ttl_seconds))}s"
+                headers["Nats-TTL"] = _ttl(w.ttl_seconds)
             subject = f"$KV.{self.bucket}.{w.key}"
             if i < n:
                 await self._nc.publish(subject, w.value, headers=headers)
@@ -178,6 +198,11 @@ class AtomicBucket:
         if err.get("code") == 503:
             raise nats.errors.NoRespondersError
         raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
+
+
+def _ttl(seconds: float) -> str:
+    """A per-message TTL header: whole seconds, at least one."""
+    return f"{max(1, math.ceil(seconds))}s"
 
 
 def _landed_from(group_id: str, current: dict[str, StoredEntry | None]) -> Landed:
