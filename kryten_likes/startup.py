@@ -16,7 +16,7 @@ from .actors.counter_book import CounterBook
 from .actors.dedupe_ledger import LiveClaims
 from .clock import parse_iso
 from .config import Config
-from .event_marks import EventStream, bind_marks
+from .event_marks import MARKS, EventStream, bind_marks
 from .messages import Media
 from .store import AtomicBucket, StoredEntry, decode_token, scan_each, split_key
 from .store.schema import SchemaCheck
@@ -77,9 +77,8 @@ def bound_to_stream(snapshot: Snapshot, ns: str, stream: EventStream) -> Snapsho
     g = book.global_doc
     value = g.value if g is not None and g.value else zero_global()
     bound = bind_marks(value, stream)
-    if bound != value or g is None or not g.value:
-        if bound.get("last_event_seq") != value.get("last_event_seq") or \
-                bound.get("last_queue_seq") != value.get("last_queue_seq"):
+    if bound != value:  # (a document of none yet always gains event_stream)
+        if any(bound.get(m, 0) != value.get(m, 0) for m in MARKS):
             log.info("event marks of namespace %s now those of stream %s (id %s): events from %d",
                      ns, stream.name, stream.id,
                      min(bound.get("last_event_seq", 0), bound.get("last_queue_seq", 0)) + 1)
