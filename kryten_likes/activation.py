@@ -28,14 +28,14 @@ from .actors.apply_shell import ApplyShell
 from .actors.counter_writer import CounterWriter
 from .actors.counter_writer_shell import CounterWriterShell
 from .actors.dedupe_ledger import DedupeLedger
-from .actors.gateway import COMMANDS, Gateway, Inbound
+from .actors.gateway import COMMANDS, Gateway
 from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
 from .actors.shell import ActorShell, Bus, FaultHook, MailboxFull, Router
 from .clock import Clock
 from .config import Config, event_channel_token
 from .events import EVENT_WINDOW, EventFeed, open_event_source
-from .messages import EnqueuesInFlight, ReplyTo
+from .messages import EnqueuesInFlight, Inbound, ReplyTo
 from .startup import Snapshot, bound_to_stream, bridge_now_playing, first_unstored, give_back_free_memory, load_snapshot
 from .store import AtomicBucket
 from .store.documents import media_of_now_playing
@@ -221,15 +221,14 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
         # the stream, from the first one not stored (see EventFeed).
         if dead.name == "apply":
             # Its enqueues died with it: nothing of it is in flight any more.
-            router.send("counter_writer", EnqueuesInFlight(()))
+            router.send(EnqueuesInFlight(()))
             return
         if dead.name not in ("playback", "counter_writer"):
             return
         # (The dead writer is still the incarnation on record: its book is what is stored.)
         epoch = feed.rewind(stored_up_to())
-        rewind = getattr(dead, "rewind", None)
-        if rewind is not None:
-            router.send("playback", attrs.evolve(rewind, epoch=epoch))
+        if dead.name == "counter_writer":
+            router.send(attrs.evolve(dead.core.playback_restart(), epoch=epoch))
 
     supervisor = Supervisor(specs, inboxes, router, bus, clock, policy, after_crash)
     activation = Activation(supervisor, bus, router, inboxes)
@@ -242,12 +241,12 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
                 await bus.send(msg.reply, wire.error(ReplyTo(msg.reply, cid, command), "unavailable",
                                                      "the daemon is at capacity; retry").body)
             return
-        inbound = Inbound(command, msg.data, msg.reply or None, time.monotonic())
+        inbound = Inbound.of(command, msg.data, msg.reply or None, time.monotonic())
         try:
-            router.send("gateway", inbound)
+            router.send(inbound)
         except MailboxFull as exc:  # not with admission as it is (see mailbox_capacity); answered all the same
             log.error("%s", exc)
-            await bus.reply(wire.error(ReplyTo(inbound.reply_subject, wire.correlation_id_of(msg.data), command),
+            await bus.reply(wire.error(attrs.evolve(inbound.reply, correlation_id=wire.correlation_id_of(msg.data)),
                                        "unavailable", "the daemon is at capacity; retry"))
 
     async def ticker() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from .config import ChatSection
-from .messages import Forward, LikeRequested, ReplyTo, TopAsked
+from .messages import Inbound, LikeRequested, ReplyTo, TopAsked
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,9 @@ class ChatLine:
     shadow: bool = False
 
 
-def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> Forward | None:
+def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> LikeRequested | TopAsked | None:
     """A chat line → the message that serves it, or None (not ours, or ignored)."""
-    from .actors.gateway import Inbound, decode  # the same validation as bus requests
+    from .actors.gateway import decode  # the same validation as bus requests
 
     if line.shadow or not line.username:
         return None
@@ -48,12 +48,12 @@ def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> Forward | 
     word = words[0].casefold()
     to = ReplyTo(None, None, chat_user=line.username, received=time.monotonic())
     if word == cfg.like_command.casefold():
-        decoded = decode(Inbound("like", _json({"username": line.username}), None), namespace)
-        if not isinstance(decoded, Forward) or not isinstance(decoded.message, LikeRequested):
+        decoded = decode(Inbound.of("like", _json({"username": line.username}), None), namespace)
+        if not isinstance(decoded, LikeRequested):
             return None  # a name the contract refuses; say nothing
-        return Forward("rate_buckets", attrs.evolve(decoded.message, reply=attrs.evolve(to, command="like")))
+        return attrs.evolve(decoded, reply=attrs.evolve(to, command="like"))
     if word == cfg.top_command.casefold():
-        return Forward("counter_writer", TopAsked(attrs.evolve(to, command="top_liked"), namespace, "liked", 3))
+        return TopAsked(attrs.evolve(to, command="top_liked"), namespace, "liked", 3)
     return None
 
 

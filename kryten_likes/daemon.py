@@ -210,13 +210,13 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
             return  # the active daemon hears the same line
         line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
                         bool(getattr(event, "shadow", False)))
-        forward = chat_request(line, config.chat, ns)
-        if forward is not None and a.bus.admit():
+        request = chat_request(line, config.chat, ns)
+        if request is not None and a.bus.admit():
             try:
-                a.router.send(forward.to, forward.message)
+                a.router.send(request)
             except MailboxFull as exc:  # not with admission as it is (activation.mailbox_capacity)
                 log.error("%s", exc)
-                await a.bus.reply(wire.error(forward.message.reply, "unavailable", "the daemon is at capacity; retry"))
+                await a.bus.reply(wire.error(request.reply, "unavailable", "the daemon is at capacity; retry"))
 
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)

@@ -194,9 +194,9 @@ class EventFeed:
     async def _route(self, m, epoch: int) -> None:
         ref = EventRef(m.metadata.sequence.stream, m.reply, epoch)
         if m.subject.endswith(".changemedia"):
-            change, to = media_changed(m.data, ref), "playback"
+            change = media_changed(m.data, ref)
         else:
-            change, to = queue_observed(m.data, ref), "counter_writer"
+            change = queue_observed(m.data, ref)
         if change is None:
             log.warning("event %d on %s is unreadable; skipped", ref.stream_seq, m.subject)
             try:
@@ -204,4 +204,4 @@ class EventFeed:
             except (nats.errors.Error, OSError) as exc:
                 log.warning("ack lost: %s", exc)
             return
-        await self.router.send_with_room(to, change)  # waits while the mailbox is down to its reserve
+        await self.router.send_with_room(change)  # waits while the mailbox is down to its reserve

@@ -1,10 +1,13 @@
-"""Every message that travels between actors, and every effect a core asks for.
+"""Every message that travels between actors, and where each goes.
 
 All are frozen, slotted attrs classes whose reprs are valid Python, so a
-Hypothesis failure prints as a program you can paste. A request travels with
-its reply address (``ReplyTo``) from actor to actor, like a pykka envelope:
+Hypothesis failure prints as a program you can paste. A core returns the
+messages it sends; ``routes.MAILBOX`` says which actor takes each.
+A request travels in one envelope (``ReplyTo``: reply subject, correlation
+id, command, arrival time) from actor to actor, like a pykka envelope:
 whoever decides its outcome answers it, and if the actor holding it dies, the
-supervisor answers it with ``internal_error``.
+supervisor answers it with ``internal_error``. Effects (a reply, an ack, a
+batch to store) are not messages: they are in ``effects.py``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Any, Literal
 
 import attrs
 
+from .domain import ApplyItem, Claim, EventRef, Media  # what messages carry
+
 frozen = attrs.frozen  # slots=True, frozen=True, eq, repr
 
 
-# --- addresses and things ---------------------------------------------------
+# --- the envelope ---------------------------------------------------------------
 
 
 @frozen
@@ -31,36 +36,24 @@ class ReplyTo:
     chat_user: str | None = None
 
 
-@frozen
-class Media:
-    video_id: str
-    media_type: str = ""
-    title: str = ""
-    duration_seconds: int | None = None
+# --- requests ----------------------------------------------------------------
 
 
 @frozen
-class EventRef:
-    """A bus event held in the daemon's event stream: its sequence and ack subject."""
+class Inbound:
+    """bus → gateway: a raw request as it came, in its envelope (the envelope's
+    correlation_id is set once the gateway has read and checked it)."""
 
-    stream_seq: int
-    ack_subject: str | None = None
-    epoch: int = 0  # which reading of the stream delivered it (see events.EventFeed)
+    reply: ReplyTo
+    data: bytes
 
+    @classmethod
+    def of(cls, command: str, data: bytes, reply_subject: str | None, received: float = 0.0) -> Inbound:
+        return cls(ReplyTo(reply_subject, None, command, received), data)
 
-@frozen
-class Claim:
-    """A user's like of an item, as the dedupe ledger reserved it."""
-
-    namespace: str
-    video_id: str
-    user: str
-    liked_at: float
-    expires_at: float
-    expected_revision: int = 0  # 0: the claim key must be absent
-
-
-# --- requests, from the gateway -----------------------------------------------
+    @property
+    def command(self) -> str:
+        return self.reply.command or ""
 
 
 @frozen
@@ -213,54 +206,7 @@ class Tick:
     """Time passed: expire, evict, materialise."""
 
 
-# --- effects ------------------------------------------------------------------------
-
-
-@frozen
-class Reply:
-    to: ReplyTo
-    body: dict = attrs.field(hash=False)
-
-
-@frozen
-class Forward:
-    to: Literal["rate_buckets", "playback", "dedupe_ledger", "counter_writer"]
-    message: Any
-
-
-@frozen
-class AckEvent:
-    event: EventRef
-
-
-@frozen
-class Commit:
-    """Store ``writes`` as one atomic batch in ``bucket``; report a CommitFinished."""
-
-    bucket: Literal["analytics", "likes"]
-    group_id: str
-    writes: tuple = ()
-    marker_key: str = ""
-
-
-@frozen
-class PutDocument:
-    """A plain write where the last writer wins by design (materialised rankings)."""
-
-    bucket: Literal["analytics", "likes"]
-    key: str
-    value: dict = attrs.field(hash=False)
-
-
 # --- queue applies and queue events ---------------------------------------------------
-
-
-@frozen
-class ApplyItem:
-    video_id: str
-    media_type: str
-    title: str | None = None
-    duration_seconds: int | None = None
 
 
 @frozen
@@ -341,15 +287,6 @@ class EnqueueAnswered:
     index: int
     ok: bool
     reason: str | None = None
-
-
-@frozen
-class Enqueue:
-    """Effect of apply: ask the bridge to queue ``item`` (kryten-py ``add_media``)."""
-
-    apply_id: str
-    index: int
-    item: ApplyItem
 
 
 @frozen

@@ -104,11 +104,11 @@ class Supervisor:
 
     async def bury(self, shell: ActorShell) -> None:
         try:
-            replies, forwards = shell.orphans()
+            replies, messages = shell.orphans()
         except Exception:  # a broken core must not stop the answers
             log.exception("could not list what %s held", shell.name)
             return
         for to in replies:
             await self.bus.reply(wire.error(to, "internal_error", f"{shell.name} failed with the request inside"))
-        for f in forwards:
-            self.router.send(f.to, f.message)
+        for m in messages:
+            self.router.send(m)

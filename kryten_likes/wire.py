@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from .contract import good_correlation_id  # the rule lives in kryten_likes.contract
-from .messages import Reply, ReplyTo
+from .messages import ReplyTo
+from .effects import Reply
 
 
 def correlation_id_of(data: bytes) -> str | None:

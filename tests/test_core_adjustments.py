@@ -10,7 +10,8 @@ import json
 from hypothesis import given, settings, strategies as st
 
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS
-from kryten_likes.messages import AdjustRequested, Commit, CommitFinished, PlayStarted, ReplyTo, EventRef, TopAsked
+from kryten_likes.messages import AdjustRequested, CommitFinished, EventRef, PlayStarted, ReplyTo, TopAsked
+from kryten_likes.effects import Commit
 from kryten_likes.store import Landed, global_key, item_key, likes_key
 from support.counter_writer_rig import NS, T0, V1, V2, Rig, replies, reserved, to
 
@@ -219,7 +220,7 @@ def test_likes_adjustments_and_foreign_writes_interleaved(script):
             break
         land(flying.pop(0))
     assert rig.like_doc("v1")["like_count"] == truth
-    assert rig.w.held_adjusts() == [] and not rig.w.pending_likes
+    assert rig.w.held_adjusts() == [] and not rig.w.likes.pending
     for subject, body in answered.items():
         if subject.startswith("inbox.a") and body["status"] == "ok":
             assert audits(rig, "likes")[body["audit_key"]]["old"] == body["old"]

@@ -6,7 +6,7 @@ one by hand each.
 from __future__ import annotations
 
 from kryten_likes.actors.analytics_changes import expectations_key
-from kryten_likes.messages import EnqueuesInFlight, EnqueueStarted, QueueConfirmed
+from kryten_likes.messages import EnqueueStarted, EnqueuesInFlight, QueueConfirmed
 
 from support.applies_machine import land_all, machine
 from support.counter_writer_rig import NS
@@ -118,4 +118,4 @@ def test_confirmation_said_twice_and_held_at_a_restart_is_not_carried_as_in_flig
     m.foreign_queue_event("m1")  # someone else queues m1
     m.settle()
     # a-1's m1 and someone else's; the latter stays early behind a phantom enqueue.
-    assert m.queue_count("m1") == 2, (m.writer.enqueues, m.kv.value(expectations_key(NS)))
+    assert m.queue_count("m1") == 2, (m.writer.analytics.enqueues, m.kv.value(expectations_key(NS)))

@@ -13,8 +13,9 @@ from kryten_likes.store.documents import zero_global
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS
 from kryten_likes.clock import iso
 from kryten_likes.messages import (
-    Claim, ClaimsSettled, CommitFinished, EventRef, LikeDuplicate, LikeReserved, PlayStarted, Reply, ReplyTo,
+    Claim, ClaimsSettled, CommitFinished, EventRef, LikeDuplicate, LikeReserved, PlayStarted, ReplyTo,
 )
+from kryten_likes.effects import Reply
 from kryten_likes.store import Landed, dedupe_key, global_key, likes_key
 from support.counter_writer_rig import (
     NS, T0, V1, V2, WINDOW, Rig, claim, claim_doc, replies, reserved, settled, to,

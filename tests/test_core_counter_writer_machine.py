@@ -15,10 +15,11 @@ from kryten_likes.store.documents import zero_global
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
 from kryten_likes.messages import (
-    AckEvent, Commit, CommitFinished, EventRef, Forward, LikeForItem, LikeReserved, Media, PlayStarted,
-    PutDocument, Reply, StatsAsked, TopAsked,
+    CommitFinished, EventRef, LikeForItem, LikeReserved, Media, PlayStarted, StatsAsked, TopAsked,
 )
+from kryten_likes.effects import AckEvent, Commit, PutDocument, Reply
 from kryten_likes.store import Conflict, Landed, global_key, item_key, likes_key, now_playing_key
+from support.effect_router import EffectRouter
 from support.counter_writer_rig import NS, V1, V2, V3, WINDOW, Rig, claim_doc, to
 
 
@@ -56,28 +57,19 @@ class CounterWriterMachine(RuleBasedStateMachine):
     # --- routing -------------------------------------------------------------------
 
     def route(self, effects: list) -> None:
-        queue = list(effects)
-        while queue:
-            e = queue.pop(0)
-            if isinstance(e, Reply):
-                self.record(e)
-            elif isinstance(e, Forward) and e.to == "dedupe_ledger":
-                queue += self.ledger.step(e.message, self.rig.now)
-            elif isinstance(e, Forward) and e.to == "counter_writer":
-                queue += self.rig.step(e.message)
-            elif isinstance(e, AckEvent):
-                self.check_ack(e.event)
-            elif isinstance(e, Commit):
-                self.tainted.discard(e.group_id)
-                if e.bucket == "analytics" or not self.pipelined:
-                    assert all(c.bucket != e.bucket for c in self.in_flight.values()), "two batches of one kind"
-                else:
-                    assert sum(c.bucket == "likes" for c in self.in_flight.values()) < 3, "more likes groups than allowed"
-                self.in_flight[e.group_id] = e
-            elif isinstance(e, PutDocument):
-                pass
-            else:
-                raise AssertionError(f"unexpected effect {e!r}")
+        EffectRouter(
+            {"dedupe_ledger": lambda m: self.ledger.step(m, self.rig.now), "counter_writer": self.rig.step},
+            {Reply: self.record, AckEvent: lambda e: self.check_ack(e.event), Commit: self.sent,
+             PutDocument: lambda e: None},
+        ).route(effects)
+
+    def sent(self, e: Commit) -> None:
+        self.tainted.discard(e.group_id)
+        if e.bucket == "analytics" or not self.pipelined:
+            assert all(c.bucket != e.bucket for c in self.in_flight.values()), "two batches of one kind"
+        else:
+            assert sum(c.bucket == "likes" for c in self.in_flight.values()) < 3, "more likes groups than allowed"
+        self.in_flight[e.group_id] = e
 
     def record(self, r: Reply) -> None:
         subject = r.to.subject
@@ -115,9 +107,9 @@ class CounterWriterMachine(RuleBasedStateMachine):
         reply = to(self.n)
         self.requests[reply.subject] = (media, user)
         if user is None:  # dedupe off for this one
-            self.route([Forward("counter_writer", LikeReserved(reply, NS, media, None))])
+            self.route([LikeReserved(reply, NS, media, None)])
         else:
-            self.route([Forward("dedupe_ledger", LikeForItem(reply, NS, user, media))])
+            self.route([LikeForItem(reply, NS, user, media)])
 
     @rule(media=st.sampled_from(ITEMS), numbered=st.booleans())
     def play(self, media: Media, numbered: bool) -> None:
@@ -128,14 +120,14 @@ class CounterWriterMachine(RuleBasedStateMachine):
             self.next_seq += 1
         else:
             self.unnumbered[media.video_id] += 1
-        self.route([Forward("counter_writer", PlayStarted(NS, media, self.rig.now, ev))])
+        self.route([PlayStarted(NS, media, self.rig.now, ev)])
 
     @precondition(lambda self: self.delivered)
     @rule(data=st.data())
     def redeliver(self, data) -> None:
         seq = data.draw(st.sampled_from(sorted(self.delivered)))
-        self.route([Forward("counter_writer", PlayStarted(NS, self.delivered[seq], self.rig.now,
-                                                          EventRef(seq, f"ack.{seq}.again")))])
+        self.route([PlayStarted(NS, self.delivered[seq], self.rig.now,
+                                                          EventRef(seq, f"ack.{seq}.again"))])
 
     @rule()
     def flush(self) -> None:

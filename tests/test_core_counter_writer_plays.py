@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from kryten_likes.store.documents import zero_global
 from kryten_likes.clock import iso
-from kryten_likes.messages import AckEvent, EventPassed, EventRef, PlayStarted
+from kryten_likes.messages import EventPassed, EventRef, PlayStarted
+from kryten_likes.effects import AckEvent
 from kryten_likes.store import global_key, item_key, now_playing_key
 from support.counter_writer_rig import NS, T0, V1, V2, Rig
 

@@ -8,9 +8,8 @@ import pytest
 
 from kryten_likes.store.documents import zero_global
 from kryten_likes.clock import iso
-from kryten_likes.messages import (
-    EventRef, Media, PlayStarted, PutDocument, ReplyTo, StatsAsked, Tick, TopAsked,
-)
+from kryten_likes.messages import EventRef, Media, PlayStarted, ReplyTo, StatsAsked, Tick, TopAsked
+from kryten_likes.effects import PutDocument
 from kryten_likes.store import StoredEntry, global_key, ranking_key
 from support.counter_writer_rig import NS, T0, V1, V2, V3, Rig, reserved, to
 

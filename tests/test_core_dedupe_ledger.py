@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
 from kryten_likes.messages import (
-    Claim, ClaimsSettled, Forward, LikeDuplicate, LikeForItem, LikeReserved, Media, ReplyTo, Tick,
+    Claim, ClaimsSettled, LikeDuplicate, LikeForItem, LikeReserved, Media, ReplyTo, Tick,
 )
 
 T0 = 1_767_225_600.0
@@ -34,13 +34,13 @@ def like(n: int, user: str = "alice", media: Media = V1, ns: str = "ns1") -> Lik
     return LikeForItem(to(n), ns, user, media)
 
 
-def reserved(n: int, user: str, media: Media, at: float, ns: str = "ns1") -> Forward:
-    return Forward("counter_writer", LikeReserved(to(n), ns, media,
-                                                  Claim(ns, media.video_id, user, at, at + W), user))
+def reserved(n: int, user: str, media: Media, at: float, ns: str = "ns1") -> LikeReserved | LikeDuplicate:
+    return LikeReserved(to(n), ns, media,
+                                                  Claim(ns, media.video_id, user, at, at + W), user)
 
 
-def dup(n: int, media: Media = V1, ns: str = "ns1", user: str = "alice") -> Forward:
-    return Forward("counter_writer", LikeDuplicate(to(n), ns, media, user))
+def dup(n: int, media: Media = V1, ns: str = "ns1", user: str = "alice") -> LikeReserved | LikeDuplicate:
+    return LikeDuplicate(to(n), ns, media, user)
 
 
 # --- unit tests -------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_first_like_reserves_with_a_claim_for_the_window():
     led = DedupeLedger(W)
     [fwd] = led.step(like(1), T0)
     assert fwd == reserved(1, "alice", V1, T0)
-    claim = fwd.message.claim
+    claim = fwd.claim
     assert (claim.liked_at, claim.expires_at, claim.expected_revision) == (T0, T0 + W, 0)
     assert ("ns1", "v1", "alice") in led.reserved
 
@@ -58,7 +58,7 @@ def test_first_like_reserves_with_a_claim_for_the_window():
 def test_like_after_confirm_is_duplicate_until_expiry():
     led = DedupeLedger(W)
     [fwd] = led.step(like(1), T0)
-    assert led.step(ClaimsSettled(confirmed=(fwd.message.claim,)), T0 + 1) == []
+    assert led.step(ClaimsSettled(confirmed=(fwd.claim,)), T0 + 1) == []
     assert led.reserved == {}
     assert led.step(like(2), T0 + 2) == [dup(2)]
     assert led.step(like(3), T0 + W - 0.001) == [dup(3)]
@@ -69,7 +69,7 @@ def test_like_after_confirm_is_duplicate_until_expiry():
 def test_other_user_item_or_namespace_is_another_key():
     led = DedupeLedger(W)
     [fwd] = led.step(like(1), T0)
-    led.step(ClaimsSettled(confirmed=(fwd.message.claim,)), T0)
+    led.step(ClaimsSettled(confirmed=(fwd.claim,)), T0)
     assert led.step(like(2, "bob"), T0) == [reserved(2, "bob", V1, T0)]
     assert led.step(like(3, "alice", V2), T0) == [reserved(3, "alice", V2, T0)]
     assert led.step(like(4, "alice", V1, ns="ns2"), T0) == [reserved(4, "alice", V1, T0, ns="ns2")]
@@ -80,10 +80,10 @@ def test_waiters_become_duplicates_when_the_reservation_is_confirmed():
     [fwd] = led.step(like(1), T0)
     assert led.step(like(2), T0 + 1) == []
     assert led.step(like(3), T0 + 2) == []
-    assert led.in_hand() == [to(2), to(3)]
-    out = led.step(ClaimsSettled(confirmed=(fwd.message.claim,)), T0 + 3)
+    assert led.held_requests() == [to(2), to(3)]
+    out = led.step(ClaimsSettled(confirmed=(fwd.claim,)), T0 + 3)
     assert out == [dup(2), dup(3)]
-    assert led.in_hand() == [] and led.reserved == {}
+    assert led.held_requests() == [] and led.reserved == {}
 
 
 def test_first_waiter_takes_a_released_reservation_the_rest_keep_waiting():
@@ -91,19 +91,19 @@ def test_first_waiter_takes_a_released_reservation_the_rest_keep_waiting():
     [fwd] = led.step(like(1), T0)
     led.step(like(2), T0 + 1)
     led.step(like(3), T0 + 2)
-    out = led.step(ClaimsSettled(released=(fwd.message.claim,)), T0 + 5)
+    out = led.step(ClaimsSettled(released=(fwd.claim,)), T0 + 5)
     # A new claim, dated when it was reserved again.
     assert out == [reserved(2, "alice", V1, T0 + 5)]
-    assert led.in_hand() == [to(3)]
+    assert led.held_requests() == [to(3)]
     # ... and when that one is confirmed, the last waiter is a duplicate.
-    assert led.step(ClaimsSettled(confirmed=(out[0].message.claim,)), T0 + 6) == [dup(3)]
+    assert led.step(ClaimsSettled(confirmed=(out[0].claim,)), T0 + 6) == [dup(3)]
     assert led.reserved == {}
 
 
 def test_release_without_waiters_frees_the_key():
     led = DedupeLedger(W)
     [fwd] = led.step(like(1), T0)
-    assert led.step(ClaimsSettled(released=(fwd.message.claim,)), T0) == []
+    assert led.step(ClaimsSettled(released=(fwd.claim,)), T0) == []
     assert led.reserved == {} and led.claims == {}
     assert led.step(like(2), T0 + 1) == [reserved(2, "alice", V1, T0 + 1)]
 
@@ -114,7 +114,7 @@ def test_one_settlement_can_confirm_and_release_many():
     [b] = led.step(like(2, "bob"), T0)
     led.step(like(3, "alice"), T0)
     led.step(like(4, "bob"), T0)
-    out = led.step(ClaimsSettled(confirmed=(a.message.claim,), released=(b.message.claim,)), T0 + 1)
+    out = led.step(ClaimsSettled(confirmed=(a.claim,), released=(b.claim,)), T0 + 1)
     assert out == [dup(3), reserved(4, "bob", V1, T0 + 1)]
 
 
@@ -148,9 +148,9 @@ def test_expired_claims_are_swept_at_most_every_sweep_interval_but_never_answere
 def test_reconfirmed_key_is_not_expired_by_its_old_expiry():
     led = DedupeLedger(W)
     [a] = led.step(like(1), T0)
-    led.step(ClaimsSettled(confirmed=(a.message.claim,)), T0)
+    led.step(ClaimsSettled(confirmed=(a.claim,)), T0)
     [b] = led.step(like(2), T0 + W)  # the old claim ran out
-    led.step(ClaimsSettled(confirmed=(b.message.claim,)), T0 + W)
+    led.step(ClaimsSettled(confirmed=(b.claim,)), T0 + W)
     led.step(Tick(), T0 + W + 1)  # the old expiry (T0 + W) is past; the new one holds
     assert led.claims == {("ns1", "v1", "alice"): T0 + 2 * W}
     assert led.step(like(3), T0 + W + 2) == [dup(3)]
@@ -160,7 +160,7 @@ def test_confirmed_with_the_stored_expiry_uses_it():
     # After a KV conflict the writer confirms with the expiry KV holds.
     led = DedupeLedger(W)
     [a] = led.step(like(1), T0)
-    stored = attrs.evolve(a.message.claim, expires_at=T0 + 5)
+    stored = attrs.evolve(a.claim, expires_at=T0 + 5)
     led.step(ClaimsSettled(confirmed=(stored,)), T0)
     assert led.step(like(2), T0 + 4) == [dup(2)]
     assert led.step(like(3), T0 + 5) == [reserved(3, "alice", V1, T0 + 5)]
@@ -169,7 +169,7 @@ def test_confirmed_with_the_stored_expiry_uses_it():
 def test_disabled_forwards_every_like_without_a_claim():
     led = DedupeLedger(W, enabled=False)
     for n in range(1, 4):
-        assert led.step(like(n), T0) == [Forward("counter_writer", LikeReserved(to(n), "ns1", V1, None, "alice"))]
+        assert led.step(like(n), T0) == [LikeReserved(to(n), "ns1", V1, None, "alice")]
     assert led.reserved == {} and led.claims == {}
 
 
@@ -177,7 +177,7 @@ def test_usernames_are_keys_as_given():
     # Folding (NFKC + casefold) is the gateway's job; the ledger compares as given.
     led = DedupeLedger(W)
     [a] = led.step(like(1, "strasse"), T0)
-    led.step(ClaimsSettled(confirmed=(a.message.claim,)), T0)
+    led.step(ClaimsSettled(confirmed=(a.claim,)), T0)
     assert led.step(like(2, "strasse"), T0) == [dup(2, user="strasse")]
     assert led.step(like(3, "straße"), T0) == [reserved(3, "straße", V1, T0)]
 
@@ -214,12 +214,12 @@ class DedupeMachine(RuleBasedStateMachine):
         exp = self.confirmed.get(key)
         return exp is not None and exp > self.now
 
-    def _expect_reserve(self, key: tuple, reply: ReplyTo, media: Media, effect: Forward) -> None:
+    def _expect_reserve(self, key: tuple, reply: ReplyTo, media: Media, effect: object) -> None:
         assert key not in self.outstanding, f"two reservations for {key}"
         expected = LikeReserved(reply, "ns1", media, Claim("ns1", media.video_id, key[2], self.now, self.now + W),
                                 key[2])
-        assert effect == Forward("counter_writer", expected), effect
-        self.outstanding[key] = effect.message.claim
+        assert effect == expected, effect
+        self.outstanding[key] = effect.claim
         self._answer(reply)
 
     def _answer(self, reply: ReplyTo) -> None:
@@ -234,10 +234,10 @@ class DedupeMachine(RuleBasedStateMachine):
         key = ("ns1", media.video_id, user)
         out = self.ledger.step(LikeForItem(reply, "ns1", user, media), self.now)
         if not self.ledger.enabled:
-            assert out == [Forward("counter_writer", LikeReserved(reply, "ns1", media, None, user))]
+            assert out == [LikeReserved(reply, "ns1", media, None, user)]
             self._answer(reply)
         elif self.live(key):
-            assert out == [Forward("counter_writer", LikeDuplicate(reply, "ns1", media, user))]
+            assert out == [LikeDuplicate(reply, "ns1", media, user)]
             self._answer(reply)
         elif key in self.outstanding:
             assert out == []
@@ -277,7 +277,7 @@ class DedupeMachine(RuleBasedStateMachine):
         assert len(out) == len(expected_dups) + len(expected_reserves), out
         for (key, reply), effect in zip(expected_dups, out):
             media = next(m for m in ITEMS if m.video_id == key[1])
-            assert effect == Forward("counter_writer", LikeDuplicate(reply, "ns1", media, key[2])), effect
+            assert effect == LikeDuplicate(reply, "ns1", media, key[2]), effect
             self._answer(reply)
         for (key, reply), effect in zip(expected_reserves, out[len(expected_dups):]):
             media = next(m for m in ITEMS if m.video_id == key[1])
@@ -303,7 +303,7 @@ class DedupeMachine(RuleBasedStateMachine):
             return
         assert set(self.ledger.reserved) == set(self.outstanding)
         assert {k: [w.reply for w in q] for k, q in self.ledger.reserved.items() if q} == self.waiters
-        assert sorted(self.ledger.in_hand(), key=repr) == sorted(
+        assert sorted(self.ledger.held_requests(), key=repr) == sorted(
             (r for q in self.waiters.values() for r in q), key=repr)
 
     @invariant()

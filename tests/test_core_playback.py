@@ -12,9 +12,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from kryten_likes.actors.playback import NowPlaying, Playback
 from kryten_likes.clock import iso
 from kryten_likes.messages import (
-    EventPassed, EventRef, Forward, LikeAllowed, LikeForItem, Media, MediaChanged, NowPlayingAsked,
-    PlayStarted, Reply, ReplyTo, Rewind,
+    EventPassed, EventRef, LikeAllowed, LikeForItem, Media, MediaChanged, NowPlayingAsked, PlayStarted,
+    ReplyTo, Rewind,
 )
+from kryten_likes.effects import Reply
 
 T0 = 1_767_225_600.0
 X = Media("x1", "yt", "Song X", 200)
@@ -54,10 +55,10 @@ def test_transition_table(state, media, t, new):
     pb = playing(state)
     out = pb.step(MediaChanged(media, t, ev(7)), T0)
     if new:
-        assert out == [Forward("counter_writer", PlayStarted("ns1", media, T0, ev(7)))]
+        assert out == [PlayStarted("ns1", media, T0, ev(7))]
         assert pb.current == NowPlaying(media, T0)
     else:
-        assert out == [Forward("counter_writer", EventPassed(ev(7)))]
+        assert out == [EventPassed(ev(7))]
         assert pb.current == NowPlaying(state, T0 - 50)  # started_at kept from the real start
     assert pb.last_seq == 7
 
@@ -66,7 +67,7 @@ def test_transition_table(state, media, t, new):
 def test_transition_table_without_event(state, media, t, new):
     pb = playing(state)
     out = pb.step(MediaChanged(media, t, None), T0)
-    assert out == ([Forward("counter_writer", PlayStarted("ns1", media, T0, None))] if new else [])
+    assert out == ([PlayStarted("ns1", media, T0, None)] if new else [])
     assert pb.last_seq == 0
 
 
@@ -90,16 +91,16 @@ def test_like_for_something_else_is_not_current_with_what_plays():
 @pytest.mark.parametrize("video_id", [None, "x1"])
 def test_like_for_what_plays_goes_to_the_ledger(video_id):
     out = playing(X).step(allowed(1, video_id, "bob"), T0)
-    assert out == [Forward("dedupe_ledger", LikeForItem(ReplyTo("inbox.1", "c1"), "ns1", "bob", X))]
+    assert out == [LikeForItem(ReplyTo("inbox.1", "c1"), "ns1", "bob", X)]
 
 
 def test_like_follows_the_current_item():
     pb = playing(None)
     pb.step(MediaChanged(X, 0.0, ev(1)), T0)
-    assert pb.step(allowed(1), T0)[0].message.media == X
+    assert pb.step(allowed(1), T0)[0].media == X
     pb.step(MediaChanged(Y, 3.0, ev(2)), T0 + 1)
     assert pb.step(allowed(2, "x1"), T0 + 1)[0].body["video_id"] == "y1"
-    assert pb.step(allowed(3), T0 + 1)[0].message.media == Y
+    assert pb.step(allowed(3), T0 + 1)[0].media == Y
 
 
 # --- now playing ------------------------------------------------------------------------------------
@@ -126,10 +127,10 @@ def test_event_already_seen_passes_and_is_not_a_play():
     pb.step(MediaChanged(X, 0.0, ev(5)), T0)
     # A redelivery of seq 5, or anything older, changes nothing even if it would be a play.
     for seq, media in [(5, X), (3, Y), (1, X)]:
-        assert pb.step(MediaChanged(media, 0.0, ev(seq)), T0 + 1) == [Forward("counter_writer", EventPassed(ev(seq)))]
+        assert pb.step(MediaChanged(media, 0.0, ev(seq)), T0 + 1) == [EventPassed(ev(seq))]
         assert pb.current == NowPlaying(X, T0) and pb.last_seq == 5
     assert pb.step(MediaChanged(Y, 0.0, ev(6)), T0 + 2) == [
-        Forward("counter_writer", PlayStarted("ns1", Y, T0 + 2, ev(6)))]
+        PlayStarted("ns1", Y, T0 + 2, ev(6))]
 
 
 def test_event_that_is_no_play_still_advances_last_seq():
@@ -137,7 +138,7 @@ def test_event_that_is_no_play_still_advances_last_seq():
     pb.step(MediaChanged(X, 0.0, ev(1)), T0)
     pb.step(MediaChanged(X, 9.0, ev(2)), T0)
     assert pb.last_seq == 2
-    assert pb.step(MediaChanged(Y, 0.0, ev(2)), T0) == [Forward("counter_writer", EventPassed(ev(2)))]
+    assert pb.step(MediaChanged(Y, 0.0, ev(2)), T0) == [EventPassed(ev(2))]
 
 
 def test_rewind_resets_state_and_events_are_judged_again():
@@ -149,9 +150,9 @@ def test_rewind_resets_state_and_events_are_judged_again():
     assert pb.step(Rewind(X, T0, 1), T0 + 21) == []
     assert (pb.current, pb.last_seq) == (NowPlaying(X, T0), 1)
     assert pb.step(MediaChanged(Y, 0.0, ev(2)), T0 + 22) == [
-        Forward("counter_writer", PlayStarted("ns1", Y, T0 + 22, ev(2)))]
+        PlayStarted("ns1", Y, T0 + 22, ev(2))]
     assert pb.step(MediaChanged(X, 0.0, ev(3)), T0 + 22) == [
-        Forward("counter_writer", PlayStarted("ns1", X, T0 + 22, ev(3)))]
+        PlayStarted("ns1", X, T0 + 22, ev(3))]
     # Rewind to nothing.
     pb.step(Rewind(None, 0.0, 0), T0 + 30)
     assert pb.current is None and pb.last_seq == 0
@@ -161,7 +162,7 @@ def test_rewind_resets_state_and_events_are_judged_again():
 def test_rewind_then_resent_media_is_not_a_play():
     pb = playing(None)
     pb.step(Rewind(X, T0, 4), T0 + 5)
-    assert pb.step(MediaChanged(X, 44.0, ev(5)), T0 + 6) == [Forward("counter_writer", EventPassed(ev(5)))]
+    assert pb.step(MediaChanged(X, 44.0, ev(5)), T0 + 6) == [EventPassed(ev(5))]
 
 
 def test_unknown_message_raises():
@@ -191,24 +192,24 @@ class PlaybackMachine(RuleBasedStateMachine):
 
     def _judge(self, media: Media, t: float, event: EventRef | None) -> list:
         if event is not None and event.stream_seq <= self.last_seq:
-            return [Forward("counter_writer", EventPassed(event))]
+            return [EventPassed(event)]
         if event is not None:
             self.last_seq = event.stream_seq
         cur = self.current
         same = cur is not None and (cur[0].video_id, cur[0].media_type) == (media.video_id, media.media_type)
         if same and t > 0:
-            return [Forward("counter_writer", EventPassed(event))] if event is not None else []
+            return [EventPassed(event)] if event is not None else []
         self.current = (media, self.now)
         self.plays[(media.video_id, media.media_type)] += 1
-        return [Forward("counter_writer", PlayStarted("ns1", media, self.now, event))]
+        return [PlayStarted("ns1", media, self.now, event)]
 
     def _send(self, media: Media, t: float, event: EventRef | None) -> None:
         expected = self._judge(media, t, event)
         out = self.pb.step(MediaChanged(media, t, event), self.now)
         assert out == expected, (out, expected)
         for eff in out:
-            if isinstance(eff.message, PlayStarted):
-                self.seen_plays[(eff.message.media.video_id, eff.message.media.media_type)] += 1
+            if isinstance(eff, PlayStarted):
+                self.seen_plays[(eff.media.video_id, eff.media.media_type)] += 1
 
     @rule(media=st.sampled_from(MEDIA), t=st.sampled_from(TIMES), with_event=st.booleans())
     def change_media(self, media: Media, t: float, with_event: bool) -> None:
@@ -244,8 +245,8 @@ class PlaybackMachine(RuleBasedStateMachine):
             assert out.body["error"] == "not_current"
             assert out.body["video_id"] == self.current[0].video_id
         else:
-            assert out == Forward("dedupe_ledger", LikeForItem(allowed(self.n).reply, "ns1", "alice",
-                                                               self.current[0]))
+            assert out == LikeForItem(allowed(self.n).reply, "ns1", "alice",
+                                                               self.current[0])
 
     @rule()
     def now_playing(self) -> None:

@@ -18,7 +18,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from kryten_likes.actors.rate_buckets import RateBuckets, RatePolicy
 from kryten_likes.clock import FakeClock
-from kryten_likes.messages import Forward, LikeAllowed, LikeRequested, Reply, ReplyTo, Tick
+from kryten_likes.messages import LikeAllowed, LikeRequested, ReplyTo, Tick
+from kryten_likes.effects import Reply
 
 T0 = 1_767_225_600.0  # FakeClock's start
 
@@ -85,7 +86,7 @@ def test_sustained_rate_is_rate_per_minute():
 def test_step_forwards_allowed_like_to_playback():
     rb = RateBuckets(RatePolicy(6.0, 1))
     msg = like("alice", 1, video_id="v1")
-    assert rb.step(msg, T0) == [Forward("playback", LikeAllowed(msg.reply, "ns1", "alice", "v1"))]
+    assert rb.step(msg, T0) == [LikeAllowed(msg.reply, "ns1", "alice", "v1")]
 
 
 def test_step_limited_reply_is_the_contract_error():
@@ -107,7 +108,7 @@ def test_waiting_retry_after_seconds_is_enough():
     [r] = rb.step(like("u", 2), T0 + 1.0)  # real wait 7.5714285..., reported 7.571
     retry = r.body["retry_after_seconds"]
     [again] = rb.step(like("u", 3), T0 + 1.0 + retry)
-    assert isinstance(again, Forward), f"told to wait {retry}s, waited that long, got {again.body}"
+    assert isinstance(again, LikeAllowed), f"told to wait {retry}s, waited that long, got {again.body}"
 
 
 def test_refused_like_never_says_retry_after_zero():
@@ -121,8 +122,8 @@ def test_refused_like_never_says_retry_after_zero():
 def test_every_like_takes_a_token_before_anything_else():
     # Duplicates and likes for the wrong item are decided later; here they still cost.
     rb = RateBuckets(RatePolicy(6.0, 2))
-    assert isinstance(rb.step(like("u", 1, "v1"), T0)[0], Forward)
-    assert isinstance(rb.step(like("u", 2, "v1"), T0)[0], Forward)
+    assert isinstance(rb.step(like("u", 1, "v1"), T0)[0], LikeAllowed)
+    assert isinstance(rb.step(like("u", 2, "v1"), T0)[0], LikeAllowed)
     [r] = rb.step(like("u", 3, "other"), T0)
     assert r.body["error"] == "rate_limited"
 
@@ -239,7 +240,7 @@ class RateBucketsMachine(RuleBasedStateMachine):
             self.n += 1
             [effect] = self.rb.step(like(user, self.n), float(self.now))
             if expected is None:
-                assert isinstance(effect, Forward) and effect.to == "playback", effect
+                assert isinstance(effect, LikeAllowed), effect
             else:
                 assert effect.body["error"] == "rate_limited", effect
                 assert abs(effect.body["retry_after_seconds"] - float(expected)) <= 5e-4  # rounded to ms

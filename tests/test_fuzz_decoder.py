@@ -3,7 +3,7 @@
 
 Marked ``fuzz`` (CI runs it briefly by default). Properties:
 
-- ``decode`` never raises and returns a ``Forward`` or an ``invalid_request``
+- ``decode`` never raises and returns the message for the actor that answers (``routes.MAILBOX``) or an ``invalid_request``
   ``Reply`` naming a field; whatever it forwards respects the contract's
   limits (namespace regex, folded user of 1-64 characters without control
   characters, ids of 1-1000 characters, limit 1-100) and carries the request's
@@ -32,7 +32,9 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 
 from kryten_likes.actors import gateway
 from kryten_likes.actors.gateway import fits_key, Inbound, decode, fold_user
-from kryten_likes.messages import AdjustRequested, Forward, LikeRequested, Reply, StatsAsked, TopAsked
+from kryten_likes.messages import AdjustRequested, LikeRequested, StatsAsked, TopAsked
+from kryten_likes.effects import Reply
+from kryten_likes.routes import mailbox_of
 from kryten_likes.store import keys
 from kryten_likes.store.keys import (
     KeyError_, decode_token, dedupe_key, encode_token, global_key, item_key, likes_key, now_playing_key,
@@ -83,7 +85,7 @@ field_value = st.one_of(
 )
 object_body = st.dictionaries(st.one_of(st.sampled_from(FIELDS), nasty_text), field_value, max_size=6)
 # Mostly well-formed requests with one or two fields gone wrong: these reach the
-# field checks (and the Forward path) far more often than random objects.
+# field checks (and the path to the actors) far more often than random objects.
 plausible = st.one_of(nasty_text, st.sampled_from(["alice", "v1", "c-1", "default", "ns-2"]))
 plausible_body = st.fixed_dictionaries({}, optional={
     "username": st.one_of(plausible, field_value),
@@ -165,7 +167,7 @@ def _check_forwarded(msg, body: dict) -> None:
 @example(command="stats", data=b'{"namespace": "abc\\n"}', reply_subject="r")
 @example(command="top_liked", data=b'{"limit": 100.0}', reply_subject="r")
 def test_decode_never_raises_and_answers_or_forwards(command, data, reply_subject):
-    out = decode(Inbound(command, data, reply_subject), DEFAULT_NS)
+    out = decode(Inbound.of(command, data, reply_subject), DEFAULT_NS)
     cid = _valid_cid(data) if len(data) <= MAX_BODY else None
     if isinstance(out, Reply):
         assert (out.to.subject, out.to.correlation_id) == (reply_subject, cid), out
@@ -177,12 +179,12 @@ def test_decode_never_raises_and_answers_or_forwards(command, data, reply_subjec
         assert re.fullmatch(r"[a-z_]+(\[\d+\](\.[a-z_]+)?)?", field), body
         json.dumps(body, ensure_ascii=False).encode("utf-8")  # the reply can go out
         return
-    assert isinstance(out, Forward), out
+    assert mailbox_of(out) != "gateway", out  # a message for the actor that answers it
     assert command in gateway.COMMANDS, (command, out)
     assert len(data) <= MAX_BODY
     body = json.loads(data.decode("utf-8")) if data else {}
     assert isinstance(body, dict)
-    msg = out.message
+    msg = out
     event(f"forwarded: {type(msg).__name__}")
     assert (msg.reply.subject, msg.reply.correlation_id) == (reply_subject, cid), msg
     _check_forwarded(msg, body)
@@ -197,12 +199,12 @@ def test_decode_refuses_every_bad_namespace_and_keeps_every_good_one(ns, command
     data = json.dumps({"namespace": ns, "username": "u", "playlist_id": "p",
                        "items": [{"video_id": "v", "type": "yt"}],
                        "video_id": "v", "like_count": 1, "reason": "r"}).encode()
-    out = decode(Inbound(command, data, "r"), DEFAULT_NS)
+    out = decode(Inbound.of(command, data, "r"), DEFAULT_NS)
     good = ns is None or (isinstance(ns, str) and NS_RE.fullmatch(ns) is not None)
     if good:
-        assert isinstance(out, Forward), out
-        if hasattr(out.message, "namespace"):
-            assert out.message.namespace == (ns or DEFAULT_NS)
+        assert not isinstance(out, Reply), out
+        if hasattr(out, "namespace"):
+            assert out.namespace == (ns or DEFAULT_NS)
     else:
         assert isinstance(out, Reply) and out.body["error"] == "invalid_request", out
         assert out.body["detail"].startswith("namespace"), out.body
@@ -215,16 +217,15 @@ def test_decode_refuses_every_bad_namespace_and_keeps_every_good_one(ns, command
 @example(name="ß" * 33, cid=None)  # 33 characters, 66 after casefold
 def test_like_username_is_folded_then_limited(name, cid):
     data = json.dumps({"username": name, "correlation_id": cid}).encode()
-    out = decode(Inbound("like", data, "r"), DEFAULT_NS)
+    out = decode(Inbound.of("like", data, "r"), DEFAULT_NS)
     folded = unicodedata.normalize("NFKC", name).casefold()  # docs/contract.md, written out again
     cats = {unicodedata.category(c) for c in folded}
     if not 1 <= len(folded) <= 64 or "Cc" in cats:
         assert isinstance(out, Reply) and out.body["detail"].startswith("username"), out
     elif cats & {"Cf", "Co", "Cn"}:  # "control characters": the contract leaves these open
-        assert isinstance(out, Forward) or out.body["detail"].startswith("username"), out
+        assert isinstance(out, LikeRequested) or out.body["detail"].startswith("username"), out
     else:
-        assert isinstance(out, Forward), out
-        msg = out.message
+        msg = out
         assert isinstance(msg, LikeRequested), msg
         assert (msg.reply.subject, msg.reply.correlation_id, msg.namespace, msg.user, msg.video_id) == \
             ("r", cid, DEFAULT_NS, folded, None), msg
@@ -326,7 +327,7 @@ def test_an_invalid_namespace_raises(ns, vid):
                                   b'{"username": "u", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"])
 def test_decode_survives_deep_nesting(data):
     assert len(data) <= MAX_BODY
-    out = decode(Inbound("like", data, "r"), DEFAULT_NS)
+    out = decode(Inbound.of("like", data, "r"), DEFAULT_NS)
     assert isinstance(out, Reply) and out.body["error"] == "invalid_request", out
 
 
@@ -334,7 +335,7 @@ def test_decode_survives_deep_nesting(data):
 def test_decoded_correlation_id_can_be_sent_back(command):
     # A lone surrogate cannot be carried back in UTF-8 JSON: the request is
     # refused naming correlation_id, and the reply carries none.
-    out = decode(Inbound(command, b'{"correlation_id": "\\ud800"}', "r"), DEFAULT_NS)
+    out = decode(Inbound.of(command, b'{"correlation_id": "\\ud800"}', "r"), DEFAULT_NS)
     assert isinstance(out, Reply), out
     assert out.to.correlation_id is None and out.body["correlation_id"] is None, out
     assert (out.body["error"], out.body["detail"].split(":")[0]) == ("invalid_request", "correlation_id"), out
@@ -358,7 +359,7 @@ def test_ids_whose_keys_would_not_fit_a_nats_subject_are_refused(vid):
     # a 4-5 KB key, over nats-server's 4 KiB protocol line: such ids are refused
     # (invalid_request naming the field), never sent to the server.
     assert not fits_key(vid)
-    out = decode(Inbound("like", json.dumps({"username": "u", "video_id": vid}).encode(), "r"), DEFAULT_NS)
+    out = decode(Inbound.of("like", json.dumps({"username": "u", "video_id": vid}).encode(), "r"), DEFAULT_NS)
     assert isinstance(out, Reply) and out.body["detail"].startswith("video_id"), out
     longest = "é" * 1000  # 2-byte characters still fit
     assert fits_key(longest)

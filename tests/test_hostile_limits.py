@@ -14,7 +14,7 @@ from conftest import playing
 from kryten_likes.actors import rate_buckets
 from kryten_likes.actors.rate_buckets import RateBuckets, RatePolicy
 from kryten_likes.config import Config, ConfigError
-from kryten_likes.messages import Forward, LikeRequested, ReplyTo, Tick
+from kryten_likes.messages import LikeAllowed, LikeRequested, ReplyTo, Tick
 from kryten_likes.store import LIKES_BUCKET, likes_key
 from support.hostile import T0, concurrently, hostile_config
 
@@ -75,7 +75,7 @@ def _offer(policy: RatePolicy, names: int, per_second: float, start: float, tick
             step(Tick(), next_tick)
             peak_after_tick = max(peak_after_tick, len(rb))
             next_tick += tick
-        if type(step(LikeRequested(to, "ns", f"user{i}", None), now)[0]) is Forward:
+        if type(step(LikeRequested(to, "ns", f"user{i}", None), now)[0]) is LikeAllowed:
             allowed += 1
         size = len(rb)
         if size > peak:

@@ -134,7 +134,8 @@ def test_chat_like_counts_and_the_bot_answers_sparingly(harness):
 def test_reply_metrics_count_each_outcome_and_bucket_each_latency():
     import time as _time
 
-    from kryten_likes.messages import Reply, ReplyTo
+    from kryten_likes.effects import Reply
+    from kryten_likes.messages import ReplyTo
     from kryten_likes.operations import Metrics
 
     m = Metrics(lambda: {"global": {}, "in_flight": 0, "kv_conflicts": 0, "kv_lost": 0, "restarts": {},

@@ -35,24 +35,26 @@ KV holds and the correction is tried again from there, so the reply's
 ``old`` is the value it really replaced. After ``MAX_CONFLICTS`` in a row
 the request is answered ``internal_error``.
 
-``CounterWriter`` takes these methods as a mixin, as it takes ``LikeGroups``.
+``Corrections`` is one of the counter writer's committers (counter_writer.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import attrs
 
 from .. import wire
 from ..clock import iso
-from ..messages import AdjustRequested, Commit
+from ..messages import AdjustRequested
+from ..effects import Commit
 from ..store.values import Conflict, KvWrite, Landed, StoredEntry
-from ..store.keys import item_key, likes_key
 from ..store import documents as docs
-from ..store.keys import audit_key
-from .like_groups import MAX_CONFLICTS, Group
+from ..store.keys import audit_key, item_key, likes_key
+from .groups import FENCED, MAX_CONFLICTS, CorrectionGroup, GroupsInFlight
+from .read_model import ReadModel
 
 
 @attrs.frozen
@@ -85,42 +87,48 @@ def audit_value(r: AdjustRequested, old: int, now: float, batch: str) -> dict:
             "schema_version": docs.SCHEMA, "batch": batch}
 
 
-class Adjustments:
-    pending_adjusts: deque[Adjustment]
+class Corrections:
+    """Operators' corrections waiting to be stored, and their outcomes."""
 
-    def _adjust_asked(self, msg: AdjustRequested, now: float) -> list:
-        self.pending_adjusts.append(Adjustment(msg, audit_key(msg.namespace, record_id(now, self._new_id()))))
+    def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str]) -> None:
+        self.read = read
+        self.flying = flying  # shared with the other committers
+        self.new_id = new_id
+        self.pending: deque[Adjustment] = deque()
+
+    def take(self, msg: AdjustRequested, now: float) -> list:
+        self.pending.append(Adjustment(msg, audit_key(msg.namespace, record_id(now, self.new_id()))))
         return []
 
-    def held_adjusts(self) -> list[AdjustRequested]:
+    def held(self) -> list[AdjustRequested]:
         """Corrections not answered yet (the supervisor answers them if the writer dies)."""
-        flying = [a for g in self.in_flight.values() if g.kind == "adjust" for a, _ in g.changes]
-        return [a.request for a in [*self.pending_adjusts, *flying]]
+        flying = [g.correction for g in self.flying.of_kind(CorrectionGroup)]
+        return [a.request for a in [*self.pending, *flying]]
 
     def _busy(self, a: Adjustment) -> bool:
-        if a.bucket == "analytics" and "analytics" in self.in_flight:
+        if a.bucket == "analytics" and self.flying.in_bucket("analytics"):
             return True  # one analytics batch at a time: plays' documents are drafted from the book
-        return any(a.key in g.values for g in self.in_flight.values())
+        return self.flying.writing(a.key)
 
-    def _adjust_groups(self, now: float) -> list[Commit]:
+    def groups(self, now: float) -> list[Commit]:
         """A batch for every correction whose document no group in flight
         writes; a later correction of a waiting document waits behind it."""
         out: list[Commit] = []
         waiting: deque[Adjustment] = deque()
         blocked: set[str] = set()
-        while self.pending_adjusts:
-            a = self.pending_adjusts.popleft()
+        while self.pending:
+            a = self.pending.popleft()
             if a.key in blocked or self._busy(a):
                 blocked.add(a.key)
                 waiting.append(a)
             else:
-                out.append(self._adjust_group(a, now))
-        self.pending_adjusts = waiting
+                out.append(self._group(a, now))
+        self.pending = waiting
         return out
 
-    def _adjust_group(self, a: Adjustment, now: float) -> Commit:
-        r, gid = a.request, self._new_id()
-        book = self.book(r.namespace)
+    def _group(self, a: Adjustment, now: float) -> Commit:
+        r, gid = a.request, self.new_id()
+        book = self.read.book(r.namespace)
         if r.field == "like_count":
             current, old = book.table.likes(r.video_id), book.like_count(r.video_id)
             fresh = docs.likes_value(r.video_id, 0, now, book.title(r.video_id), gid)
@@ -135,30 +143,39 @@ class Adjustments:
         audit = audit_value(r, old, now, gid)
         writes = (KvWrite(a.key, docs.dump(value), current.revision if current is not None else 0),
                   KvWrite(a.audit_key, docs.dump(audit), 0))
-        group = Group("adjust", gid, writes, changes=[(a, 0)], values={a.key: value, a.audit_key: audit},
-                      before={(r.namespace, r.video_id): old}, now=now, conflicts=a.conflicts)
-        # A likes correction is listed with the likes groups, so likes of its item wait for it.
-        self.in_flight[f"likes/{gid}" if a.bucket == "likes" else "analytics"] = group
+        # A likes correction counts among the likes groups, so likes of its item wait for it.
+        self.flying.add(CorrectionGroup(gid, writes, a, {a.key: value, a.audit_key: audit}, old, a.bucket))
         return Commit(a.bucket, gid, writes, marker_key=a.audit_key)
 
-    def _adjust_finished(self, g: Group, outcome: Landed | Conflict) -> list:
-        a: Adjustment = g.changes[0][0]
-        r = a.request
-        book = self.book(r.namespace)
+    def _store(self, g: CorrectionGroup, entry: StoredEntry) -> None:
+        r = g.correction.request
+        book = self.read.book(r.namespace)
         likes = r.field == "like_count"
-        store = book.set_likes if likes else book.set_item  # the rankings follow the book
-        self._dirty.add((r.namespace, "liked" if likes else "played"))
-        if isinstance(outcome, Conflict):
-            store(r.video_id, outcome.current.get(a.key) or StoredEntry(0, None))
-            if a.conflicts + 1 >= MAX_CONFLICTS:
-                return [wire.error(r.reply, "internal_error", f"{r.field} of {r.video_id} keeps changing under us")]
-            self.pending_adjusts.appendleft(attrs.evolve(a, conflicts=a.conflicts + 1))
-            return []
+        (book.set_likes if likes else book.set_item)(r.video_id, entry)  # the rankings follow the book
+        self.read.ranking_moved(r.namespace, "liked" if likes else "played")
+
+    def landed(self, g: CorrectionGroup, outcome: Landed, now: float) -> list:
+        a = g.correction
+        r = a.request
+        book = self.read.book(r.namespace)
+        self.read.ranking_moved(r.namespace, "liked" if r.field == "like_count" else "played")
         rev = outcome.revisions.get(a.key)
-        held = book.table.likes(r.video_id) if likes else book.table.item(r.video_id)
+        held = book.table.likes(r.video_id) if r.field == "like_count" else book.table.item(r.video_id)
         # A landing found by reading back names only keys still holding this
         # group's writes; the book never goes back to an older revision.
         if rev is not None and (held is None or rev > held.revision):
-            store(r.video_id, StoredEntry(rev, g.values[a.key]))
-        return [wire.ok(r.reply, video_id=r.video_id, field=r.field, old=g.before[(r.namespace, r.video_id)],
-                        new=r.value, audit_key=a.audit_key)]
+            self._store(g, StoredEntry(rev, g.values[a.key]))
+        return [wire.ok(r.reply, video_id=r.video_id, field=r.field, old=g.old, new=r.value,
+                        audit_key=a.audit_key)]
+
+    def conflicted(self, g: CorrectionGroup, conflict: Conflict, now: float) -> list:
+        a = g.correction
+        r = a.request
+        self._store(g, conflict.current.get(a.key) or StoredEntry(0, None))
+        if a.conflicts + 1 >= MAX_CONFLICTS:
+            return [wire.error(r.reply, "internal_error", f"{r.field} of {r.video_id} keeps changing under us")]
+        self.pending.appendleft(attrs.evolve(a, conflicts=a.conflicts + 1))
+        return []
+
+    def fenced(self, g: CorrectionGroup, now: float) -> list:
+        return [wire.error(g.correction.request.reply, "unavailable", FENCED)]

@@ -38,9 +38,9 @@ from collections.abc import Callable
 from .. import wire
 from ..clock import iso
 from ..messages import (
-    AckEvent, ApplyFinished, ApplyProgress, EnqueueRefused, Forward, Media, PlayStarted, QueueConfirmed,
-    QueueObserved,
+    ApplyFinished, ApplyProgress, EnqueueRefused, Media, PlayStarted, QueueConfirmed, QueueObserved,
 )
+from ..effects import AckEvent
 from ..store.values import StoredEntry
 from ..store.keys import global_key, item_key, now_playing_key, playlist_key
 from ..store import documents as docs
@@ -178,7 +178,7 @@ def queue_confirmed(d: Draft, c: QueueConfirmed, in_flight: int) -> None:
             pl["apply_count"] = int(pl.get("apply_count", 0)) + 1
             pl["last_applied_at"] = iso(d.now)
         applying[c.apply_id] = c.index + 1
-    d.after.append(Forward("apply", ApplyProgress(c.apply_id, c.index)))
+    d.after.append(ApplyProgress(c.apply_id, c.index))
 
 
 def enqueue_refused(d: Draft, r: EnqueueRefused, in_flight: int) -> None:

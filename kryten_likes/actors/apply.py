@@ -33,9 +33,10 @@ import attrs
 
 from .. import wire
 from ..messages import (
-    ApplyFinished, ApplyProgress, ApplyRequested, Enqueue, EnqueueAnswered, EnqueueRefused, EnqueueStarted,
-    EnqueuesInFlight, Forward, Media, QueueConfirmed, WriterRestarted,
+    ApplyFinished, ApplyProgress, ApplyRequested, EnqueueAnswered, EnqueueRefused, EnqueueStarted,
+    EnqueuesInFlight, Media, QueueConfirmed, WriterRestarted,
 )
+from ..effects import Enqueue
 
 
 @attrs.define
@@ -65,7 +66,7 @@ class Applies:
         self._prefix = id_prefix
         self._seq = 0
 
-    def in_hand(self) -> list:
+    def held_requests(self) -> list:
         return [r.request.reply for r in self.active.values()] + [w.reply for w in self.waiting]
 
     def step(self, msg: object, now: float) -> list:
@@ -96,7 +97,7 @@ class Applies:
 
     def _send(self, run: ApplyRun) -> list:
         run.awaiting = "bridge"
-        return [Forward("counter_writer", EnqueueStarted(run.request.namespace, media_of(run), enqueue_id(run))),
+        return [EnqueueStarted(run.request.namespace, media_of(run), enqueue_id(run)),
                 Enqueue(run.apply_id, run.index, run.request.items[run.index])]
 
     def _answered(self, msg: EnqueueAnswered) -> list:
@@ -106,10 +107,10 @@ class Applies:
         req = run.request
         if msg.ok:
             run.awaiting = "writer"
-            return [Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
-                                                             run.index, media_of(run)))]
+            return [QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
+                                                             run.index, media_of(run))]
         run.failed.append({"video_id": req.items[run.index].video_id, "reason": msg.reason or "refused"})
-        out: list = [Forward("counter_writer", EnqueueRefused(req.namespace, media_of(run), enqueue_id(run)))]
+        out: list = [EnqueueRefused(req.namespace, media_of(run), enqueue_id(run))]
         return out + self._next(run)
 
     def _next(self, run: ApplyRun) -> list:
@@ -122,8 +123,8 @@ class Applies:
             out: list = [wire.error(req.reply, "enqueue_failed", "the bridge queued none of the items",
                                     enqueued_count=0, failed=run.failed)]
         else:
-            out = [Forward("counter_writer", ApplyFinished(req.reply, run.apply_id, req.namespace,
-                                                           req.playlist_id, run.confirmed, tuple(run.failed)))]
+            out = [ApplyFinished(req.reply, run.apply_id, req.namespace,
+                                                           req.playlist_id, run.confirmed, tuple(run.failed))]
         return out + self._start_waiting()
 
     def _say_again(self) -> list:
@@ -131,12 +132,12 @@ class Applies:
         # before it judges a queue event; then the messages it must act on.
         ids = tuple((r.request.namespace, f"{media_of(r).media_type}:{media_of(r).video_id}", enqueue_id(r))
                     for r in self.active.values())
-        out: list = [Forward("counter_writer", EnqueuesInFlight(ids))]
+        out: list = [EnqueuesInFlight(ids)]
         for run in self.active.values():
             req = run.request
             if run.awaiting == "bridge":
-                out.append(Forward("counter_writer", EnqueueStarted(req.namespace, media_of(run), enqueue_id(run))))
+                out.append(EnqueueStarted(req.namespace, media_of(run), enqueue_id(run)))
             else:
-                out.append(Forward("counter_writer", QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
-                                                                    run.index, media_of(run))))
+                out.append(QueueConfirmed(run.apply_id, req.namespace, req.playlist_id,
+                                                                    run.index, media_of(run)))
         return out

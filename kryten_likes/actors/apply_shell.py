@@ -10,7 +10,9 @@ import anyio
 import anyio.abc
 import nats.errors
 
-from ..messages import Enqueue, EnqueueAnswered
+from ..messages import EnqueueAnswered
+
+from ..effects import Enqueue
 from .shell import ActorShell
 
 log = logging.getLogger(__name__)
@@ -59,4 +61,4 @@ class ApplyShell(ActorShell):
         except Exception as exc:  # the bridge's trouble is this item's failure, not ours
             log.warning("add_media %s failed: %r", e.item.video_id, exc)
             reason = "bridge_error"
-        self.router.send("apply", EnqueueAnswered(e.apply_id, e.index, ok, reason))
+        self.router.send(EnqueueAnswered(e.apply_id, e.index, ok, reason))

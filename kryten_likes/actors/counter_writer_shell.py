@@ -14,12 +14,10 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..messages import (
-    ClaimsSettled, Commit, CommitFinished, EnqueueRefused, Forward, LikeReserved, PutDocument, ReplyTo, Rewind,
-    WriterRestarted,
-)
+from ..effects import Commit, PutDocument
+from ..messages import ClaimsSettled, CommitFinished, EnqueueRefused, LikeReserved, ReplyTo, WriterRestarted
+from ..routes import is_request
 from ..store import AtomicBucket
-from ..store import documents as docs
 from .shell import ActorShell
 
 log = logging.getLogger(__name__)
@@ -34,7 +32,6 @@ class CounterWriterShell(ActorShell):
         super().__init__(*args, **kwargs)
         self.buckets = buckets
         self._tg: anyio.abc.TaskGroup | None = None
-        self.rewind: Rewind | None = None
         self._puts = anyio.CapacityLimiter(4)
 
     async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -59,7 +56,7 @@ class CounterWriterShell(ActorShell):
 
     async def _commit(self, c: Commit) -> None:
         outcome = await self.buckets[c.bucket].commit(c.group_id, c.writes, c.marker_key)
-        self.router.send("counter_writer", CommitFinished(c.group_id, outcome))
+        self.router.send(CommitFinished(c.group_id, outcome))
 
     async def _put(self, p: PutDocument) -> None:
         try:
@@ -68,30 +65,15 @@ class CounterWriterShell(ActorShell):
         except Exception as exc:  # a ranking snapshot is rewritten on the next tick
             log.warning("could not write %s: %s", p.key, exc)
 
-    def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
-        likes, _plays = self.core.held()  # plays come again: the feed reads the stream again
+    def orphans(self) -> tuple[list[ReplyTo], list]:
         # What was drained from the mailbox but not stepped is held too.
-        likes += [m for m in self.in_hand if isinstance(m, LikeReserved)]
-        replies = [m.reply for m in self.in_hand
-                   if isinstance(getattr(m, "reply", None), ReplyTo) and not isinstance(m, LikeReserved)]
-        replies += [l.reply for l in likes]
-        forwards: list[Forward] = []
-        released = tuple(l.claim for l in likes if l.claim is not None)
-        book = self.core.book(self.core.namespace)
-        stored = docs.media_of_now_playing(book.now_playing.value if book.now_playing is not None else None)
-        media, started = stored if stored is not None else (None, 0.0)
-        self.rewind = Rewind(media, started, self.core.last_event_seq)  # sent with the new epoch
-        replies += [f.reply for f in self.core.held_applies()]
-        replies += [a.reply for a in self.core.held_adjusts()]
+        replies = self.core.held_requests() + [m.reply for m in self.in_hand if is_request(m)]
+        released = self.core.held_claims() + [m.claim for m in self.in_hand
+                                              if isinstance(m, LikeReserved) and m.claim is not None]
         # Refusals are said once by apply: the next writer must still hear them.
-        forwards += [Forward("counter_writer", c) for c in self.core.held_changes()
-                     if isinstance(c, EnqueueRefused)]
-        forwards += [Forward("counter_writer", m) for m in self.in_hand if isinstance(m, EnqueueRefused)]
-        waiters = self.core.held_waiters()
-        replies += [w.reply for w in waiters]
-        released += tuple(w.claim for w in waiters if isinstance(w, LikeReserved) and w.claim is not None)
+        messages: list = [c for c in [*self.core.held_changes(), *self.in_hand] if isinstance(c, EnqueueRefused)]
         if released:
-            forwards.append(Forward("dedupe_ledger", ClaimsSettled(released=released)))
-        forwards.append(Forward("apply", WriterRestarted()))
+            messages.append(ClaimsSettled(released=tuple(released)))
+        messages.append(WriterRestarted())
         # Unstored events need no NAK: the feed reads the stream again from what is stored.
-        return replies, forwards
+        return replies, messages

@@ -26,7 +26,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
-from ..messages import Claim, ClaimsSettled, Forward, LikeDuplicate, LikeForItem, LikeReserved, Tick
+from ..messages import Claim, ClaimsSettled, LikeDuplicate, LikeForItem, LikeReserved, Tick
 
 ClaimKey = tuple[str, str, str]  # namespace, video_id, folded user
 
@@ -103,7 +103,7 @@ class DedupeLedger:
         exp = self.live.expires_at(key)
         return exp is not None and exp > now
 
-    def in_hand(self) -> list:
+    def held_requests(self) -> list:
         """Likes waiting behind a reservation: lost with this actor if it dies."""
         return [w.reply for waiters in self.reserved.values() for w in waiters]
 
@@ -119,10 +119,10 @@ class DedupeLedger:
 
     def _like(self, msg: LikeForItem, now: float) -> list:
         if not self.enabled:
-            return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, None, msg.user))]
+            return [LikeReserved(msg.reply, msg.namespace, msg.media, None, msg.user)]
         key = (msg.namespace, msg.media.video_id, msg.user)
         if self.is_claimed(key, now):
-            return [Forward("counter_writer", LikeDuplicate(msg.reply, msg.namespace, msg.media, msg.user))]
+            return [LikeDuplicate(msg.reply, msg.namespace, msg.media, msg.user)]
         waiters = self.reserved.get(key)
         if waiters is not None:
             waiters.append(msg)
@@ -133,7 +133,7 @@ class DedupeLedger:
         self.reserved[key] = deque()
         claim = Claim(msg.namespace, msg.media.video_id, msg.user, now, self._expiry_for(now))
         self._reservation[key] = claim
-        return [Forward("counter_writer", LikeReserved(msg.reply, msg.namespace, msg.media, claim, msg.user))]
+        return [LikeReserved(msg.reply, msg.namespace, msg.media, claim, msg.user)]
 
     def _expiry_for(self, now: float) -> float:
         """``now + window``, one float object for every claim made at one ``now``
@@ -153,7 +153,7 @@ class DedupeLedger:
             if not self._settles(key, c):
                 continue  # a claim of an earlier life; our own reservation settles later
             for w in self.reserved.pop(key, ()):
-                out.append(Forward("counter_writer", LikeDuplicate(w.reply, w.namespace, w.media, w.user)))
+                out.append(LikeDuplicate(w.reply, w.namespace, w.media, w.user))
         for c in msg.released:
             key = (c.namespace, c.video_id, c.user)
             if not self._settles(key, c):

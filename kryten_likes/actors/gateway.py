@@ -26,7 +26,7 @@ from ..contract import (
     ID_MAX_LEN, MAX_BODY, MAX_CORRELATION_ID, MEDIA_TYPE_MAX_LEN, NAMESPACE_PATTERN, TITLE_MAX_LEN,
     TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, fold_user, good_correlation_id, has_control,
 )
-from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Forward, LikeRequested, NowPlayingAsked, ReplyTo
+from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Inbound, LikeRequested, NowPlayingAsked, ReplyTo
 from ..messages import StatsAsked, TopAsked
 from ..store.keys import MAX_KEY_TOKEN, fits_key
 
@@ -41,16 +41,6 @@ COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_ap
 ADJUSTABLE = ("like_count", "play_count")
 MAX_ADJUSTED = 2**53 - 1  # the largest integer every JSON reader of KV holds exactly
 MAX_APPLY_ITEMS = 500
-
-
-@attrs.frozen
-class Inbound:
-    """A raw request as it came off the bus."""
-
-    command: str
-    data: bytes
-    reply_subject: str | None
-    received: float = 0.0  # monotonic arrival time, for the latency histogram
 
 
 class Invalid(Exception):
@@ -101,7 +91,7 @@ def _limit(body: dict) -> int:
 
 def decode(req: Inbound, default_namespace: str) -> Any:
     """One request → the message that answers it, or an invalid_request reply."""
-    to = ReplyTo(req.reply_subject, None, req.command, req.received)
+    to = req.reply
     try:
         try:
             body = json.loads(req.data.decode("utf-8")) if req.data else {}
@@ -134,22 +124,21 @@ def decode(req: Inbound, default_namespace: str) -> Any:
 def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
         user = _user(body)  # checked first: a request bad in both is refused for its username
-        return Forward("rate_buckets", LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True)))
+        return LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True))
     if command == "now_playing":
-        return Forward("playback", NowPlayingAsked(to))
+        return NowPlayingAsked(to)
     if command in ("top_liked", "top_played"):
-        return Forward("counter_writer", TopAsked(to, ns, command[4:], _limit(body)))
+        return TopAsked(to, ns, command[4:], _limit(body))
     if command == "stats":
-        return Forward("counter_writer", StatsAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True),
-                                                    _opt_str(body, "playlist_id", ID_MAX_LEN, key=True)))
+        return StatsAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True),
+                          _opt_str(body, "playlist_id", ID_MAX_LEN, key=True))
     if command == "queue_apply":
         playlist_id = _opt_str(body, "playlist_id", ID_MAX_LEN, key=True)
         if playlist_id is None:
             raise Invalid("playlist_id", "is required")
-        return Forward("apply", ApplyRequested(to, ns, playlist_id, _apply_items(body),
-                                               _opt_str(body, "requested_by", 200)))
+        return ApplyRequested(to, ns, playlist_id, _apply_items(body), _opt_str(body, "requested_by", 200))
     if command == "adjust":
-        return Forward("counter_writer", _adjustment(body, to, ns))
+        return _adjustment(body, to, ns)
     raise Invalid("command", f"unknown command {command!r}")
 
 
@@ -203,6 +192,9 @@ class Gateway:
 
     def __init__(self, default_namespace: str) -> None:
         self.default_namespace = default_namespace
+
+    def held_requests(self) -> list:
+        return []  # each request it takes is answered or passed on in the same step
 
     def step(self, msg: object, now: float) -> list:
         if isinstance(msg, Inbound):

@@ -17,14 +17,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from nats.aio.client import Client as NatsClient
 
 from ..clock import Clock
-from ..messages import AckEvent, EventRef, Forward, Reply, ReplyTo, Tick
+from ..messages import EventRef, ReplyTo, Tick
+from ..routes import MAILBOX, is_request
+from ..effects import AckEvent, Reply
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ class MailboxFull(RuntimeError):
 
 
 class Router:
-    """Send ends of every mailbox, by actor name.
+    """Send ends of every mailbox, by actor name; a message goes to the mailbox
+    ``routes.MAILBOX`` names for its class.
 
     Mailboxes are bounded (``activation.mailbox_capacity``) and a send never
     waits: a message that would not fit raises ``MailboxFull`` (two actors
@@ -119,12 +122,29 @@ class Router:
     mailbox kept for requests and the actors' own messages (``send_with_room``).
     """
 
-    def __init__(self, mailboxes: dict[str, ObjectSendStream], reserve: int = 0) -> None:
+    def __init__(self, mailboxes: dict[str, ObjectSendStream], reserve: int = 0,
+                 routes: dict[type, str] | None = None) -> None:
         self._boxes = mailboxes
         self.reserve = reserve
+        self._routes = MAILBOX if routes is None else routes
         self._tick_waiting: set[str] = set()
 
-    def send(self, to: str, message: Any) -> None:
+    def takes(self, message: Any) -> bool:
+        """Is ``message`` one an actor takes (else it is an effect for the shell)?"""
+        return type(message) in self._routes
+
+    def mailbox_of(self, message: Any) -> str:
+        try:
+            return self._routes[type(message)]
+        except KeyError:
+            raise TypeError(f"no actor takes {type(message).__name__}") from None
+
+    def send(self, message: Any) -> None:
+        """Into the mailbox of the actor that takes ``message``; never waits."""
+        self.deliver(self.mailbox_of(message), message)
+
+    def deliver(self, to: str, message: Any) -> None:
+        """Into ``to``'s mailbox, whatever the message (a tick, a test's)."""
         box = self._boxes[to]
         try:
             box.send_nowait(message)
@@ -137,12 +157,13 @@ class Router:
         stats = self._boxes[to].statistics()
         return stats.max_buffer_size - stats.current_buffer_used
 
-    async def send_with_room(self, to: str, message: Any) -> None:
+    async def send_with_room(self, message: Any) -> None:
         """Send once the mailbox has more than ``reserve`` free places: for a
         sender outside the actors (the event feed), which may wait."""
+        to = self.mailbox_of(message)
         while self.room(to) <= self.reserve:
             await anyio.sleep(ROOM_POLL)  # polled: nothing signals a mailbox's room
-        self.send(to, message)
+        self.deliver(to, message)
 
     def tick(self, to: str) -> None:
         """A ``Tick`` for ``to``, unless one already waits there (or the
@@ -150,7 +171,7 @@ class Router:
         waiting one says it as well, so at most one is ever in a mailbox."""
         if to in self._tick_waiting or self.room(to) <= 0:
             return
-        self.send(to, Tick())
+        self.deliver(to, Tick())
         self._tick_waiting.add(to)
 
     def tick_taken(self, to: str) -> None:
@@ -161,8 +182,18 @@ class Router:
 FaultHook = Callable[[str, Any], bool]
 
 
+class ActorCore(Protocol):
+    """What a shell asks of its pure core."""
+
+    def step(self, msg: Any, now: float) -> list:
+        """A message at a time: the effects and the messages it sends."""
+
+    def held_requests(self) -> list[ReplyTo]:
+        """Requests it keeps waiting across steps (answered by the supervisor if it dies)."""
+
+
 class ActorShell:
-    def __init__(self, name: str, core: Any, router: Router, bus: Bus, clock: Clock,
+    def __init__(self, name: str, core: ActorCore, router: Router, bus: Bus, clock: Clock,
                  fault: FaultHook | None = None) -> None:
         self.name = name
         self.core = core
@@ -206,12 +237,12 @@ class ActorShell:
         for e in effects:
             if isinstance(e, Reply):
                 await self.bus.reply(e)
-            elif isinstance(e, Forward):
+            elif self.router.takes(e):
                 try:
-                    self.router.send(e.to, e.message)
+                    self.router.send(e)
                 except MailboxFull:
                     # Held again, so that the supervisor answers its request (orphans).
-                    self.in_hand.appendleft(e.message)
+                    self.in_hand.appendleft(e)
                     raise
             elif isinstance(e, AckEvent):
                 await self.bus.ack(e.event)
@@ -221,13 +252,8 @@ class ActorShell:
     async def perform_other(self, effect: Any) -> None:
         raise TypeError(f"{self.name} cannot perform {effect!r}")
 
-    def orphans(self) -> tuple[list[ReplyTo], list[Forward]]:
-        """Requests this incarnation held when it died; messages others must get."""
-        replies = [m.reply for m in self.in_hand if isinstance(getattr(m, "reply", None), ReplyTo)]
-        # Raw requests (the gateway's) carry only their reply subject.
-        replies += [ReplyTo(m.reply_subject, None, getattr(m, "command", None)) for m in self.in_hand
-                    if getattr(m, "reply_subject", None)]
-        held = getattr(self.core, "in_hand", None)
-        if callable(held):
-            replies += held()
-        return replies, []
+    def orphans(self) -> tuple[list[ReplyTo], list]:
+        """Requests this incarnation held when it died (in its hands and in its
+        core: ``held_requests``); messages other actors must get."""
+        replies = [m.reply for m in self.in_hand if is_request(m)]
+        return replies + self.core.held_requests(), []

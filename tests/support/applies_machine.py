@@ -32,7 +32,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from kryten_likes.actors.analytics_changes import expectations_key
 from kryten_likes.actors.apply import Applies
 from kryten_likes.actors.counter_writer import MAX_CONFLICTS, CounterWriter
-from kryten_likes.messages import ApplyRequested, Commit, EnqueueAnswered, ReplyTo
+from kryten_likes.messages import ApplyRequested, EnqueueAnswered, ReplyTo
+from kryten_likes.effects import Commit
 from kryten_likes.store import global_key, playlist_key
 from kryten_likes.store.documents import zero_global
 
@@ -172,8 +173,8 @@ class AppliesMachine(AppliesWiring, RuleBasedStateMachine):
                 break
             self.land(data)
 
-    @precondition(lambda self: self.restarts < MAX_RESTARTS and (self.box or self.writer.pending_changes
-                                                                  or self.writer.in_flight))
+    @precondition(lambda self: self.restarts < MAX_RESTARTS and (self.box or self.writer.analytics.pending
+                                                                  or self.writer.flying))
     @rule(data=st.data())
     def writer_restarts(self, data) -> None:
         fates = {gid: data.draw(st.sampled_from(["landed", "lost", "late"]), label=f"fate of {gid}")
@@ -236,7 +237,7 @@ class AppliesMachine(AppliesWiring, RuleBasedStateMachine):
             if not busy:
                 break
         assert not (self.box or self.feed or self.in_flight or self.outstanding())
-        assert not self.writer.pending_changes, self.writer.pending_changes
+        assert not self.writer.analytics.pending, self.writer.analytics.pending
         assert not self.apps.active and not self.apps.waiting, (self.apps.active, self.apps.waiting)
 
     def check_settled(self) -> None:

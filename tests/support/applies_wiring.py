@@ -6,11 +6,11 @@ restarts it as the daemon would.
 
 The wiring (what the shells, the event feed and the supervisor do, by hand):
 
-- ``Forward("counter_writer", m)`` goes into the writer's mailbox (``box``, a
+- A message for ``counter_writer`` (``routes.MAILBOX``) goes into its mailbox (``box``, a
   FIFO the supervisor owns, so it survives a writer restart); the commits'
   ``CommitFinished`` go there too. A rule drains some of it (the shell steps
   each message, then ``flush``es).
-- ``Forward("apply", m)`` is stepped by the ``Applies`` core at once.
+- A message for ``apply`` is stepped by the ``Applies`` core at once.
 - ``Enqueue`` is an ask to the bridge, held until a rule answers it
   (``EnqueueAnswered``); a timeout is ``EnqueueAnswered(ok=False,
   reason="timeout")``, as ``ApplyShell`` reports it.
@@ -41,13 +41,15 @@ from kryten_likes.actors.counter_writer import CounterWriter
 from kryten_likes.actors.counter_writer_shell import CounterWriterShell
 from kryten_likes.startup import first_unstored
 from kryten_likes.messages import (
-    AckEvent, ApplyItem, Commit, CommitFinished, Enqueue, EnqueueAnswered, EventRef, Forward, Media,
-    PlayStarted, PutDocument, QueueObserved, Reply, WriterRestarted,
+    ApplyItem, CommitFinished, EnqueueAnswered, EventRef, Media, PlayStarted, QueueObserved, WriterRestarted,
 )
+from kryten_likes.effects import AckEvent, Commit, Enqueue, PutDocument, Reply
 from kryten_likes.store import Conflict, StoredEntry, global_key, item_key, split_key
 from kryten_likes.store.documents import zero_global
 
+from kryten_likes.routes import mailbox_of
 from support.counter_writer_rig import NS, T0, FakeKV
+from support.effect_router import EffectRouter
 
 
 MAX_ELAPSED = 300.0
@@ -139,27 +141,16 @@ class AppliesWiring:
     # --- wiring ------------------------------------------------------------------------------
 
     def route(self, effects: list) -> None:
-        queue = deque(effects)
-        while queue:
-            e = queue.popleft()
-            if isinstance(e, Reply):
-                self.record(e)
-            elif isinstance(e, Forward) and e.to == "counter_writer":
-                self.box.append(e.message)
-            elif isinstance(e, Forward) and e.to == "apply":
-                queue.extend(self.apps.step(e.message, self.now))
-            elif isinstance(e, Enqueue):
-                self.new_ask(e)
-            elif isinstance(e, AckEvent):
-                self.check_ack(e.event)
-            elif isinstance(e, Commit):
-                assert e.bucket == "analytics", e
-                assert not self.in_flight, f"two analytics batches in flight: {sorted(self.in_flight)}, {e.group_id}"
-                self.in_flight[e.group_id] = e
-            elif isinstance(e, PutDocument):
-                pass
-            else:
-                raise AssertionError(f"unexpected effect {e!r}")
+        EffectRouter(
+            {"counter_writer": self.box.append, "apply": lambda m: self.apps.step(m, self.now)},
+            {Reply: self.record, Enqueue: self.new_ask, AckEvent: lambda e: self.check_ack(e.event),
+             Commit: self.sent, PutDocument: lambda e: None},
+        ).route(effects)
+
+    def sent(self, e: Commit) -> None:
+        assert e.bucket == "analytics", e
+        assert not self.in_flight, f"two analytics batches in flight: {sorted(self.in_flight)}, {e.group_id}"
+        self.in_flight[e.group_id] = e
 
     def new_ask(self, e: Enqueue) -> None:
         key = (e.apply_id, e.index)
@@ -282,16 +273,16 @@ class AppliesWiring:
         self.in_flight.clear()
         # Supervisor.bury: answer what it held, send what the others must hear.
         # Two lists, no NAKs: the feed reads the stream again instead (events.EventFeed).
-        replies, forwards = shell.orphans()
+        replies, messages = shell.orphans()
         for to in replies:
             self.record(wire.error(to, "internal_error", "counter_writer failed with the request inside"),
                         by_supervisor=True)
-        for f in forwards:
-            if f.to == "counter_writer":
-                self.box.append(f.message)  # behind what waits there: the next writer hears it
+        for m in messages:
+            if mailbox_of(m) == "counter_writer":
+                self.box.append(m)  # behind what waits there: the next writer hears it
             else:
-                # No playback here (its Rewind is in shell.rewind); no likes, so no claims.
-                assert f.to == "apply" and f.message == WriterRestarted(), f
+                # No playback here (the writer's playback_restart); no likes, so no claims.
+                assert m == WriterRestarted(), m
         # daemon.after_crash: read the stream again from the first event the dead writer had not stored.
         start = first_unstored(dead.book(NS))
         self.epoch += 1
@@ -306,13 +297,12 @@ class AppliesWiring:
             self.kv.apply(commit)
             self.late_landings += 1
         self.feed_delivers(reread_first)
-        for f in forwards:
-            if f.to == "apply":
-                self.route(self.apps.step(f.message, self.now))
+        for m in messages:
+            if mailbox_of(m) == "apply":
+                self.route(self.apps.step(m, self.now))
 
     def held_changes(self) -> list:
-        w = self.writer
-        return [c for c, _ in w.pending_changes] + [c for g in w.in_flight.values() for c, _ in g.changes]
+        return self.writer.held_changes()
 
     def in_hand_choices(self) -> range:
         """How many messages at the front of the mailbox the dying writer may have

@@ -16,10 +16,10 @@ import json
 
 from kryten_likes.actors.counter_writer import CounterWriter
 from kryten_likes.clock import iso
-from kryten_likes.messages import (
-    Claim, ClaimsSettled, Commit, CommitFinished, Forward, LikeReserved, Media, Reply, ReplyTo,
-)
+from kryten_likes.messages import Claim, ClaimsSettled, CommitFinished, LikeReserved, Media, ReplyTo
+from kryten_likes.effects import Commit, Reply
 from kryten_likes.store import Conflict, Landed, StoredEntry, likes_key
+from support.effect_router import to_mailbox
 
 
 T0 = 1_767_225_600.0
@@ -124,4 +124,4 @@ def replies(effects: list) -> dict[str, dict]:
 
 
 def settled(effects: list) -> list[ClaimsSettled]:
-    return [e.message for e in effects if isinstance(e, Forward) and e.to == "dedupe_ledger"]
+    return to_mailbox(effects, "dedupe_ledger")

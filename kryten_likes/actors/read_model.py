@@ -1,0 +1,84 @@
+"""The counter writer's read model: what is stored, as queries see it.
+
+Every namespace's ``CounterBook`` (counts, rankings, the global and
+now-playing documents, playlists) as last stored, and the ranking snapshots
+written back to KV (``ns/{ns}/rankings/...``) every ``materialise_every``
+seconds. The committers move it only after their batch has landed, so a
+query never shows a count that a crash could take back; they read from it
+the revisions their next batches expect.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import wire
+from ..clock import iso
+from ..messages import StatsAsked, TopAsked
+from ..effects import PutDocument, Reply
+from ..store import documents as docs
+from ..store.keys import ranking_key
+from .counter_book import RANKED, CounterBook
+
+MATERIALISE_PER_TICK = 32
+
+
+class ReadModel:
+    def __init__(self, books: dict[str, CounterBook], namespace: str, materialise_every: float = 10.0) -> None:
+        self.books = books
+        self.namespace = namespace  # the daemon's own: plays are counted here
+        self.materialise_every = materialise_every
+        self.dirty: set[tuple[str, str]] = set()  # (namespace, ranking) whose snapshot is stale
+        self._last_materialised = -math.inf
+
+    def peek(self, ns: str) -> CounterBook:
+        """A namespace's book for reading; an unknown one is not kept (a read
+        of a new namespace must not cost memory for good)."""
+        return self.books.get(ns) or CounterBook(ns)
+
+    def book(self, ns: str) -> CounterBook:
+        b = self.books.get(ns)
+        if b is None:
+            b = self.books[ns] = CounterBook(ns)
+        return b
+
+    def last_seq(self, kind: str) -> int:
+        """The highest bridge event of a kind ("play" or "queue") stored."""
+        g = self.book(self.namespace).global_doc
+        field = "last_event_seq" if kind == "play" else "last_queue_seq"
+        return int(g.value.get(field, 0)) if g is not None and g.value else 0
+
+    def ranking_moved(self, ns: str, ranking: str) -> None:
+        self.dirty.add((ns, ranking))
+
+    # --- queries ----------------------------------------------------------------
+
+    def top(self, msg: TopAsked, now: float) -> list:
+        return [wire.ok(msg.reply, items=self.peek(msg.namespace).top(msg.ranking, msg.limit))]
+
+    def stats(self, msg: StatsAsked, now: float) -> list[Reply]:
+        book = self.peek(msg.namespace)
+        fields: dict = {"global": book.global_value()}
+        if msg.video_id is not None:
+            fields["item"] = book.item_stats(msg.video_id)
+        if msg.playlist_id is not None:
+            e = book.playlists.get(msg.playlist_id)
+            fields["playlist"] = dict(e.value) if e is not None and e.value else None
+        return [wire.ok(msg.reply, **fields)]
+
+    # --- ranking snapshots ---------------------------------------------------------
+
+    def materialise(self, now: float) -> list[PutDocument]:
+        if not self.dirty or now - self._last_materialised < self.materialise_every:
+            return []
+        self._last_materialised = now
+        # A bounded number per tick: after likes in thousands of namespaces,
+        # thousands of writes at once would stall the daemon.
+        batch = sorted(self.dirty, key=lambda d: (d[0] != self.namespace, d))[:MATERIALISE_PER_TICK]
+        out = []
+        for ns, ranking in batch:
+            items = self.book(ns).top(ranking, RANKED)
+            out.append(PutDocument("analytics", ranking_key(ns, ranking),
+                                   {"items": items, "updated_at": iso(now), "schema_version": docs.SCHEMA}))
+        self.dirty.difference_update(batch)
+        return out

@@ -1,0 +1,46 @@
+"""Where each message goes: one table from message class to mailbox.
+
+A core returns the messages it sends; ``Router.send`` (actors/shell.py) reads
+the mailbox here. The table is the whole map of what each actor hears.
+"""
+
+from __future__ import annotations
+
+from .messages import (
+    AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
+    EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
+    LikeForItem, LikeRequested, LikeReserved, MediaChanged, NowPlayingAsked, PlayStarted, QueueConfirmed,
+    QueueObserved, Rewind, StatsAsked, TopAsked, WriterRestarted,
+)
+
+
+# Each actor's inbox: the message classes it takes. A core returns the
+# messages it sends and the router looks the mailbox up here. (A Tick is the
+# one message sent to several: the ticker addresses it, Router.tick.)
+INBOXES: dict[str, tuple[type, ...]] = {
+    "gateway": (Inbound,),
+    "rate_buckets": (LikeRequested,),
+    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind),
+    "dedupe_ledger": (LikeForItem, ClaimsSettled),
+    "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
+                       PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,
+                       ApplyFinished, EnqueuesInFlight),
+    "apply": (ApplyRequested, ApplyProgress, EnqueueAnswered, WriterRestarted),
+}
+MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for cls in classes}
+
+# Requests: each carries its envelope (``reply``) from actor to actor; whoever
+# holds one when it dies has it answered by the supervisor.
+REQUESTS = (Inbound, LikeRequested, NowPlayingAsked, TopAsked, StatsAsked, AdjustRequested, LikeAllowed,
+            LikeForItem, LikeReserved, LikeDuplicate, ApplyRequested, ApplyFinished)
+
+
+def mailbox_of(message: object) -> str:
+    try:
+        return MAILBOX[type(message)]
+    except KeyError:
+        raise TypeError(f"no actor takes {type(message).__name__}") from None
+
+
+def is_request(message: object) -> bool:
+    return isinstance(message, REQUESTS)
