@@ -108,6 +108,21 @@ class ChatVoice:
         return None
 
 
+async def hear(event: Any, activation: Any, cfg: ChatSection, namespace: str) -> None:
+    """A ``chatmsg`` from kryten-py: a command for us goes in as a request
+    would (admission included); an unknown line, or one heard while standby
+    (the active daemon hears it too), is ignored."""
+    from .bus import admit
+
+    if activation is None:
+        return
+    line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
+                    bool(getattr(event, "shadow", False)))  # kryten-py's ChatMessageEvent
+    request = chat_request(line, cfg, namespace)
+    if request is not None:
+        await admit(activation.bus, activation.router, request, lambda: None)
+
+
 class ChatMouth:
     """Sends the voice's lines through kryten-py's ``send_chat`` from a task of
     its own (kryten-py paces chat with sleeps; no actor should wait on it)."""

@@ -1,36 +1,36 @@
-"""The daemon: one NATS connection, kryten-py's client on it, HTTP, the
-service commands and the lease; while the lease is ours, an activation (the
-actors under their supervisor, the command subscriptions, the event feed and
-a ticker: ``activation``). All owned by one task group, so stopping the
-daemon stops everything it started.
+"""The daemon, composed: one NATS connection (``connection``), kryten-py's
+client on it, HTTP, the service command and the chat ear (``status``,
+``chat``), and the lease (``lease_keeper``); while the lease is ours, an
+activation (``activation``: the actors under their supervisor, the event
+feed, the command subscriptions). All owned by one task group, so stopping
+the daemon stops everything it started.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
-import nats
-import nats.errors
 
-from . import __version__, wire
+from . import __version__
 from .activation import Activation, Surroundings, serve_active
-from .actors.shell import Bus, FaultHook, MailboxFull, send_json
+from .actors.shell import FaultHook
 from .bridge_client import SharedConnectionKrytenClient
-from .chat import ChatLine, ChatMouth, ChatVoice, chat_request
+from .chat import ChatMouth, ChatVoice, hear
 from .clock import Clock, SystemClock
-from .config import Config, nats_options
-from .discovery import apply_owner_warning, services_on_bus
+from .config import Config
+from .connection import StartError, connect
+from .discovery import warn_about_neighbours
 from .http_server import build_app, endpoint_url, serve_http
 from .lease_keeper import LeaseKeeper
-from .operations import Metrics, check_nats, service_reply
+from .operations import Metrics
 from .startup import loop_options
+from .status import DaemonStatus
 from .store import open_buckets
 from .store.reconnects import Reconnects
 
@@ -41,38 +41,6 @@ log = logging.getLogger(__name__)
 STEP_DOWN_DRAIN_SECONDS = 5.0
 
 
-class StartError(Exception):
-    """The daemon cannot start; the message says why (never a secret)."""
-
-
-async def connect(servers: list[str], config: Config, reconnects: Reconnects | None = None) -> Any:
-    """A few tries at start (a wrong password or no server should stop the
-    daemon with a clear message), then reconnect forever: once running, the
-    daemon outlives nats-server restarts."""
-    errors: list[Exception] = []
-
-    async def remember(exc: Exception) -> None:
-        errors.append(exc)
-
-    try:
-        nc = await nats.connect(servers=servers, name="kryten-likes", max_reconnect_attempts=3,
-                                reconnect_time_wait=0.5, allow_reconnect=True, error_cb=remember,
-                                reconnected_cb=reconnects.reconnected if reconnects else None,
-                                **nats_options(config))
-    except Exception as exc:
-        # The server closes a refused connection, so the last error may be a
-        # reset; the refusal is the news.
-        refused = [e for e in errors if isinstance(e, nats.errors.AuthorizationError)]
-        cause = refused[-1] if refused else errors[-1] if errors else exc
-        hint = ""
-        n = config.nats
-        if not refused and (n.user or n.token or n.creds_file) and isinstance(cause, ConnectionResetError):
-            hint = " (the server closed the connection at the handshake: check the NATS credentials)"
-        raise StartError(f"cannot connect to NATS at {', '.join(servers)}: {cause}{hint}") from None
-    nc.options["max_reconnect_attempts"] = -1  # nats-py reads this on every reconnect
-    return nc
-
-
 @attrs.define
 class Daemon:
     """A running daemon, for tests and the CLI: its parts and a way to stop it."""
@@ -81,6 +49,8 @@ class Daemon:
     cancel_scope: anyio.CancelScope
     nc: Any = None
     reconnects: Reconnects | None = None
+    surroundings: Surroundings | None = None  # what each activation is given
+    tasks: anyio.abc.TaskGroup | None = None  # the daemon's own: activations start there
     activation: Activation | None = None  # while active
     serving: anyio.CancelScope | None = None
     keeper: Any = None
@@ -100,11 +70,41 @@ class Daemon:
         return self.activation.supervisor if self.activation is not None else None
 
     @property
-    def bus(self) -> Bus | None:
+    def bus(self) -> Any:
         return self.activation.bus if self.activation is not None else None
 
     def stop(self) -> None:
         self.cancel_scope.cancel()
+
+    async def on_active(self) -> None:
+        assert self.tasks is not None
+        self.tasks.start_soon(self.activate)
+
+    async def on_standby(self, reason: str) -> None:
+        # Waited for: the keeper moves the fence for a new activation only
+        # once nothing of this one runs.
+        await self.step_down()
+
+    async def activate(self) -> None:
+        ended = self.serving_ended = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                self.serving = scope
+                # The activation's own task group, inside the scope: stepping
+                # down cancels all of it (actors, feed, ticker) and nothing else.
+                async with anyio.create_task_group() as serving:
+                    try:
+                        self.activation = await serving.start(serve_active, self.surroundings)
+                    except Exception as exc:  # it cannot start (e.g. a schema it does not know)
+                        self.failure = exc
+                        self.cancel_scope.cancel()
+                        return
+                    log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*",
+                             self.config.analytics.namespace, self.config.nats.subject_prefix)
+                    self.serving_started.set()
+        finally:
+            self.activation = None
+            ended.set()
 
     async def step_down(self) -> None:
         """Lease lost: stop taking requests, let what is held be answered
@@ -117,6 +117,14 @@ class Daemon:
         if scope is not None:
             scope.cancel()
             await self.serving_ended.wait()
+
+    async def stop_serving(self) -> None:
+        if self.activation is not None:
+            await self.activation.stop_taking_requests()
+        if self.serving is not None:
+            self.serving.cancel()
+            with anyio.move_on_after(10):
+                await self.serving_ended.wait()
 
 
 async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | None = None,
@@ -140,22 +148,22 @@ async def serve(config: Config, *, nats_url: str | None = None, clock: Clock | N
         nc, logger=logging.getLogger("kryten_likes.kryten"))
     try:
         await kryten.connect()
-        await _serve_leased(nc, kryten, reconnects, config, clock, fault, tick_seconds, task_status)
+        daemon = Daemon(config, anyio.CancelScope(), nc, reconnects)
+        await _serve_leased(daemon, kryten, clock, fault, tick_seconds, task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await kryten.disconnect()
             await nc.close()
 
 
-async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Config, clock: Clock,
-                        fault: FaultHook | None, tick_seconds: float, task_status: Any) -> None:
-    """The daemon's whole life: HTTP, the service commands, the chat ear and
-    the lease; an activation (``activation.serve_active``) whenever the lease
-    is ours."""
-    ns = config.analytics.namespace
-    analytics, likes = await open_buckets(nc, config.storage.replicas, reconnects)
-    started_at = time.monotonic()
-    daemon = Daemon(config, anyio.CancelScope(), nc, reconnects)
+async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultHook | None, tick_seconds: float,
+                        task_status: Any) -> None:
+    """The daemon's whole life: HTTP, the service command, the chat ear and
+    the lease; an activation whenever the lease is ours."""
+    config, nc, ns = daemon.config, daemon.nc, daemon.config.analytics.namespace
+    analytics, likes = await open_buckets(nc, config.storage.replicas, daemon.reconnects)
+    status = DaemonStatus(daemon, analytics, likes)
+    metrics = Metrics(status.snapshot)
     voice = ChatVoice(config.chat)
     chat_out, chat_in = anyio.create_memory_object_stream(100)
     mouth = ChatMouth(kryten, config.cytube.channel, chat_out)
@@ -165,108 +173,22 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
         if line is not None:
             mouth.say(line)
 
-    def snapshot() -> dict:
-        a = daemon.activation
-        return {"global": a.global_counters(ns) if a else {}, "in_flight": a.bus.in_flight if a else 0,
-                "restarts": dict(a.supervisor.restarts) if a else {}, "mailboxes": a.mailbox_depths() if a else {},
-                "kv_conflicts": analytics.conflicts + likes.conflicts,
-                "kv_lost": analytics.lost_answers + likes.lost_answers}
-
-    metrics = Metrics(snapshot)
-    surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
-                                [metrics.observe, speak])
-
-    async def health() -> dict:
-        # A NATS round trip within 2 s, not the connection flag: a hung server
-        # leaves the connection "connected" for minutes.
-        a = daemon.activation
-        return {"service": "likes", **await check_nats(nc), "role": daemon.role,
-                "served_by": keeper.me if daemon.role == "active" else keeper.served_by,
-                "version": __version__, "uptime_seconds": round(time.monotonic() - started_at, 1),
-                "namespace": ns, "channel": config.cytube.channel,
-                "actor_restarts": dict(a.supervisor.restarts) if a else {}}
-
-    def stats() -> dict:
-        sn = snapshot()
-        return {"role": daemon.role, "global": sn["global"], "in_flight": sn["in_flight"],
-                "actor_restarts": sn["restarts"], "mailbox_depths": sn["mailboxes"],
-                "kv_conflicts": sn["kv_conflicts"], "kv_lost_answers": sn["kv_lost"]}
-
-    metrics_endpoint: str | None = None  # system.ping's; set once HTTP serves
-
-    async def on_service_command(msg: Any) -> None:
-        try:
-            request = json.loads(msg.data)
-        except ValueError:
-            request = None
-        if msg.reply:
-            reply = await service_reply(request, health, stats, metrics_endpoint=metrics_endpoint,
-                                        uptime_seconds=time.monotonic() - started_at)
-            await send_json(nc, msg.reply, reply)
-
     async def on_chat(event: Any) -> None:
-        a = daemon.activation
-        if a is None:
-            return  # the active daemon hears the same line
-        line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
-                        bool(getattr(event, "shadow", False)))
-        request = chat_request(line, config.chat, ns)
-        if request is not None and a.bus.admit():
-            try:
-                a.router.send(request)
-            except MailboxFull as exc:  # not with admission as it is (activation.mailbox_capacity)
-                log.error("%s", exc)
-                await a.bus.reply(wire.error(request.reply, "unavailable", "the daemon is at capacity; retry"))
+        await hear(event, daemon.activation, config.chat, ns)
 
+    daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
+                                       [metrics.observe, speak])
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
-
     async with anyio.create_task_group() as tg:
-        daemon.cancel_scope = tg.cancel_scope
-
-        async def activate() -> None:
-            ended = daemon.serving_ended = anyio.Event()
-            try:
-                with anyio.CancelScope() as scope:
-                    daemon.serving = scope
-                    # The activation's own task group, inside the scope: stepping
-                    # down cancels all of it (actors, feed, ticker) and nothing else.
-                    async with anyio.create_task_group() as serving:
-                        try:
-                            daemon.activation = await serving.start(serve_active, surroundings)
-                        except Exception as exc:  # it cannot start (e.g. a schema it does not know)
-                            daemon.failure = exc
-                            tg.cancel_scope.cancel()
-                            return
-                        log.info("kryten-likes serving namespace %s on %s.playlist.cmd.*", ns,
-                                 config.nats.subject_prefix)
-                        daemon.serving_started.set()
-            finally:
-                daemon.activation = None
-                ended.set()
-
-        async def on_active() -> None:
-            tg.start_soon(activate)
-
-        async def on_standby(reason: str) -> None:
-            # Waited for: the keeper moves the fence for a new activation only
-            # once nothing of this one runs.
-            await daemon.step_down()
-
-        keeper = LeaseKeeper([analytics, likes], likes, ns, config.ha.lease_seconds,
-                             on_active=on_active, on_standby=on_standby)
-        service_sub = await nc.subscribe("kryten.likes.command", cb=on_service_command)
+        daemon.cancel_scope, daemon.tasks = tg.cancel_scope, tg
+        keeper = daemon.keeper = LeaseKeeper([analytics, likes], likes, ns, config.ha.lease_seconds,
+                                             on_active=daemon.on_active, on_standby=daemon.on_standby)
+        service_sub = await nc.subscribe("kryten.likes.command", cb=status.on_service_command)
         tg.start_soon(mouth.run, chat_in)
-        tg.start_soon(warn_about_neighbours, nc, config)
-        if config.http.port:
-            try:
-                app = build_app(metrics, health, dashboard=config.http.dashboard)
-                port = await tg.start(serve_http, config.http.host, config.http.port, app)
-                metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
-            except OSError as exc:  # metrics are for operators; the counts must go on
-                log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
+        tg.start_soon(warn_about_neighbours, nc, config.queue.apply_enabled, config.nats.subject_prefix)
+        await _start_http(tg, config, metrics, status)
         tg.start_soon(keeper.run)
-        daemon.keeper = keeper
         try:
             await _first_role(daemon, keeper)  # active and serving, or standby behind another
             task_status.started(daemon)
@@ -274,15 +196,21 @@ async def _serve_leased(nc: Any, kryten: Any, reconnects: Reconnects, config: Co
         finally:
             with anyio.CancelScope(shield=True):
                 await service_sub.unsubscribe()
-                if daemon.activation is not None:
-                    await daemon.activation.stop_taking_requests()
-                if daemon.serving is not None:
-                    daemon.serving.cancel()
-                    with anyio.move_on_after(10):
-                        await daemon.serving_ended.wait()
+                await daemon.stop_serving()
                 await keeper.release()
     if daemon.failure is not None:
         raise daemon.failure
+
+
+async def _start_http(tg: anyio.abc.TaskGroup, config: Config, metrics: Metrics, status: DaemonStatus) -> None:
+    if not config.http.port:
+        return
+    try:
+        app = build_app(metrics, status.health, dashboard=config.http.dashboard)
+        port = await tg.start(serve_http, config.http.host, config.http.port, app)
+        status.metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
+    except OSError as exc:  # metrics are for operators; the counts must go on
+        log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)
 
 
 async def _first_role(daemon: Daemon, keeper: LeaseKeeper) -> None:
@@ -294,25 +222,11 @@ async def _first_role(daemon: Daemon, keeper: LeaseKeeper) -> None:
         tg.start_soon(until, daemon.serving_started)
         tg.start_soon(until, keeper.standby_seen)
 
-async def warn_about_neighbours(nc: Any, config: Config) -> None:
-    """Ask the bus who is there (kryten-py's discovery) and warn by name when
-    another service would answer our subjects too."""
-    try:
-        services = await services_on_bus(nc, timeout=2.0)
-    except Exception as exc:  # advice only: the daemon serves either way
-        log.info("could not ask the bus which services run: %s", exc)
-        return
-    warning = apply_owner_warning(services, config.queue.apply_enabled, config.nats.subject_prefix)
-    if warning:
-        log.warning("%s", warning)
-
 
 def run_daemon(config: Config) -> int:
     """The ``kryten-likes run`` command: embedded nats-server when none is
     configured, the daemon until SIGTERM/SIGINT; returns the exit code."""
     from .embedded import EmbeddedNatsError, start_nats_server
-    from .store import StoreError  # buckets unusable, or a document of a later schema (store/schema.py)
-    from .supervisor import SupervisorGaveUp
 
     # One line per event; credentials are never put in a log line.
     logging.basicConfig(level=config.logging.level.upper(),
@@ -344,22 +258,28 @@ def run_daemon(config: Config) -> int:
         return 0
 
     try:
-        return anyio.run(main, backend_options=loop_options(config))
+        return _exit_code(lambda: anyio.run(main, backend_options=loop_options(config)))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _exit_code(run: Any) -> int:
+    """0 after a clean stop; 1, with one clear log line, for every way the daemon ends badly."""
+    from .store import StoreError  # buckets unusable, or a document of a later schema (store/schema.py)
+    from .supervisor import SupervisorGaveUp
+
+    try:
+        return run()
     except SupervisorGaveUp as exc:
         log.error("giving up: %s", exc)
-        return 1
     except BaseExceptionGroup as eg:  # the task group wraps what ended it
         known = eg.subgroup((SupervisorGaveUp, StartError, StoreError))
         while isinstance(known, BaseExceptionGroup):  # activations nest a task group of their own
             known = known.exceptions[0]
         log.error("daemon stopped: %s", known or eg, exc_info=not known)
-        return 1
     except (StartError, StoreError) as exc:
         log.error("%s", exc)
-        return 1
     except Exception as exc:
         log.error("daemon failed: %s", exc, exc_info=True)
-        return 1
-    finally:
-        if server is not None:
-            server.stop()
+    return 1

@@ -21,6 +21,7 @@ skipped; NATS errors (no connection) propagate to the caller.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "PLAYLIST_SERVICE_NAMES",
     "apply_owner_warning",
     "services_on_bus",
+    "warn_about_neighbours",
 ]
 
 # kryten-py's LifecycleEventPublisher: it subscribes to the poll and answers
@@ -125,3 +127,17 @@ def apply_owner_warning(services: Mapping[str, Mapping[str, Any]], apply_enabled
             f"kryten-likes's queue applies are on: both answer {subject_prefix}.playlist.cmd.queue_apply, "
             "so every apply would be enqueued twice. Set `[queue] apply_enabled = false` in kryten-likes's "
             "config (kryten-playlist then owns applies), or switch kryten-playlist's applies off.")
+
+
+async def warn_about_neighbours(nc: Any, apply_enabled: bool, subject_prefix: str) -> None:
+    """Ask the bus who is there and warn by name when another service would
+    answer our subjects too (at start; advice only: the daemon serves either way)."""
+    log = logging.getLogger("kryten_likes.daemon")  # said as the daemon's, where operators look
+    try:
+        services = await services_on_bus(nc, timeout=2.0)
+    except Exception as exc:
+        log.info("could not ask the bus which services run: %s", exc)
+        return
+    warning = apply_owner_warning(services, apply_enabled, subject_prefix)
+    if warning:
+        log.warning("%s", warning)

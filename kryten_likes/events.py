@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -22,9 +23,11 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .bridge_events import media_changed, queue_observed
-from .actors.shell import Router
 from .event_marks import EventStream
-from .messages import EventRef
+from .domain import EventRef
+
+if TYPE_CHECKING:
+    from .mailboxes import Router  # which imports EVENT_WINDOW from here
 
 log = logging.getLogger(__name__)
 

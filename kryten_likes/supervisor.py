@@ -1,8 +1,11 @@
 """One-for-one supervision, as in OTP.
 
-Each actor runs inside ``keep_alive``: when an incarnation raises, the
-requests it held are answered ``internal_error`` (nobody waits forever), the
-other actors are told what they must forget, and a fresh incarnation — with
+The actors are data: one ``ActorSpec`` row each (``cast.Cast.rows``): a
+core factory, the shell that runs it, whether it gets ticks, and what the
+others must do when it dies. Each actor runs inside ``keep_alive``: when an
+incarnation raises, the requests it held are answered ``internal_error``
+(nobody waits forever), the other actors are told what they must forget (its
+``orphans``, then its row's ``after_crash``), and a fresh incarnation — with
 state rebuilt from KV — takes over the *same* mailbox after an exponential
 back-off. More than ``max_restarts`` failures within ``period`` seconds and
 the supervisor gives up: ``SupervisorGaveUp`` ends the daemon with a non-zero
@@ -15,13 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import attrs
 from anyio.abc import ObjectReceiveStream
 
 from . import wire
-from .actors.shell import ActorShell, Bus, Router
+from .actors.shell import ActorShell, FaultHook
+from .bus import Bus
+from .mailboxes import Router
 from .clock import Clock
 
 log = logging.getLogger(__name__)
@@ -52,15 +58,19 @@ def backoff(restarts_in_window: int, policy: RestartPolicy) -> float:
 @attrs.frozen
 class ActorSpec:
     name: str
-    start: Callable[[], Awaitable[ActorShell]]  # a new incarnation, state loaded
+    core: Callable[[], Awaitable[Any]]  # a new core, its state loaded
+    shell: Callable[..., ActorShell] = ActorShell  # (name, core, router, bus, clock, fault) -> its shell
+    ticks: bool = False  # a Tick every tick_seconds (expiry, eviction, snapshots)
+    after_crash: Callable[[ActorShell], Any] | None = None  # beyond answering what it held
 
 
 class Supervisor:
     def __init__(self, specs: list[ActorSpec], inboxes: dict[str, ObjectReceiveStream], router: Router,
-                 bus: Bus, clock: Clock, policy: RestartPolicy,
-                 after_crash: Callable[[ActorShell], None] | None = None) -> None:
-        self.after_crash = after_crash  # what the daemon does beyond answering orphans (event feed rewind)
+                 bus: Bus, clock: Clock, policy: RestartPolicy, *, fault: FaultHook | None = None,
+                 tick_seconds: float = 1.0) -> None:
         self.specs = specs
+        self.fault = fault
+        self.tick_seconds = tick_seconds
         self.inboxes = inboxes
         self.router = router
         self.bus = bus
@@ -73,7 +83,15 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for spec in self.specs:
                 await tg.start(self.keep_alive, spec)
+            tg.start_soon(self.ticker)
             task_status.started()
+
+    async def ticker(self) -> None:
+        ticked = [s.name for s in self.specs if s.ticks]
+        while True:
+            await anyio.sleep(self.tick_seconds)  # a periodic timer, not synchronisation
+            for name in ticked:
+                self.router.tick(name)  # skipped while a tick still waits there
 
     async def keep_alive(self, spec: ActorSpec, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         failures: tuple[float, ...] = ()
@@ -81,7 +99,7 @@ class Supervisor:
         while True:
             shell: ActorShell | None = None
             try:
-                shell = await spec.start()
+                shell = spec.shell(spec.name, await spec.core(), self.router, self.bus, self.clock, self.fault)
                 self.incarnations[spec.name] = shell
                 if not started:
                     started = True
@@ -92,8 +110,8 @@ class Supervisor:
                 log.error("actor %s crashed: %r", spec.name, exc, exc_info=not isinstance(exc, AssertionError))
                 if shell is not None:
                     await self.bury(shell)
-                    if self.after_crash is not None:
-                        self.after_crash(shell)
+                    if spec.after_crash is not None:
+                        spec.after_crash(shell)
                 ok, failures = restart_allowed(failures, self.clock.now(), self.policy)
                 if not ok:
                     raise SupervisorGaveUp(

@@ -1,4 +1,4 @@
-"""Bounded mailboxes (``activation.mailbox_capacity``): what a full one does.
+"""Bounded mailboxes (``mailboxes.mailbox_capacity``): what a full one does.
 
 A send that would overflow raises ``MailboxFull`` in the sender (in an actor,
 its incarnation ends and the supervisor restarts it); a tick is never queued
@@ -11,8 +11,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from kryten_likes.activation import INTERNAL_ROOM, mailbox_capacity, mailbox_reserve
-from kryten_likes.actors.shell import ActorShell, MailboxFull, Router
+from kryten_likes.actors.shell import ActorShell
+from kryten_likes.mailboxes import INTERNAL_ROOM, MailboxFull, Router, mailbox_capacity, mailbox_reserve
 from kryten_likes.events import EVENT_WINDOW, FETCH
 from kryten_likes.messages import Tick
 

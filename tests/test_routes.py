@@ -10,7 +10,7 @@ from collections import Counter
 import attrs
 
 from kryten_likes import messages
-from kryten_likes.activation import ACTORS
+from kryten_likes.cast import ACTORS
 from kryten_likes.messages import ReplyTo, Tick
 from kryten_likes.routes import INBOXES, MAILBOX, REQUESTS, is_request, mailbox_of
 

@@ -1,0 +1,157 @@
+"""The daemon's actors as data: one row each, read by the supervisor.
+
+=================  ======================  ==================  =====  ==========================================
+actor              core                    shell               ticks  after a crash (beyond answering its requests)
+=================  ======================  ==================  =====  ==========================================
+``apply``          ``Applies``             ``ApplyShell``      no     the writer hears nothing is in flight
+``gateway``        ``Gateway``             ``ActorShell``      no     -
+``rate_buckets``   ``RateBuckets``         ``ActorShell``      yes    -
+``playback``       ``Playback``            ``ActorShell``      no     events read again from the first unstored
+``dedupe_ledger``  ``DedupeLedger``        ``ActorShell``      yes    -
+``counter_writer`` ``CounterWriter``       ``CounterWriter-    yes    events read again; playback restarts from
+                                           Shell``                    what is stored (``playback_restart``)
+=================  ======================  ==================  =====  ==========================================
+
+A core factory builds a new core with its state loaded: the first
+incarnations share the activation's start-up scan of KV, a restarted one
+reads KV again (what a dead actor knew that was not stored is gone; what was
+stored is all that counts).
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Any
+
+import attrs
+
+from .actors.apply import Applies
+from .actors.apply_shell import ApplyShell
+from .actors.counter_writer import CounterWriter
+from .actors.counter_writer_shell import CounterWriterShell
+from .actors.dedupe_ledger import DedupeLedger
+from .actors.gateway import Gateway
+from .actors.playback import NowPlaying, Playback
+from .actors.rate_buckets import RateBuckets, RatePolicy
+from .actors.shell import ActorShell
+from .config import Config
+from .events import EventFeed
+from .mailboxes import Router
+from .messages import EnqueuesInFlight
+from .startup import Snapshot, bound_to_stream, bridge_now_playing, first_unstored, load_snapshot
+from .store import AtomicBucket
+from .store.documents import media_of_now_playing
+from .supervisor import ActorSpec
+
+ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
+
+
+@attrs.define
+class Cast:
+    """What the core factories are made from: the activation's config,
+    buckets, event feed and router, and the start-up scan."""
+
+    config: Config
+    nc: Any
+    kryten: Any
+    clock: Any
+    analytics: AtomicBucket
+    likes: AtomicBucket
+    feed: EventFeed
+    router: Router
+    first: Snapshot  # the start-up scan, bound to the event stream
+    stream_identity: dict
+    _first_users: set = attrs.Factory(lambda: {"playback", "dedupe_ledger", "counter_writer"})
+    writer: CounterWriter | None = None  # the current incarnation's core: what is stored
+
+    @property
+    def ns(self) -> str:
+        return self.config.analytics.namespace
+
+    def rows(self) -> list[ActorSpec]:
+        c = self.config
+        return [
+            ActorSpec("apply", self.applies, partial(ApplyShell, kryten=self.kryten, channel=c.cytube.channel,
+                                                     timeout=c.cytube.bridge_timeout_seconds),
+                      after_crash=self.apply_died),
+            ActorSpec("gateway", self.gateway),
+            ActorSpec("rate_buckets", self.rate_buckets, ticks=True),
+            ActorSpec("playback", self.playback, after_crash=self.read_events_again),
+            ActorSpec("dedupe_ledger", self.dedupe_ledger, ticks=True),
+            ActorSpec("counter_writer", self.counter_writer,
+                      partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes}),
+                      ticks=True, after_crash=self.writer_died),
+        ]
+
+    def stored_up_to(self) -> int:
+        """The first event the counter documents do not hold (the feed reads from there)."""
+        book = self.writer.book(self.ns) if self.writer is not None else self.first.books.get(self.ns)
+        return first_unstored(book)
+
+    async def _snapshot_for(self, name: str) -> Snapshot:
+        # The first incarnations share the start-up scan; a restart reads KV again.
+        if name in self._first_users:
+            self._first_users.discard(name)
+            return self.first
+        return bound_to_stream(await load_snapshot(self.analytics, self.likes, self.clock.now()), self.ns,
+                               self.stream_identity)
+
+    # --- core factories ---------------------------------------------------------------
+
+    async def gateway(self) -> Gateway:
+        return Gateway(self.ns)
+
+    async def rate_buckets(self) -> RateBuckets:
+        lim, likes = self.config.limits, self.config.likes
+        return RateBuckets(RatePolicy(likes.rate_per_minute, likes.rate_burst, lim.global_likes_per_second,
+                                      lim.global_likes_burst))
+
+    async def playback(self) -> Playback:
+        book = (await self._snapshot_for("playback")).books.get(self.ns)
+        stored = media_of_now_playing(book.now_playing.value) if book and book.now_playing else None
+        current = None
+        if stored is not None:
+            current = NowPlaying(*stored)
+        else:
+            media = await bridge_now_playing(self.nc, self.config.cytube.channel)
+            if media is not None:
+                current = NowPlaying(media, self.clock.now())
+        last_seq = int(book.global_value().get("last_event_seq", 0)) if book else 0
+        return Playback(self.ns, current, last_seq, epoch=self.feed.epoch)
+
+    async def dedupe_ledger(self) -> DedupeLedger:
+        snap = await self._snapshot_for("dedupe_ledger")
+        likes = self.config.likes
+        return DedupeLedger(likes.dedupe_window_seconds, likes.dedupe_enabled, snap.claims)
+
+    async def counter_writer(self) -> CounterWriter:
+        first_life = "counter_writer" in self._first_users
+        snap = await self._snapshot_for("counter_writer")
+        likes = self.config.likes
+        # Only at the activation's start is what a previous life left half-done
+        # truly dead. A restarted writer learns from the apply actor what is in flight.
+        self.writer = CounterWriter(snap.books, self.ns, group_prefix=f"{uuid.uuid4().hex[:12]}-",
+                                    recover=first_life, retry_window=likes.retry_window_seconds,
+                                    epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
+                                    await_applies=not first_life)
+        return self.writer
+
+    async def applies(self) -> Applies:
+        return Applies(id_prefix=f"{uuid.uuid4().hex[:12]}-")
+
+    # --- after a crash ------------------------------------------------------------------
+
+    def apply_died(self, dead: ActorShell) -> None:
+        # Its enqueues died with it: nothing of it is in flight any more.
+        self.router.send(EnqueuesInFlight(()))
+
+    def read_events_again(self, dead: ActorShell) -> int:
+        """Events held by a dead playback or counter writer are read again from
+        the stream, from the first one not stored (see EventFeed)."""
+        return self.feed.rewind(self.stored_up_to())
+
+    def writer_died(self, dead: ActorShell) -> None:
+        # (The dead writer is still the core on record: its book is what is stored.)
+        epoch = self.read_events_again(dead)
+        self.router.send(attrs.evolve(dead.core.playback_restart(), epoch=epoch))
