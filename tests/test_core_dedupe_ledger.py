@@ -8,14 +8,13 @@ queued behind each.
 
 from __future__ import annotations
 
-import unicodedata
-
 import attrs
 import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
+from support.contract_oracle import fold
 from kryten_likes.messages import (
     Claim, ClaimsSettled, LikeDuplicate, LikeForItem, LikeReserved, Media, ReplyTo, Tick,
 )
@@ -194,7 +193,7 @@ ITEMS = [V1, V2]
 
 
 def _folded(u: str) -> bool:
-    return unicodedata.normalize("NFKC", u).casefold() == u
+    return fold(u) == u
 
 
 class DedupeMachine(RuleBasedStateMachine):

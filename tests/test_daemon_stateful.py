@@ -27,9 +27,7 @@ BURST = 2
 PER_SECOND = 1.0  # rate_per_minute = 60
 
 
-def fold(name: str) -> str:
-    import unicodedata
-    return unicodedata.normalize("NFKC", name).casefold()
+from support.contract_oracle import fold  # noqa: E402
 
 
 CRASH_ON = {  # the message each actor gets for a like

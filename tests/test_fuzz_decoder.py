@@ -41,13 +41,13 @@ from kryten_likes.store.keys import (
     playlist_key, ranking_key, split_key,
 )
 
+from support.contract_oracle import (
+    MAX_BODY, NS_RE, TOKEN_RE, fold, has_control, valid_correlation_id,
+)
+
 pytestmark = pytest.mark.fuzz
 
-NS_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-KEY_CHARS = re.compile(r"[A-Za-z0-9_=./-]+")
-TOKEN_RE = re.compile(r"[A-Za-z0-9_=-]+")  # a token: never "/" nor "."
 DEFAULT_NS = "default-ns"
-MAX_BODY = 64 * 1024
 
 # KRYTEN_FUZZ_SCALE=20 (say) runs twenty times the examples, for a longer hunt.
 SCALE = float(os.environ.get("KRYTEN_FUZZ_SCALE", "1"))
@@ -123,20 +123,6 @@ commands = st.sampled_from([*gateway.COMMANDS * 4, "", "LIKE", "like ", ">", "qu
 
 # --- decode -----------------------------------------------------------------------------------
 
-def _has_cc(s: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in s)
-
-
-def _valid_cid(data: bytes) -> str | None:
-    """The request's correlation id when it has a valid one (a string of at most 200)."""
-    try:
-        body = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):
-        return None
-    cid = body.get("correlation_id") if isinstance(body, dict) else None
-    return cid if isinstance(cid, str) and len(cid) <= 200 else None
-
-
 def _check_forwarded(msg, body: dict) -> None:
     """What reaches an actor is within the contract's limits."""
     ns = getattr(msg, "namespace", None)
@@ -144,7 +130,7 @@ def _check_forwarded(msg, body: dict) -> None:
         assert NS_RE.fullmatch(ns), msg
         assert ns == (body.get("namespace") or DEFAULT_NS), msg
     if isinstance(msg, LikeRequested):
-        assert 1 <= len(msg.user) <= 64 and not _has_cc(msg.user), msg
+        assert 1 <= len(msg.user) <= 64 and not has_control(msg.user), msg
         assert msg.user == fold_user(body["username"]), msg
         assert msg.video_id is None or 1 <= len(msg.video_id) <= 1000, msg
     if isinstance(msg, StatsAsked):
@@ -168,7 +154,7 @@ def _check_forwarded(msg, body: dict) -> None:
 @example(command="top_liked", data=b'{"limit": 100.0}', reply_subject="r")
 def test_decode_never_raises_and_answers_or_forwards(command, data, reply_subject):
     out = decode(Inbound.of(command, data, reply_subject), DEFAULT_NS)
-    cid = _valid_cid(data) if len(data) <= MAX_BODY else None
+    cid = valid_correlation_id(data) if len(data) <= MAX_BODY else None
     if isinstance(out, Reply):
         assert (out.to.subject, out.to.correlation_id) == (reply_subject, cid), out
         body = out.body
@@ -218,7 +204,7 @@ def test_decode_refuses_every_bad_namespace_and_keeps_every_good_one(ns, command
 def test_like_username_is_folded_then_limited(name, cid):
     data = json.dumps({"username": name, "correlation_id": cid}).encode()
     out = decode(Inbound.of("like", data, "r"), DEFAULT_NS)
-    folded = unicodedata.normalize("NFKC", name).casefold()  # docs/contract.md, written out again
+    folded = fold(name)  # docs/contract.md, written out again (support.contract_oracle)
     cats = {unicodedata.category(c) for c in folded}
     if not 1 <= len(folded) <= 64 or "Cc" in cats:
         assert isinstance(out, Reply) and out.body["detail"].startswith("username"), out

@@ -29,9 +29,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from kryten_likes.clock import FakeClock
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, decode_token, encode_token, likes_key
 from support.hostile import portal_module  # noqa: F401 (fixture)
-from support.hostile import (
-    ERROR_WORDS, FUZZED_COMMANDS, ITEM_FIELDS, KEY_RE, MAX_BODY, NS_RE, all_keys, hostile_config,
-)
+from support.contract_oracle import ERROR_WORDS, KEY_RE, MAX_BODY, NS_RE, fold as oracle_fold
+from support.hostile import FUZZED_COMMANDS, ITEM_FIELDS, all_keys, hostile_config
 
 
 # --- the oracle: what docs/contract.md says about one request ----------------------------------
@@ -47,7 +46,7 @@ def _name_verdict(value, max_len: int, *, fold: bool, required: bool) -> str:
     if not isinstance(value, str):
         return "bad"
     if fold:
-        value = unicodedata.normalize("NFKC", value).casefold()
+        value = oracle_fold(value)
     if not 1 <= len(value) <= max_len:
         return "bad"
     cats = _cats(value)
@@ -225,7 +224,7 @@ def check_reply(h: Harness, state: dict, own_ns: str, vid: str, command: str, da
 
     ns = body.get("namespace") or own_ns
     if command == "like":
-        user = unicodedata.normalize("NFKC", body["username"]).casefold()
+        user = oracle_fold(body["username"])
         asked = body.get("video_id")
         if isinstance(asked, str) and asked != vid:
             assert (r["status"], r["error"], r["video_id"]) == ("error", "not_current", vid), r

@@ -11,7 +11,8 @@ from conftest import playing
 from kryten_likes.actors import gateway
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, dedupe_key
 from support.hostile import calm, portal_module  # noqa: F401 (fixtures)
-from support.hostile import KEY_RE, all_keys, hostile_config
+from support.contract_oracle import KEY_RE
+from support.hostile import all_keys, hostile_config
 
 
 # --- namespace escapes ------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from conftest import playing, wait_until
 
 from kryten_likes.config import ConfigError, parse_config
 from support.hostile import calm, portal_module  # noqa: F401 (fixtures)
-from support.hostile import MAX_BODY, concurrently, hostile_config, own_daemon
+from support.contract_oracle import MAX_BODY
+from support.hostile import concurrently, hostile_config, own_daemon
 
 
 # --- once bugs, now fixed ---------------------------------------------------------------------------------------

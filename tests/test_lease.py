@@ -10,7 +10,7 @@ import itertools
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from kryten_likes.lease import (
     Activate, FenceMoved, LeaseHeld, LeaseRead, LeaseRefused, LeaseRules, LeaseUnanswered, LeaseWritten, ReadLease, ServedBy,

@@ -7,7 +7,7 @@ import json
 
 import anyio
 import pytest
-from conftest import StandInBridge, plays_of, unique_config, wait_until
+from conftest import StandInBridge, plays_of, wait_until
 
 from kryten_likes.store import ANALYTICS_BUCKET, playlist_key
 from support.configs import merged, unique_sections, write_config

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 
 import anyio
 import anyio.from_thread
@@ -20,11 +19,6 @@ from kryten_likes.config import parse_config
 from support.configs import merged, unique_sections
 
 
-MAX_BODY = 64 * 1024
-NS_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-KEY_RE = re.compile(r"ns/[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_=./-]+")
-ERROR_WORDS = {"invalid_request", "rate_limited", "no_current_item", "not_current", "unavailable",
-               "internal_error", "enqueue_failed"}
 FUZZED_COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats")
 ITEM_FIELDS = {"video_id", "title", "play_count", "queue_count", "like_count", "last_played_at",
                "last_queued_at", "duration_seconds"}
