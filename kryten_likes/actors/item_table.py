@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 
 from ..clock import iso
 from ..store.values import StoredEntry
+from .title_buffer import NO_TITLE, TitleBuffer
 
 NAN = float("nan")
 NO_TIME = 0  # in a time column: null
 NO_DURATION = -1
-NO_TITLE = 0
 HAS_ITEM, HAS_LIKES, ITEM_DELETED, LIKES_DELETED = 1, 2, 4, 8
 
 _ITEM_KNOWN = ("video_id", "play_count", "queue_count", "last_played_at", "last_queued_at", "duration_seconds",
@@ -49,51 +49,6 @@ def _stamp(text: object) -> int | None:
 
 def _count(v: object) -> int | None:
     return v if type(v) is int and v >= 0 else None
-
-
-class TitleBuffer:
-    """Strings packed as UTF-8 in one buffer, each named by one 64-bit handle:
-    ``offset << 24 | (length + 1)``; 0 is None."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._handles: dict[str, int] = {}  # the last few stored: a title comes twice (item, likes)
-
-    def put(self, text: str | None) -> int:
-        if text is None:
-            return NO_TITLE
-        h = self._handles.get(text)
-        if h is None:
-            data = text.encode("utf-8", "surrogatepass")
-            if len(data) >= 2**24 - 1:
-                raise ValueError("title too long")
-            h = len(self._buf) << 24 | (len(data) + 1)
-            self._buf += data
-            if len(self._handles) >= 64:
-                self._handles.clear()
-            self._handles[text] = h
-        return h
-
-    def get(self, h: int) -> str | None:
-        if h == NO_TITLE:
-            return None
-        start, n = h >> 24, (h & 0xFFFFFF) - 1
-        return self._buf[start:start + n].decode("utf-8", "surrogatepass")
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    def repack(self, columns: list[array]) -> None:
-        """Drop the bytes of titles no column names any more."""
-        old, self._buf, self._handles = self._buf, bytearray(), {}
-        moved: dict[int, int] = {NO_TITLE: NO_TITLE}
-        for col in columns:
-            for i, h in enumerate(col):
-                if h not in moved:
-                    start, n = h >> 24, (h & 0xFFFFFF) - 1
-                    moved[h] = len(self._buf) << 24 | (n + 1)
-                    self._buf += old[start:start + n]
-                col[i] = moved[h]
 
 
 class ItemTable:
