@@ -18,12 +18,12 @@ from collections.abc import Callable
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from .batch import AtomicBucket, StoredEntry
 from .reconnects import Reconnects
 from .keys import ANALYTICS_BUCKET, LIKES_BUCKET
+from .last_per_key import last_per_key
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | Non
     """Hand every key of a bucket to ``take`` as it arrives (None: deleted).
 
     Read through a push consumer of the last message of every key with a
-    window: the server sends at most ``SCAN_WINDOW`` messages ahead of what
+    window (``last_per_key``): the server sends at most ``SCAN_WINDOW`` messages ahead of what
     was taken (acknowledged all at once, every half window). So a start-up
     with 100 000 items never buffers the bucket in the client, and costs one
     callback per key (nats-py's ``fetch`` costs two tasks per message). The
@@ -118,11 +118,7 @@ async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | Non
             if last:
                 done.set()
 
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.ALL,
-                                max_ack_pending=SCAN_WINDOW, ack_wait=60.0, inactive_threshold=30.0,
-                                mem_storage=True, num_replicas=1, filter_subject=f"{prefix}>")
-        sub = await js.subscribe(f"{prefix}>", stream=stream, cb=on_msg, manual_ack=True, config=config)
-        try:
+        async with last_per_key(js, bucket.bucket, on_msg, window=SCAN_WINDOW, ack_wait=60.0):
             seen = -1
             while not done.is_set():
                 with anyio.move_on_after(5.0):
@@ -132,13 +128,6 @@ async def scan_each(bucket: AtomicBucket, take: Callable[[str, StoredEntry | Non
                 seen = taken
             else:
                 return
-        finally:
-            try:
-                name = (await sub.consumer_info()).name
-                await sub.unsubscribe()
-                await js.delete_consumer(stream, name)
-            except Exception:  # an unused consumer goes by itself after inactive_threshold
-                pass
     raise StoreError(f"could not read {bucket.bucket} whole")
 
 

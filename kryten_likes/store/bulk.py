@@ -17,9 +17,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
+
+from .last_per_key import last_per_key
 
 WINDOW = 1000  # messages the server sends ahead of what was taken
 CHUNK = 256  # documents handed on at once (and keys asked for in one batched get)
@@ -40,77 +41,78 @@ async def each_chunk(js: Any, bucket: str, take: Callable[[list[Document]], Awai
     """Hand every live key of ``bucket`` with its value to ``take``, at most
     ``CHUNK`` at a time, each once, in the order the server sends them.
 
-    A push consumer with a window (AckPolicy.ALL, ``max_ack_pending``): the
-    server sends at most ``WINDOW`` messages ahead of the last acknowledged,
-    and ``take`` runs inside the subscription's callback, so a slow ``take``
-    (a slow stdout) holds the server back rather than filling memory. The end
-    is a message with no more pending; if the last keys expired (TTL) before
-    they were sent, no message says so, and the consumer is asked instead.
+    A push consumer with a window (``last_per_key``): the server sends at
+    most ``WINDOW`` messages ahead of the last acknowledged, and ``take`` runs
+    inside the subscription's callback, so a slow ``take`` (a slow stdout)
+    holds the server back rather than filling memory. The end is a message
+    with no more pending; if the last keys expired (TTL) before they were
+    sent, no message says so, and the consumer is asked instead.
     """
-    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     try:
-        info = await js.stream_info(stream)
+        info = await js.stream_info(f"KV_{bucket}")
     except NotFoundError:
         raise NoBucket(f"no bucket {bucket} on this server: has kryten-likes run against it?") from None
     if not info.state.messages:
         return
-    chunk: list[Document] = []
-    received = 0
-    done = asyncio.Event()
-    failed: list[BaseException] = []
-    turn = asyncio.Lock()  # the callback or the idle check, never both
+    reader = _ChunkReader(f"$KV.{bucket}.", take)
+    async with last_per_key(js, bucket, reader.on_msg, window=WINDOW, ack_wait=300.0) as sub:
+        await reader.until_read(sub)
+        if reader.failed:
+            raise reader.failed[0]
 
-    async def hand_on() -> None:
-        nonlocal chunk
-        if chunk:
-            batch, chunk = chunk, []
-            await take(batch)
 
-    async def on_msg(msg: Any) -> None:
-        nonlocal received
-        if done.is_set():
+class _ChunkReader:
+    """One read of ``each_chunk``: the subscription's callback gathers chunks,
+    and an idle check asks the consumer whether anything is left."""
+
+    def __init__(self, prefix: str, take: Callable[[list[Document]], Awaitable[None]]) -> None:
+        self.prefix = prefix
+        self.take = take
+        self.chunk: list[Document] = []
+        self.received = 0
+        self.done = asyncio.Event()
+        self.failed: list[BaseException] = []
+        self.turn = asyncio.Lock()  # the callback or the idle check, never both
+
+    async def hand_on(self) -> None:
+        if self.chunk:
+            batch, self.chunk = self.chunk, []
+            await self.take(batch)
+
+    async def on_msg(self, msg: Any) -> None:
+        if self.done.is_set():
             return
         try:
-            async with turn:
-                received += 1  # counted once handed on: the idle check must not end before it
+            async with self.turn:
+                self.received += 1  # counted once handed on: the idle check must not end before it
                 md = msg.metadata
                 if md.num_delivered == 1 and (value := _value(msg)) is not None:  # a redelivery was taken
-                    chunk.append((msg.subject[len(prefix):], value))
+                    self.chunk.append((msg.subject[len(self.prefix):], value))
                 last = md.num_pending == 0
-                if last or len(chunk) >= CHUNK:
-                    await hand_on()
-                if last or received % max(1, WINDOW // 2) == 0:
+                if last or len(self.chunk) >= CHUNK:
+                    await self.hand_on()
+                if last or self.received % max(1, WINDOW // 2) == 0:
                     await msg.ack()  # everything up to here: the server sends on
             if last:
-                done.set()
+                self.done.set()
         except Exception as exc:  # raised in a callback it would only reach nats-py's error handler
-            failed.append(exc)
-            done.set()
+            self.failed.append(exc)
+            self.done.set()
 
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.ALL,
-                            max_ack_pending=WINDOW, ack_wait=300.0, inactive_threshold=30.0,
-                            mem_storage=True, num_replicas=1, filter_subject=f"{prefix}>")
-    sub = await js.subscribe(f"{prefix}>", stream=stream, cb=on_msg, manual_ack=True, config=config)
-    try:
+    async def until_read(self, sub: Any) -> None:
+        """Wait for the end; after ``IDLE`` seconds with no message, ask the consumer."""
         seen = -1
-        while not done.is_set():
+        while not self.done.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), IDLE)
-            if done.is_set() or received != seen:
-                seen = received
+                await asyncio.wait_for(self.done.wait(), IDLE)
+            if self.done.is_set() or self.received != seen:
+                seen = self.received
                 continue
-            async with turn:
+            async with self.turn:
                 ci = await sub.consumer_info()
-                if ci.num_pending == 0 and ci.delivered.consumer_seq <= received:
-                    await hand_on()
-                    done.set()
-        if failed:
-            raise failed[0]
-    finally:
-        with contextlib.suppress(Exception):  # an unused consumer goes by itself (inactive_threshold)
-            name = (await sub.consumer_info()).name
-            await sub.unsubscribe()
-            await js.delete_consumer(stream, name)
+                if ci.num_pending == 0 and ci.delivered.consumer_seq <= self.received:
+                    await self.hand_on()
+                    self.done.set()
 
 
 async def last_values(nc: Any, bucket: str, keys: list[str], timeout: float = 5.0) -> dict[str, dict]:
