@@ -19,7 +19,8 @@ from kryten.kv_store import get_or_create_kv_store
 from nats.js.api import DiscardPolicy, StreamConfig
 
 from kryten_likes.cli import main
-from kryten_likes.doctor import ClockReading, judge_account, judge_clock, judge_owner, judge_version
+from kryten_likes.doctor_bus import ClockReading
+from kryten_likes.doctor_checks import judge_account, judge_clock, judge_owner, judge_version
 from kryten_likes.embedded import EmbeddedNats, start_nats_server
 from kryten_likes.store import open_buckets
 from support.configs import write_config
