@@ -150,7 +150,7 @@ class ClaimsSettled:
     released: tuple[Claim, ...] = ()
 
 
-# --- plays ------------------------------------------------------------------------
+# --- plays, and the counter writer's own outcomes ------------------------------
 
 
 @frozen
@@ -188,9 +188,6 @@ class Rewind:
     started_at: float
     last_seq: int
     epoch: int = 0  # events of older readings of the stream are dropped
-
-
-# --- the counter writer's own outcomes ------------------------------------------------
 
 
 @frozen

@@ -1,6 +1,6 @@
 """Where each message goes: one table from message class to mailbox.
 
-A core returns the messages it sends; ``Router.send`` (actors/shell.py) reads
+A core returns the messages it sends; ``Router.send`` (mailboxes.py) reads
 the mailbox here. The table is the whole map of what each actor hears.
 """
 
