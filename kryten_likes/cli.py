@@ -2,10 +2,11 @@
 
 This module is the parser and the dispatch. Each client subcommand is one
 NATS request on `{subject_prefix}.playlist.cmd.{command}` (the wire
-contract), printed for a person, or verbatim with `--json` for a script
-(`cli_client`); the commands themselves are grouped by subject
-(`cli_channel`: like and what plays; `cli_admin`: apply, adjust, export;
-`doctor` and `demo`: whole commands of their own).
+contract; `likers --all`, `likes --all`: one per page), printed for a person,
+or verbatim with `--json` for a script (`cli_client`); the commands
+themselves are grouped by subject (`cli_channel`: like, what plays and who
+liked what; `cli_admin`: apply, adjust, export; `doctor` and `demo`: whole
+commands of their own).
 
 Exit codes: 0 the daemon said `ok` or `duplicate`; 1 it said `error` (or
 answered something unreadable); 2 usage or config error; 3 nobody answered
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kryten_likes.daemon import run_daemon
 
         return run_daemon(with_nats_url(config, args.nats_url))
-    if getattr(args, "handler", None) is not None:  # doctor, demo, export: no request to the daemon
+    # doctor, demo, export: no request to the daemon; likers, likes: one request per page.
+    if getattr(args, "handler", None) is not None:
         return args.handler(args, config)
     try:
         return run_client(args, config)
@@ -72,7 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers.add_parser("run", parents=[where], help="run the daemon")
     # In the order `--help` lists them.
     for add_client_command in (cli_channel.add_like, cli_channel.add_top, cli_channel.add_stats,
-                               cli_channel.add_watch, cli_admin.add_apply, cli_channel.add_now_playing):
+                               cli_channel.add_watch, cli_admin.add_apply, cli_channel.add_now_playing,
+                               cli_channel.add_likers, cli_channel.add_likes):
         add_client_command(subparsers, client)
     # doctor and demo: each module adds its own parser and runs its command.
     from kryten_likes import demo, doctor

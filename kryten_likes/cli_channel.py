@@ -1,22 +1,31 @@
 """The client commands of the channel's everyday life: like what plays, and
-see what plays, the top lists (once, or redrawn with `watch`) and the
-counters. Each command is a request built from its arguments and a
-rendering of the daemon's reply for a person.
+see what plays, the top lists (once, or redrawn with `watch`), the
+counters, and who liked what (`likers`, `likes`, a page at a time or every
+page with `--all`). Each command is a request built from its arguments and
+a rendering of the daemon's reply for a person.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kryten_likes.cli_arguments import limit, positive_seconds
-from kryten_likes.cli_client import Request, cell_text, plural
+from kryten_likes.cli_arguments import CONFIG_NAMESPACE, limit, positive_seconds
+from kryten_likes.cli_client import (
+    EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, PROG, Request, cell_text, error_line, plural, run_client,
+)
+from kryten_likes.config import Config
 
-__all__ = ["add_like", "add_now_playing", "add_stats", "add_top", "add_watch"]
+__all__ = ["add_like", "add_likers", "add_likes", "add_now_playing", "add_stats", "add_top", "add_watch",
+           "run_pages"]
 
 # The fields every reply carries; `stats` prints everything else.
 _COMMON_REPLY_FIELDS = frozenset({"correlation_id", "status", "error", "detail"})
+# The page size of `likers` and `likes` (the daemon's default too).
+PAGE_SIZE = 20
 
 
 # --- the parsers (`client` is the options every client command has)
@@ -62,6 +71,68 @@ def add_now_playing(subparsers: Any, client: argparse.ArgumentParser) -> None:
     now_playing.set_defaults(request=_now_playing_request, render=_render_now_playing)
 
 
+def add_likers(subparsers: Any, client: argparse.ArgumentParser) -> None:
+    likers = subparsers.add_parser("likers", parents=[client], help="who liked an item, newest first",
+                                   epilog="example: kryten-likes likers dQw4w9WgXcQ --all")
+    likers.add_argument("video", metavar="VIDEO", nargs="?", help="its video_id (default: what plays now)")
+    _page_options(likers)
+    likers.set_defaults(request=_likers_request, render=_render_likers, handler=run_pages)
+
+
+def add_likes(subparsers: Any, client: argparse.ArgumentParser) -> None:
+    likes = subparsers.add_parser("likes", parents=[client], help="what a user liked, newest first",
+                                  epilog="example: kryten-likes likes alice -n 50")
+    likes.add_argument("username", metavar="USER")
+    _page_options(likes)
+    likes.set_defaults(request=_user_likes_request, render=_render_user_likes, handler=run_pages)
+
+
+def _page_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--limit", type=limit, default=PAGE_SIZE, metavar="N",
+                        help=f"how many per page (1-100, default {PAGE_SIZE})")
+    parser.add_argument("--cursor", metavar="C", help="the page after the one that printed this cursor")
+    parser.add_argument("--all", action="store_true", help="every page from there to the last")
+    parser.set_defaults(continued=False)  # True from the second page of --all on: no header again
+
+
+# --- paging (`likers`, `likes`)
+
+
+def run_pages(args: argparse.Namespace, config: Config) -> int:
+    """One page; with `--all`, each page in turn (from `--cursor`, else the
+    first) until a reply's cursor is null. Exit codes as for one request:
+    the first page that is not `ok` ends the run with its code."""
+    if not args.all:
+        return run_client(args, config)
+    if args.json:
+        print(f"{PROG}: --all prints for a person; with --json, ask page by page, "
+              "each time with --cursor set to the reply's cursor", file=sys.stderr)
+        return EXIT_USAGE
+    replies: list[Mapping[str, Any]] = []
+    render = args.render
+
+    def remember(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+        replies.append(reply)
+        return render(reply, args)
+
+    args.render = remember
+    followed: set[str] = set()
+    while True:
+        code = run_client(args, config)
+        cursor = replies[-1].get("cursor") if code == EXIT_OK else None
+        if not isinstance(cursor, str):
+            return code
+        if cursor in followed:  # a daemon that hands out a cursor twice would page forever
+            print(error_line({"status": "error", "error": "invalid_reply",
+                              "detail": f"cursor {cursor!r} handed out twice"}), file=sys.stderr)
+            return EXIT_ERROR_REPLY
+        followed.add(cursor)
+        args.cursor, args.continued = cursor, True
+        if "video" in vars(args):
+            # Later pages are of the item the first one was of, even once another plays.
+            args.video = replies[-1].get("video_id")
+
+
 # --- requests
 
 
@@ -87,6 +158,22 @@ def _stats_request(args: argparse.Namespace) -> Request:
 
 def _now_playing_request(args: argparse.Namespace) -> Request:
     return Request("now_playing", {})
+
+
+def _likers_request(args: argparse.Namespace) -> Request:
+    body: dict[str, Any] = {"limit": args.limit}
+    if args.video is not None:
+        body["video_id"] = args.video
+    if args.cursor is not None:
+        body["cursor"] = args.cursor
+    return Request("likers", body)
+
+
+def _user_likes_request(args: argparse.Namespace) -> Request:
+    body: dict[str, Any] = {"username": args.username, "limit": args.limit}
+    if args.cursor is not None:
+        body["cursor"] = args.cursor
+    return Request("user_likes", body)
 
 
 # --- rendering replies
@@ -131,6 +218,35 @@ def _render_now_playing(reply: Mapping[str, Any], args: argparse.Namespace) -> s
     title = f" — {reply['title']}" if reply.get("title") else ""
     since = f" (since {reply['started_at']})" if reply.get("started_at") else ""
     return f"now playing: {reply['video_id']}{title}{since}"
+
+
+def _render_likers(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    lines = [] if args.continued else [f"{reply.get('video_id')}: {plural(reply.get('like_count'), 'like')}"]
+    lines += [f"{cell_text(user.get('liked_at'))}  {cell_text(user.get('username'))}"
+              for user in reply.get("users") or []]
+    return "\n".join(lines + _next_page(reply, args, ["likers", str(reply.get("video_id"))]))
+
+
+def _render_user_likes(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    given = f"{plural(reply.get('likes_given'), 'like')} given"
+    lines = [] if args.continued else [f"{cell_text(reply.get('username'))}: {given}"]
+    for item in reply.get("items") or []:
+        title = f" — {cell_text(item['title'])}" if item.get("title") else ""
+        lines.append(f"{cell_text(item.get('liked_at'))}  {cell_text(item.get('video_id'))}{title}")
+    return "\n".join(lines + _next_page(reply, args, ["likes", args.username]))
+
+
+def _next_page(reply: Mapping[str, Any], args: argparse.Namespace, words: list[str]) -> list[str]:
+    """The line that says how to ask for the next page, when there is one (not with --all)."""
+    cursor = reply.get("cursor")
+    if args.all or not isinstance(cursor, str):
+        return []
+    again = [PROG, *words]
+    if args.limit != PAGE_SIZE:
+        again += ["--limit", str(args.limit)]
+    if args.namespace is not None:
+        again += ["--namespace"] if args.namespace == CONFIG_NAMESPACE else ["--namespace", args.namespace]
+    return [f"next page: {shlex.join([*again, '--cursor', cursor])}  (or --all for every page)"]
 
 
 def _flatten(value: object, key: str) -> Iterator[tuple[str, str]]:
