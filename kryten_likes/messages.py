@@ -62,6 +62,41 @@ class LikeRequested:
     namespace: str
     user: str  # already folded (NFKC + casefold)
     video_id: str | None = None
+    username: str = ""  # as typed: like records keep both
+
+
+@frozen
+class LikersAsked:
+    """gateway → playback: who liked an item (None: what plays now), a page at a time."""
+
+    reply: ReplyTo
+    namespace: str
+    video_id: str | None
+    limit: int
+    cursor: str | None = None
+
+
+@frozen
+class LikersOfItem:
+    """playback → counter_writer: ``LikersAsked`` with its item known."""
+
+    reply: ReplyTo
+    namespace: str
+    video_id: str
+    limit: int
+    cursor: str | None = None
+
+
+@frozen
+class UserLikesAsked:
+    """gateway → counter_writer: what a user liked, a page at a time."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str  # folded
+    limit: int
+    cursor: str | None = None
+    username: str = ""  # as asked: the answer's name for a user never seen
 
 
 @frozen
@@ -109,6 +144,7 @@ class LikeAllowed:
     namespace: str
     user: str
     video_id: str | None = None
+    username: str = ""
 
 
 @frozen
@@ -119,6 +155,8 @@ class LikeForItem:
     namespace: str
     user: str
     media: Media
+    username: str = ""
+    play_at: float = 0.0  # when the play it is given on started
 
 
 @frozen
@@ -130,6 +168,8 @@ class LikeReserved:
     media: Media
     claim: Claim | None = None
     user: str = ""
+    username: str = ""
+    play_at: float = 0.0
 
 
 @frozen
@@ -203,97 +243,17 @@ class Tick:
     """Time passed: expire, evict, materialise."""
 
 
-# --- queue applies and queue events ---------------------------------------------------
+# The queue applies' messages live in a module of their own; every message is
+# importable from here.
+from .queue_messages import (  # noqa: E402
+    ApplyFinished, ApplyProgress, ApplyRequested, EnqueueAnswered, EnqueueRefused, EnqueuesInFlight, EnqueueStarted,
+    QueueConfirmed, QueueObserved, WriterRestarted,
+)
 
-
-@frozen
-class ApplyRequested:
-    """gateway → apply: enqueue these items on the channel, in order."""
-
-    reply: ReplyTo
-    namespace: str
-    playlist_id: str
-    items: tuple[ApplyItem, ...]
-    requested_by: str | None = None
-
-
-@frozen
-class QueueObserved:
-    """A ``queue`` event from the bridge: someone (maybe we) queued ``media``."""
-
-    media: Media
-    queued_by: str | None = None
-    event: EventRef | None = None
-
-
-@frozen
-class EnqueueStarted:
-    """apply → counter_writer, *before* asking the bridge: a queue event for this
-    media may be ours (it may arrive before the bridge's answer)."""
-
-    namespace: str
-    media: Media
-    enqueue_id: str = ""  # apply id and item index: saying it twice is saying it once
-
-
-@frozen
-class EnqueueRefused:
-    """apply → counter_writer: the bridge did not queue it (or did not answer)."""
-
-    namespace: str
-    media: Media
-    enqueue_id: str = ""
-
-
-@frozen
-class QueueConfirmed:
-    """apply → counter_writer: the bridge queued item ``index`` of an apply; count it."""
-
-    apply_id: str
-    namespace: str
-    playlist_id: str
-    index: int
-    media: Media
-
-
-@frozen
-class ApplyProgress:
-    """counter_writer → apply: item ``index`` of the apply is counted, durably."""
-
-    apply_id: str
-    index: int
-
-
-@frozen
-class ApplyFinished:
-    """apply → counter_writer: close the apply and answer its requester."""
-
-    reply: ReplyTo
-    apply_id: str
-    namespace: str
-    playlist_id: str
-    enqueued_count: int
-    failed: tuple = ()  # ({"video_id", "reason"}, ...)
-
-
-@frozen
-class EnqueueAnswered:
-    """The apply shell → apply: what the bridge said about one item."""
-
-    apply_id: str
-    index: int
-    ok: bool
-    reason: str | None = None
-
-
-@frozen
-class WriterRestarted:
-    """supervisor → apply: the counter writer died; say again what it must know."""
-
-
-@frozen
-class EnqueuesInFlight:
-    """apply → counter_writer, answering ``WriterRestarted``: every enqueue of a
-    running apply not yet counted, as (namespace, media key, enqueue id)."""
-
-    enqueues: tuple[tuple[str, str, str], ...] = ()
+__all__ = [
+    "AdjustRequested", "ApplyFinished", "ApplyItem", "ApplyProgress", "ApplyRequested", "Claim", "ClaimsSettled",
+    "CommitFinished", "EnqueueAnswered", "EnqueueRefused", "EnqueueStarted", "EnqueuesInFlight", "EventPassed",
+    "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem", "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "UserLikesAsked",
+    "Media", "MediaChanged", "NowPlayingAsked", "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo",
+    "Rewind", "StatsAsked", "Tick", "TopAsked", "WriterRestarted",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .messages import (
     AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
     EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
-    LikeForItem, LikeRequested, LikeReserved, MediaChanged, NowPlayingAsked, PlayStarted, QueueConfirmed,
+    LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, UserLikesAsked, MediaChanged, NowPlayingAsked, PlayStarted, QueueConfirmed,
     QueueObserved, Rewind, StatsAsked, TopAsked, WriterRestarted,
 )
 
@@ -20,11 +20,11 @@ from .messages import (
 INBOXES: dict[str, tuple[type, ...]] = {
     "gateway": (Inbound,),
     "rate_buckets": (LikeRequested,),
-    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind),
+    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked),
     "dedupe_ledger": (LikeForItem, ClaimsSettled),
     "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
                        PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,
-                       ApplyFinished, EnqueuesInFlight),
+                       ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked),
     "apply": (ApplyRequested, ApplyProgress, EnqueueAnswered, WriterRestarted),
 }
 MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for cls in classes}
@@ -32,7 +32,8 @@ MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for
 # Requests: each carries its envelope (``reply``) from actor to actor; whoever
 # holds one when it dies has it answered by the supervisor.
 REQUESTS = (Inbound, LikeRequested, NowPlayingAsked, TopAsked, StatsAsked, AdjustRequested, LikeAllowed,
-            LikeForItem, LikeReserved, LikeDuplicate, ApplyRequested, ApplyFinished)
+            LikeForItem, LikeReserved, LikeDuplicate, ApplyRequested, ApplyFinished, LikersAsked, LikersOfItem,
+            UserLikesAsked)
 
 
 def mailbox_of(message: object) -> str:

@@ -18,6 +18,7 @@ from kryten_likes.messages import (
     CommitFinished, EventRef, LikeForItem, LikeReserved, Media, PlayStarted, StatsAsked, TopAsked,
 )
 from kryten_likes.effects import AckEvent, Commit, PutDocument, Reply
+from kryten_likes.store.keys import record_key, user_key
 from kryten_likes.store import Conflict, Landed, global_key, item_key, likes_key, now_playing_key
 from support.effect_router import EffectRouter
 from support.counter_writer_rig import NS, V1, V2, V3, WINDOW, Rig, claim_doc, to
@@ -191,6 +192,10 @@ class CounterWriterMachine(RuleBasedStateMachine):
             kv.put(w.key, dict(kv.value(w.key)))  # same document, new revision
         elif w.key.endswith("/likes"):
             kv.put(w.key, {"video_id": mine["video_id"], "like_count": 0})
+        elif "/users/" in w.key:  # the totals as they were (none): the same document
+            kv.put(w.key, {"user": mine["user"], "username": mine["username"], "likes_given": 0})
+        elif "/liked." in w.key:
+            kv.put(w.key, mine)
         elif w.key == global_key(NS):
             kv.put(w.key, zero_global())
         elif w.key == now_playing_key(NS):
@@ -228,6 +233,22 @@ class CounterWriterMachine(RuleBasedStateMachine):
             assert (doc or {}).get("like_count", 0) == len(self.ok_counts[m.video_id]), (m.video_id, doc)
             # Each ok like reported its own count: 1..N, none lost, none repeated.
             assert sorted(self.ok_counts[m.video_id]) == list(range(1, len(self.ok_counts[m.video_id]) + 1))
+
+    @invariant()
+    def records_and_totals_are_the_ok_likes(self) -> None:
+        """Each ok like left its user's record of the item, and its user's
+        likes_given counts every ok like of that user, none twice."""
+        if not hasattr(self, "rig"):
+            return
+        kv = self.rig.kv["likes"]
+        given: Counter = Counter()
+        for (vid, user), n in self.ok_keys.items():
+            given[user] += n
+            if n:
+                record = kv.value(record_key(NS, vid, user))
+                assert record is not None and (record["video_id"], record["user"]) == (vid, user), record
+        for user, n in given.items():
+            assert (kv.value(user_key(NS, user)) or {}).get("likes_given", 0) == n, (user, n)
 
     @invariant()
     def one_ok_per_user_and_item(self) -> None:

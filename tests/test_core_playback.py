@@ -91,7 +91,8 @@ def test_like_for_something_else_is_not_current_with_what_plays():
 @pytest.mark.parametrize("video_id", [None, "x1"])
 def test_like_for_what_plays_goes_to_the_ledger(video_id):
     out = playing(X).step(allowed(1, video_id, "bob"), T0)
-    assert out == [LikeForItem(ReplyTo("inbox.1", "c1"), "ns1", "bob", X)]
+    # With the play it was given on: the like record keeps when that play started.
+    assert out == [LikeForItem(ReplyTo("inbox.1", "c1"), "ns1", "bob", X, play_at=T0 - 50)]
 
 
 def test_like_follows_the_current_item():
@@ -245,8 +246,8 @@ class PlaybackMachine(RuleBasedStateMachine):
             assert out.body["error"] == "not_current"
             assert out.body["video_id"] == self.current[0].video_id
         else:
-            assert out == LikeForItem(allowed(self.n).reply, "ns1", "alice",
-                                                               self.current[0])
+            assert out == LikeForItem(allowed(self.n).reply, "ns1", "alice", self.current[0],
+                                      play_at=self.current[1])
 
     @rule()
     def now_playing(self) -> None:

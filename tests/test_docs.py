@@ -3,8 +3,9 @@
 - No file points outside the repository (the specs a clone does not have).
 - Every config key of every section is in docs/operating.md's table, with
   its default.
-- Every command the gateway answers is in docs/contract.md.
-- Every error word the code can send is in docs/contract.md.
+- Every command the gateway answers is in docs/contract.md or
+  docs/contract-social-web.md.
+- Every error word the code can send is in one of them.
 
 Each test reads the code, not a list kept here, so a new key, command or
 error word fails the test until the docs name it.
@@ -128,7 +129,7 @@ def test_the_operating_table_names_no_key_the_code_lacks():
 
 
 def _contract() -> str:
-    return (DOCS / "contract.md").read_text(encoding="utf-8")
+    return "\n".join((DOCS / n).read_text(encoding="utf-8") for n in ("contract.md", "contract-social-web.md"))
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -190,7 +191,8 @@ def _anchors(markdown: str) -> set[str]:
 def test_the_docs_links_lead_somewhere():
     """Every link between the docs (and from the README into them) names a
     file that exists and, with ``#``, a heading it has."""
-    sources = [DOCS / n for n in ("contract.md", "kv-schema.md", "design.md", "operating.md")]
+    sources = [DOCS / n for n in ("contract.md", "contract-social-web.md", "kv-schema.md", "design.md",
+                                  "operating.md")]
     broken = []
     for source in [*sources, ROOT / "README.md"]:
         text = source.read_text(encoding="utf-8")

@@ -9,13 +9,13 @@ from collections import Counter
 
 import attrs
 
-from kryten_likes import messages
+from kryten_likes import messages, queue_messages
 from kryten_likes.cast import ACTORS
 from kryten_likes.messages import ReplyTo, Tick
 from kryten_likes.routes import INBOXES, MAILBOX, REQUESTS, is_request, mailbox_of
 
-MESSAGES = [c for _, c in inspect.getmembers(messages, inspect.isclass)
-            if c.__module__ == messages.__name__ and c not in (ReplyTo, Tick)]
+MESSAGES = [c for m in (messages, queue_messages) for _, c in inspect.getmembers(m, inspect.isclass)
+            if c.__module__ == m.__name__ and c not in (ReplyTo, Tick)]
 
 
 def test_every_message_goes_to_exactly_one_actor():

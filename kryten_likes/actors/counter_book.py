@@ -8,11 +8,13 @@ could take back.
 
 from __future__ import annotations
 
+from ..clock import parse_iso
 from ..store.values import StoredEntry
 from ..store.keys import decode_token
 from ..contract import TOP_LIMIT_MAX
 from ..store.documents import zero_global
 from .item_table import ItemTable
+from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
@@ -27,6 +29,7 @@ class CounterBook:
         self.now_playing: StoredEntry | None = None
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         self.requests: list[StoredEntry] = []  # request keys, handed to the writer's RequestMemory
+        self.records = LikeIndex(namespace)  # who liked what (like records) and each user's totals
         self._changes = 0  # moves with every document the book takes (titles included)
         self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
         t = self.table
@@ -50,6 +53,12 @@ class CounterBook:
             case ("requests", _, _):
                 if entry is not None:
                     self.requests.append(entry)
+            case (record,) if record.startswith("liked."):
+                self._load_record(record, entry)
+            case ("users", tok):
+                user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
+                if entry is not None and isinstance(v.get("likes_given"), int):
+                    self.records.set_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
             case ("items", tok):
                 self.set_item(vid or decode_token(tok), entry)
             case ("items", tok, "likes"):
@@ -60,6 +69,18 @@ class CounterBook:
                     self.playlists.pop(pid or decode_token(tok), None)
                 else:
                     self.playlists[pid or decode_token(tok)] = entry
+
+    def _load_record(self, record: str, entry: StoredEntry | None) -> None:
+        _, vtok, utok = record.split(".")
+        v = (entry.value if entry is not None else None) or {}
+        vid, user = decode_token(vtok), decode_token(utok)
+        if not v or v.get("unliked_at"):
+            self.records.forget(vid, user)
+            return
+        try:
+            self.records.liked(vid, user, str(v.get("username") or user), parse_iso(v["liked_at"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # a record we cannot read lists no one; the counts do not depend on it
 
     # --- reading ---------------------------------------------------------------
 

@@ -54,8 +54,8 @@ from collections.abc import Callable
 
 from ..messages import (
     AdjustRequested, ApplyFinished, CommitFinished, EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed,
-    LikeDuplicate, LikeReserved, PlayStarted, QueueConfirmed, QueueObserved, ReplyTo, Rewind, StatsAsked, Tick,
-    TopAsked,
+    LikeDuplicate, LikeReserved, LikersOfItem, PlayStarted, QueueConfirmed, QueueObserved, ReplyTo, Rewind,
+    StatsAsked, Tick, TopAsked, UserLikesAsked,
 )
 from ..domain import Claim
 from ..store import documents as docs
@@ -97,7 +97,8 @@ class CounterWriter:
             EnqueueRefused: a.take, ApplyFinished: a.take, EventPassed: a.event_passed,
             EnqueuesInFlight: a.applies_known,
             AdjustRequested: self.corrections.take,
-            TopAsked: self.read.top, StatsAsked: self.read.stats,
+            TopAsked: self.read.top, StatsAsked: self.read.stats, LikersOfItem: self.read.likers,
+            UserLikesAsked: self.read.user_likes,
             CommitFinished: self._finished, Tick: self._tick,
         }
         # Whose a finished group is; corrections first in flush: likes must not starve them.

@@ -27,7 +27,7 @@ from ..contract import (
     TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, fold_user, good_correlation_id, has_control,
 )
 from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Inbound, LikeRequested, NowPlayingAsked, ReplyTo
-from ..messages import StatsAsked, TopAsked
+from ..messages import LikersAsked, StatsAsked, TopAsked, UserLikesAsked
 from ..store.keys import MAX_KEY_TOKEN, fits_key
 
 # The contract's rules live in kryten_likes.contract; these names stay here
@@ -37,7 +37,10 @@ __all__ = [
     "MAX_KEY_TOKEN", "TOP_LIMIT_MAX", "decode", "fits_key", "fold_user",
 ]
 
-COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust")
+COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust", "likers",
+            "user_likes")
+PAGE_DEFAULT = 20  # likers, user_likes
+CURSOR_MAX_LEN = 1000
 ADJUSTABLE = ("like_count", "play_count")
 MAX_ADJUSTED = 2**53 - 1  # the largest integer every JSON reader of KV holds exactly
 MAX_APPLY_ITEMS = 500
@@ -78,10 +81,10 @@ def _user(body: dict) -> str:
     return user
 
 
-def _limit(body: dict) -> int:
-    v = body.get("limit", TOP_LIMIT_DEFAULT)
+def _limit(body: dict, default: int = TOP_LIMIT_DEFAULT) -> int:
+    v = body.get("limit", default)
     if v is None:
-        return TOP_LIMIT_DEFAULT
+        return default
     if isinstance(v, bool) or not isinstance(v, int):
         raise Invalid("limit", "must be an integer")
     if not 1 <= v <= TOP_LIMIT_MAX:
@@ -124,7 +127,14 @@ def decode(req: Inbound, default_namespace: str) -> Any:
 def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
         user = _user(body)  # checked first: a request bad in both is refused for its username
-        return LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True))
+        return LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True), body["username"])
+    if command == "likers":
+        return LikersAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True), _limit(body, PAGE_DEFAULT),
+                           _opt_str(body, "cursor", CURSOR_MAX_LEN))
+    if command == "user_likes":
+        user = _user(body)
+        return UserLikesAsked(to, ns, user, _limit(body, PAGE_DEFAULT), _opt_str(body, "cursor", CURSOR_MAX_LEN),
+                              body["username"])
     if command == "now_playing":
         return NowPlayingAsked(to)
     if command in ("top_liked", "top_played"):

@@ -4,9 +4,10 @@ One of the counter writer's three parts (counter_writer.py tells the whole
 story). It owns the likes waiting to be stored, the memory of requests sent
 with a ``correlation_id`` (``RequestMemory``) and what a conflict taught it
 about claim and request keys' revisions. A group is every waiting like that
-fits in one batch: each reserved claim (create-if-absent, or overwrite of an
-expired claim at its revision), one compare-and-set of each liked item's
-counter document, and a request key per like sent with a correlation id.
+fits in one batch (what it writes: like_writes.py). A like waits for a
+later group while a group in flight writes its item's counter document or
+its user's totals, or when this group already holds that user's record of
+that item.
 """
 
 from __future__ import annotations
@@ -17,33 +18,18 @@ from collections.abc import Callable
 import attrs
 
 from .. import wire
-from ..clock import iso, parse_iso
+from ..clock import parse_iso
 from ..messages import ClaimsSettled, LikeDuplicate, LikeReserved
 from ..effects import Commit
-from ..store import documents as docs
-from ..store.keys import dedupe_key, likes_key
-from ..store.values import Conflict, KvWrite, Landed, StoredEntry
+from ..store.keys import likes_key, user_key
+from ..store.values import Conflict, Landed, StoredEntry
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, LikeGroup
 from .read_model import ReadModel
-from .request_memory import RequestKey, RequestMemory, request_key
+from .like_writes import Item, claim_key_of, draft_group, liker, request_key_of
+from .request_memory import RequestMemory, request_key
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
 PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
-
-Item = tuple[str, str]  # (namespace, video_id)
-
-
-def request_key_of(msg: LikeReserved | LikeDuplicate) -> RequestKey | None:
-    cid = msg.reply.correlation_id
-    user = msg.user or (msg.claim.user if isinstance(msg, LikeReserved) and msg.claim else "")
-    return (msg.namespace, user, cid) if cid and user else None
-
-
-def claim_key_of(like: LikeReserved) -> str:
-    c = like.claim
-    assert c is not None
-    return dedupe_key(c.namespace, c.video_id, c.user)
-
 
 class LikesCommitter:
     def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str], requests: RequestMemory,
@@ -101,20 +87,29 @@ class LikesCommitter:
         per_item: dict[Item, int] = {}
         cost = 0
         claims: set[str] = set()
+        records: set[tuple[Item, str]] = set()
+        users: set[tuple[str, str]] = set()
         later: list[LikeReserved] = []
         busy = self.flying.keys_written("likes")
         while self.pending:
             like = self.pending[0]
             item = (like.namespace, like.media.video_id)
-            extra = (like.claim is not None) + (item not in per_item)
+            user = liker(like)
+            # Its writes: a claim, the item's document once, its record, its user's totals once, a request key.
+            extra = ((like.claim is not None) + (item not in per_item) + bool(user)
+                     + (bool(user) and (like.namespace, user) not in users) + (like.reply.correlation_id is not None))
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if busy and likes_key(*item) in busy:
-                # Its document's next revision is not known until that group
+            if busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)):
+                # Its documents' next revisions are not known until that group
                 # lands: the like waits for the next group, keeping its order.
                 later.append(like)
                 continue
+            if user and (item, user) in records:
+                later.append(like)  # a batch writes a key once: this user's record of it goes next time
+                continue
+            records.add((item, user))
             if like.claim is not None:
                 if claim_key_of(like) in claims:
                     # Two reservations of one claim (a ledger restarted meanwhile):
@@ -124,6 +119,7 @@ class LikesCommitter:
                     continue
                 claims.add(claim_key_of(like))
             cost += extra
+            users.add((like.namespace, user))
             likes.append(like)
             per_item[item] = per_item.get(item, 0) + 1
         self.pending.extendleft(reversed(later))
@@ -133,47 +129,11 @@ class LikesCommitter:
         likes, per_item = self._choose()
         if not likes:
             return None
-        gid = self.new_id()
-        writes = [self._claim_write(like, gid) for like in likes if like.claim is not None]
-        before: dict[Item, int] = {}
-        values: dict[str, dict] = {}
-        titles = {(l.namespace, l.media.video_id): l.media.title for l in likes}
-        for (ns, vid), n in per_item.items():
-            book = self.read.book(ns)
-            before[(ns, vid)] = count = book.like_count(vid)
-            key = likes_key(ns, vid)
-            values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
-            writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))
-        counts: list[int] = []
-        seen: dict[Item, int] = {}
-        for like in likes:
-            item = (like.namespace, like.media.video_id)
-            seen[item] = seen.get(item, 0) + 1
-            counts.append(before[item] + seen[item])
-            rk = request_key_of(like)
-            if rk is not None:
-                writes.append(self._request_write(rk, like, counts[-1], now, gid))
-        # The marker (read when an answer is lost) is a key only this group
-        # writes when it has one (a claim): the item's document is written by
-        # the next group of that item, perhaps before this answer is resolved.
-        marker = next((w.key for w in writes if w.key not in values), next(iter(values)))
-        group = LikeGroup(gid, tuple(writes), likes, before, values, counts, now)
+        group = draft_group(self.new_id(), likes, per_item, self.read, self.claim_revisions, self.requests.window,
+                            now)
         self.flying.add(group)
-        return Commit("likes", gid, group.writes, marker_key=marker)
-
-    def _claim_write(self, like: LikeReserved, gid: str) -> KvWrite:
-        c = like.claim
-        assert c is not None
-        key = claim_key_of(like)
-        return KvWrite(key, docs.claim_bytes(c, gid), self.claim_revisions.get(key, c.expected_revision),
-                       ttl_seconds=c.expires_at - c.liked_at)
-
-    def _request_write(self, rk: RequestKey, like: LikeReserved, count: int, now: float, gid: str) -> KvWrite:
-        key = request_key(rk)
-        value = {"user": rk[1], "correlation_id": rk[2], "video_id": like.media.video_id,
-                 "like_count": count, "status": "ok", "liked_at": iso(now),
-                 "expires_at": iso(now + self.requests.window), "schema_version": docs.SCHEMA, "batch": gid}
-        return KvWrite(key, docs.dump(value), self.claim_revisions.get(key, 0), ttl_seconds=self.requests.window)
+        marker = next((w.key for w in group.writes if w.key not in group.values), next(iter(group.values)))
+        return Commit("likes", group.group_id, group.writes, marker_key=marker)
 
     # --- outcomes -----------------------------------------------------------------------
 
@@ -188,6 +148,7 @@ class LikesCommitter:
                 v = g.values[key]
                 book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"])
             self.read.ranking_moved(ns, "liked")
+        self._records_landed(g, landed)
         out: list = []
         claims = []
         for like, count in zip(g.likes, g.counts):
@@ -206,7 +167,34 @@ class LikesCommitter:
         self.conflicts_in_row = 0
         return out
 
+    def _records_landed(self, g: LikeGroup, landed: Landed) -> None:
+        for like in g.likes:
+            user = liker(like)
+            if user:
+                self.read.book(like.namespace).records.liked(like.media.video_id, user, like.username or user, g.now)
+        for key, v in g.values.items():
+            if "likes_given" in v:
+                self._take_totals(key, StoredEntry(landed.revisions.get(key, 0), v), landed=True)
+
+    def _take_totals(self, key: str, entry: StoredEntry | None, *, landed: bool = False) -> None:
+        ns = key.split("/")[1]
+        records = self.read.book(ns).records
+        v = entry.value if entry is not None and entry.value else None
+        if v is None:
+            return
+        given, rev = records.totals(v["user"])
+        if landed and not entry.revision > rev:
+            return  # found by reading back: written again since, by a later group
+        records.set_totals(v["user"], v.get("username") or v["user"], int(v["likes_given"]), entry.revision)
+
     def conflicted(self, g: LikeGroup, conflict: Conflict, now: float) -> list:
+        for key, v in g.values.items():
+            if "likes_given" in v:
+                entry = conflict.current.get(key)
+                if entry is None or entry.value is None:
+                    self.read.book(key.split("/")[1]).records.set_totals(v["user"], v["username"], 0, 0)
+                else:
+                    self._take_totals(key, entry)
         for (ns, vid) in g.before:
             entry = conflict.current.get(likes_key(ns, vid))
             self.read.book(ns).set_likes(vid, entry if entry is not None else StoredEntry(0, None))

@@ -29,7 +29,8 @@ import attrs
 
 from .. import wire
 from ..messages import (
-    EventPassed, LikeAllowed, LikeForItem, Media, MediaChanged, NowPlayingAsked, PlayStarted, Rewind,
+    EventPassed, LikeAllowed, LikeForItem, LikersAsked, LikersOfItem, Media, MediaChanged, NowPlayingAsked,
+    PlayStarted, Rewind,
 )
 from ..clock import iso
 
@@ -68,6 +69,8 @@ class Playback:
             self.last_seq = msg.last_seq
             self.epoch = max(self.epoch, msg.epoch)
             return []
+        if isinstance(msg, LikersAsked):
+            return self._likers(msg)
         if isinstance(msg, NowPlayingAsked):
             cur = self.current
             if cur is None:
@@ -83,7 +86,14 @@ class Playback:
         if msg.video_id is not None and msg.video_id != cur.media.video_id:
             return [wire.error(msg.reply, "not_current", "something else plays now",
                                video_id=cur.media.video_id)]
-        return [LikeForItem(msg.reply, msg.namespace, msg.user, cur.media)]
+        return [LikeForItem(msg.reply, msg.namespace, msg.user, cur.media, msg.username, cur.started_at)]
+
+    def _likers(self, msg: LikersAsked) -> list:
+        if msg.video_id is not None:
+            return [LikersOfItem(msg.reply, msg.namespace, msg.video_id, msg.limit, msg.cursor)]
+        if self.current is None:
+            return [wire.error(msg.reply, "no_current_item", "nothing is playing")]
+        return [LikersOfItem(msg.reply, msg.namespace, self.current.media.video_id, msg.limit, msg.cursor)]
 
     def _media_changed(self, msg: MediaChanged, now: float) -> list:
         ev = msg.event

@@ -99,7 +99,7 @@ class RateBuckets:
             if wait is not None:
                 return [wire.error(msg.reply, "rate_limited", "too many likes; slow down",
                                    retry_after_seconds=math.ceil(wait * 1000) / 1000)]
-            return [LikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id)]
+            return [LikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
         if isinstance(msg, Tick):
             self.evict_idle(now)
             return []

@@ -14,11 +14,12 @@ import math
 
 from .. import wire
 from ..clock import iso
-from ..messages import StatsAsked, TopAsked
+from ..messages import LikersOfItem, StatsAsked, TopAsked, UserLikesAsked
 from ..effects import PutDocument, Reply
 from ..store import documents as docs
 from ..store.keys import ranking_key
 from .counter_book import RANKED, CounterBook
+from .like_index import BadCursor
 
 MATERIALISE_PER_TICK = 32
 
@@ -65,6 +66,25 @@ class ReadModel:
             e = book.playlists.get(msg.playlist_id)
             fields["playlist"] = dict(e.value) if e is not None and e.value else None
         return [wire.ok(msg.reply, **fields)]
+
+    def likers(self, msg: LikersOfItem, now: float) -> list[Reply]:
+        book = self.peek(msg.namespace)
+        try:
+            users, cursor = book.records.likers(msg.video_id, msg.limit, msg.cursor)
+        except BadCursor as exc:
+            return [wire.error(msg.reply, "invalid_request", f"cursor: {exc}")]
+        return [wire.ok(msg.reply, video_id=msg.video_id, like_count=book.like_count(msg.video_id), users=users,
+                        cursor=cursor)]
+
+    def user_likes(self, msg: UserLikesAsked, now: float) -> list[Reply]:
+        book = self.peek(msg.namespace)
+        try:
+            liked, cursor = book.records.user_likes(msg.user, msg.limit, msg.cursor)
+        except BadCursor as exc:
+            return [wire.error(msg.reply, "invalid_request", f"cursor: {exc}")]
+        items = [{"video_id": vid, "title": book.title(vid), "liked_at": at} for vid, at in liked]
+        return [wire.ok(msg.reply, username=book.records.name_of(msg.user) or msg.username,
+                        likes_given=book.records.totals(msg.user)[0], items=items, cursor=cursor)]
 
     # --- ranking snapshots ---------------------------------------------------------
 

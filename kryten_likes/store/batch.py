@@ -162,11 +162,9 @@ class AtomicBucket:
                 "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{self.bucket}.{fence.key}"})
         n = len(writes)
         for i, w in enumerate(writes, 1):
-            headers = {
-                "Nats-Batch-Id": batch_id,
-                "Nats-Batch-Sequence": str(i + ahead),
-                "Nats-Expected-Last-Subject-Sequence": str(w.expected_revision),
-            }
+            headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i + ahead)}
+            if w.expected_revision is not None:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(w.expected_revision)
             if w.ttl_seconds is not None:
                 headers["Nats-TTL"] = _ttl(w.ttl_seconds)
             subject = f"$KV.{self.bucket}.{w.key}"

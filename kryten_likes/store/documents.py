@@ -49,6 +49,20 @@ def likes_bytes(v: dict) -> bytes:
             f'"batch":{encode_basestring(v["batch"])}}}').encode()
 
 
+def record_value(video_id: str, user: str, username: str, liked_at: float, play_at: float, event_id: str,
+                 batch: str) -> dict:
+    """A like record: the user's latest counted like of the item (public)."""
+    return {"video_id": video_id, "user": user, "username": username, "liked_at": iso(liked_at),
+            "play_started_at": iso(play_at) if play_at else None, "event_id": event_id, "unliked_at": None,
+            "schema_version": SCHEMA, "batch": batch}
+
+
+def user_value(user: str, username: str, likes_given: int, now: float, batch: str) -> dict:
+    """A user's totals (public): counted likes minus unlikes, the name as first seen."""
+    return {"user": user, "username": username, "likes_given": likes_given, "updated_at": iso(now),
+            "schema_version": SCHEMA, "batch": batch}
+
+
 def zero_global() -> dict:
     return {"items_queued": 0, "items_played": 0, "duration_queued_seconds": 0,
             "duration_played_seconds": 0, "updated_at": None, "schema_version": SCHEMA}

@@ -90,6 +90,25 @@ def dedupe_key(ns: str, video_id: str, user: str) -> str:
     return f"{_ns(ns)}/dedupe/{encode_token(video_id)}/{encode_token(user)}"
 
 
+def record_key(ns: str, video_id: str, user: str) -> str:
+    """A user's latest counted like of an item (a like record). The item and
+    the user are separate *subject* tokens (``.``), so that one KV subject
+    filter lists an item's likers (``record_filter(ns, video_id=…)``) or a
+    user's likes (``record_filter(ns, user=…)``)."""
+    return f"{_ns(ns)}/liked.{encode_token(video_id)}.{encode_token(user)}"
+
+
+def record_filter(ns: str, *, video_id: str | None = None, user: str | None = None) -> str:
+    item = encode_token(video_id) if video_id is not None else "*"
+    who = encode_token(user) if user is not None else "*"
+    return f"{_ns(ns)}/liked.{item}.{who}"
+
+
+def user_key(ns: str, user: str) -> str:
+    """A user's totals (``likes_given``) and their name as first seen."""
+    return f"{_ns(ns)}/users/{encode_token(user)}"
+
+
 def audit_key(ns: str, record_id: str) -> str:
     """An audit record of a count correction; ``record_id`` (time first, so
     keys sort by time) is made of key-safe characters by its author."""

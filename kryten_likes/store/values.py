@@ -13,7 +13,7 @@ import attrs
 class KvWrite:
     key: str
     value: bytes
-    expected_revision: int  # 0: only if the key holds nothing
+    expected_revision: int | None  # 0: only if the key holds nothing; None: whatever it holds
     ttl_seconds: float | None = None
 
 

@@ -53,7 +53,7 @@ class FakeKV:
         keys = [w.key for w in commit.writes]
         assert keys, "an empty batch"
         assert len(set(keys)) == len(keys), f"a key written twice in one batch: {keys}"
-        if any(w.expected_revision != self.revision(w.key) for w in commit.writes):
+        if any(w.expected_revision not in (None, self.revision(w.key)) for w in commit.writes):
             return Conflict(commit.group_id, {k: self.entries.get(k) for k in keys})
         return Landed(commit.group_id, {w.key: self.put(w.key, json.loads(w.value)) for w in commit.writes})
 

@@ -1,0 +1,111 @@
+"""What one likes group writes, as one atomic batch (the likes committer
+chooses the likes; this drafts their writes):
+
+- each reserved **claim** (create-if-absent, or over an expired claim at its
+  revision), with the dedupe window as TTL;
+- each liked item's **counter document**, compare-and-set at the revision
+  the read model holds, with the count plus the group's likes of it;
+- each like's **record** ``ns/{ns}/liked.{item}.{user}`` (item, user folded
+  and as typed, time, the play it was given on, its ``event_id``): written
+  whatever the key holds, since it is the user's *latest* like of the item,
+  and no other group can write it meanwhile (it would write the item's
+  counter document too, which waits while this group flies);
+- each liker's **totals** ``ns/{ns}/users/{user}`` (``likes_given``),
+  compare-and-set;
+- a **request key** per like sent with a ``correlation_id``.
+
+The marker read when the answer is lost is a key only this group writes:
+the first claim, else the first record.
+"""
+
+from __future__ import annotations
+
+from ..clock import iso
+from ..messages import LikeReserved
+from ..store import documents as docs
+from ..store.keys import dedupe_key, likes_key, record_key, user_key
+from ..store.values import KvWrite
+from .groups import LikeGroup
+from .read_model import ReadModel
+from .request_memory import RequestKey, request_key
+
+Item = tuple[str, str]  # (namespace, video_id)
+
+
+def request_key_of(like) -> RequestKey | None:
+    cid = like.reply.correlation_id
+    user = like.user or (like.claim.user if isinstance(like, LikeReserved) and like.claim else "")
+    return (like.namespace, user, cid) if cid and user else None
+
+
+def claim_key_of(like: LikeReserved) -> str:
+    c = like.claim
+    assert c is not None
+    return dedupe_key(c.namespace, c.video_id, c.user)
+
+
+def liker(like: LikeReserved) -> str:
+    return like.user or (like.claim.user if like.claim is not None else "")
+
+
+def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], read: ReadModel,
+                revisions: dict[str, int], window: float, now: float) -> LikeGroup:
+    """``revisions``: claim and request keys' revisions learnt from a conflict."""
+    writes = [_claim(like, gid, revisions) for like in likes if like.claim is not None]
+    values: dict[str, dict] = {}
+    before = _counts(per_item, likes, read, gid, now, values, writes)
+    counts: list[int] = []
+    seen: dict[Item, int] = {}
+    given: dict[tuple[str, str], int] = {}
+    for i, like in enumerate(likes):
+        item = (like.namespace, like.media.video_id)
+        seen[item] = seen.get(item, 0) + 1
+        counts.append(before[item] + seen[item])
+        user = liker(like)
+        if user:
+            value = docs.record_value(like.media.video_id, user, like.username or user, now, like.play_at,
+                                      f"{gid}.{i}", gid)
+            writes.append(KvWrite(record_key(like.namespace, like.media.video_id, user), docs.dump(value), None))
+            given[(like.namespace, user)] = given.get((like.namespace, user), 0) + 1
+        rk = request_key_of(like)
+        if rk is not None:
+            writes.append(_request(rk, like, counts[-1], now, gid, window, revisions))
+    names = {(l.namespace, liker(l)): l.username for l in likes}
+    for (ns, user), n in given.items():
+        total, rev = read.book(ns).records.totals(user)
+        name = read.book(ns).records.name_of(user) or names[(ns, user)] or user
+        key = user_key(ns, user)
+        values[key] = docs.user_value(user, name, total + n, now, gid)
+        writes.append(KvWrite(key, docs.dump(values[key]), rev))
+    return LikeGroup(gid, tuple(writes), likes, before, values, counts, now)
+
+
+def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadModel, gid: str, now: float,
+            values: dict[str, dict], writes: list[KvWrite]) -> dict[Item, int]:
+    """Each item's counter document, with the group's likes of it; the counts before."""
+    before: dict[Item, int] = {}
+    titles = {(l.namespace, l.media.video_id): l.media.title for l in likes}
+    for (ns, vid), n in per_item.items():
+        book = read.book(ns)
+        before[(ns, vid)] = count = book.like_count(vid)
+        key = likes_key(ns, vid)
+        values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
+        writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))
+    return before
+
+
+def _claim(like: LikeReserved, gid: str, revisions: dict[str, int]) -> KvWrite:
+    c = like.claim
+    assert c is not None
+    key = claim_key_of(like)
+    return KvWrite(key, docs.claim_bytes(c, gid), revisions.get(key, c.expected_revision),
+                   ttl_seconds=c.expires_at - c.liked_at)
+
+
+def _request(rk: RequestKey, like: LikeReserved, count: int, now: float, gid: str, window: float,
+             revisions: dict[str, int]) -> KvWrite:
+    key = request_key(rk)
+    value = {"user": rk[1], "correlation_id": rk[2], "video_id": like.media.video_id,
+             "like_count": count, "status": "ok", "liked_at": iso(now),
+             "expires_at": iso(now + window), "schema_version": docs.SCHEMA, "batch": gid}
+    return KvWrite(key, docs.dump(value), revisions.get(key, 0), ttl_seconds=window)
