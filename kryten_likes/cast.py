@@ -134,7 +134,7 @@ class Cast:
         self.writer = CounterWriter(snap.books, self.ns, group_prefix=f"{uuid.uuid4().hex[:12]}-",
                                     recover=first_life, retry_window=likes.retry_window_seconds,
                                     epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
-                                    await_applies=not first_life)
+                                    await_applies=not first_life, unlike_window=likes.unlike_window_seconds)
         return self.writer
 
     async def applies(self) -> Applies:

@@ -162,6 +162,8 @@ class LikesSection:
     # each); past it the oldest is forgotten first. A retry older than what is
     # remembered counts as a new like, which dedupe still protects.
     max_remembered_requests: int = field(default=100_000, validator=_require("must be >= 1", lambda v: v >= 1))
+    # A counted like may be taken back (unlike) for this long after it was counted.
+    unlike_window_seconds: float = field(default=600.0, validator=_positive_number)
 
 
 @frozen

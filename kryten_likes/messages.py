@@ -66,6 +66,39 @@ class LikeRequested:
 
 
 @frozen
+class UnlikeRequested:
+    """gateway → rate_buckets: take back a counted like (an unlike takes a token too)."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str  # folded
+    video_id: str | None = None
+    username: str = ""
+
+
+@frozen
+class UnlikeAllowed:
+    """rate_buckets → playback: the user had a token; the item is next."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str
+    video_id: str | None = None
+    username: str = ""
+
+
+@frozen
+class UnlikeForItem:
+    """playback → counter_writer: the unlike with its item (given, or what plays now)."""
+
+    reply: ReplyTo
+    namespace: str
+    user: str
+    media: Media
+    username: str = ""
+
+
+@frozen
 class LikersAsked:
     """gateway → playback: who liked an item (None: what plays now), a page at a time."""
 
@@ -188,6 +221,7 @@ class ClaimsSettled:
 
     confirmed: tuple[Claim, ...] = ()
     released: tuple[Claim, ...] = ()
+    withdrawn: tuple[Claim, ...] = ()  # unliked: stored as expired, a later like counts again
 
 
 # --- plays, and the counter writer's own outcomes ------------------------------
@@ -253,7 +287,8 @@ from .queue_messages import (  # noqa: E402
 __all__ = [
     "AdjustRequested", "ApplyFinished", "ApplyItem", "ApplyProgress", "ApplyRequested", "Claim", "ClaimsSettled",
     "CommitFinished", "EnqueueAnswered", "EnqueueRefused", "EnqueueStarted", "EnqueuesInFlight", "EventPassed",
-    "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem", "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "UserLikesAsked",
+    "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem", "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "UserLikesAsked", "UnlikeRequested", "UnlikeAllowed",
+    "UnlikeForItem",
     "Media", "MediaChanged", "NowPlayingAsked", "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo",
     "Rewind", "StatsAsked", "Tick", "TopAsked", "WriterRestarted",
 ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from .messages import (
     AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
     EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
-    LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, UserLikesAsked, MediaChanged, NowPlayingAsked, PlayStarted, QueueConfirmed,
-    QueueObserved, Rewind, StatsAsked, TopAsked, WriterRestarted,
+    LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, MediaChanged, NowPlayingAsked,
+    PlayStarted, QueueConfirmed, QueueObserved, Rewind, StatsAsked, TopAsked, UnlikeAllowed, UnlikeForItem,
+    UnlikeRequested, UserLikesAsked, WriterRestarted,
 )
 
 
@@ -19,12 +20,12 @@ from .messages import (
 # one message sent to several: the ticker addresses it, Router.tick.)
 INBOXES: dict[str, tuple[type, ...]] = {
     "gateway": (Inbound,),
-    "rate_buckets": (LikeRequested,),
-    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked),
+    "rate_buckets": (LikeRequested, UnlikeRequested),
+    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked, UnlikeAllowed),
     "dedupe_ledger": (LikeForItem, ClaimsSettled),
     "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
                        PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,
-                       ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked),
+                       ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked, UnlikeForItem),
     "apply": (ApplyRequested, ApplyProgress, EnqueueAnswered, WriterRestarted),
 }
 MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for cls in classes}
@@ -33,7 +34,7 @@ MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for
 # holds one when it dies has it answered by the supervisor.
 REQUESTS = (Inbound, LikeRequested, NowPlayingAsked, TopAsked, StatsAsked, AdjustRequested, LikeAllowed,
             LikeForItem, LikeReserved, LikeDuplicate, ApplyRequested, ApplyFinished, LikersAsked, LikersOfItem,
-            UserLikesAsked)
+            UserLikesAsked, UnlikeRequested, UnlikeAllowed, UnlikeForItem)
 
 
 def mailbox_of(message: object) -> str:

@@ -58,6 +58,7 @@ rate_per_minute = 2.5
 rate_burst = 7
 retry_window_seconds = 60
 max_remembered_requests = 500
+unlike_window_seconds = 120
 
 [storage]
 data_dir = "/var/lib/kryten-likes"
@@ -145,7 +146,7 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         analytics=AnalyticsSection(namespace="staging-2"),
         likes=LikesSection(
             dedupe_enabled=False, dedupe_window_seconds=3600.0, rate_per_minute=2.5, rate_burst=7,
-            retry_window_seconds=60.0, max_remembered_requests=500,
+            retry_window_seconds=60.0, max_remembered_requests=500, unlike_window_seconds=120.0,
         ),
         storage=StorageSection(data_dir="/var/lib/kryten-likes", replicas=3),
         supervisor=SupervisorSection(

@@ -55,7 +55,7 @@ from collections.abc import Callable
 from ..messages import (
     AdjustRequested, ApplyFinished, CommitFinished, EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed,
     LikeDuplicate, LikeReserved, LikersOfItem, PlayStarted, QueueConfirmed, QueueObserved, ReplyTo, Rewind,
-    StatsAsked, Tick, TopAsked, UserLikesAsked,
+    StatsAsked, Tick, TopAsked, UnlikeForItem, UserLikesAsked,
 )
 from ..domain import Claim
 from ..store import documents as docs
@@ -63,10 +63,11 @@ from ..store.values import Fenced, Landed
 from .adjustments import Corrections
 from .analytics_committer import AnalyticsCommitter
 from .counter_book import CounterBook
-from .groups import MAX_CONFLICTS, AnalyticsGroup, CorrectionGroup, GroupsInFlight, LikeGroup
+from .groups import MAX_CONFLICTS, AnalyticsGroup, CorrectionGroup, GroupsInFlight, LikeGroup, UnlikeGroup
 from .likes_committer import MAX_LIKE_GROUPS, PIPELINE_MIN, LikesCommitter
 from .read_model import ReadModel
 from .request_memory import RequestMemory
+from .unlikes import Unlikes
 
 
 class CounterWriter:
@@ -74,7 +75,8 @@ class CounterWriter:
                  max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
                  max_remembered_requests: int = 100_000,
-                 max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN) -> None:
+                 max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
+                 unlike_window: float = 600.0) -> None:
         self.namespace = namespace
         self._prefix = group_prefix
         self._seq = 0
@@ -90,6 +92,7 @@ class CounterWriter:
         self.analytics = AnalyticsCommitter(self.read, self.flying, self._new_id, max_batch=max_batch, epoch=epoch,
                                             recover=recover, await_applies=await_applies)
         self.corrections = Corrections(self.read, self.flying, self._new_id)
+        self.unlikes = Unlikes(self.read, self.flying, self._new_id, requests, self.likes.waiting, unlike_window)
         a = self.analytics
         self._steps: dict[type, Callable[[object, float], list]] = {
             LikeReserved: self.likes.take, LikeDuplicate: self.likes.take,
@@ -98,11 +101,12 @@ class CounterWriter:
             EnqueuesInFlight: a.applies_known,
             AdjustRequested: self.corrections.take,
             TopAsked: self.read.top, StatsAsked: self.read.stats, LikersOfItem: self.read.likers,
-            UserLikesAsked: self.read.user_likes,
+            UserLikesAsked: self.read.user_likes, UnlikeForItem: self.unlikes.take,
             CommitFinished: self._finished, Tick: self._tick,
         }
         # Whose a finished group is; corrections first in flush: likes must not starve them.
-        self._committers = {LikeGroup: self.likes, AnalyticsGroup: self.analytics, CorrectionGroup: self.corrections}
+        self._committers = {LikeGroup: self.likes, AnalyticsGroup: self.analytics, CorrectionGroup: self.corrections,
+                            UnlikeGroup: self.unlikes}
 
     def _new_id(self) -> str:
         self._seq += 1
@@ -144,7 +148,8 @@ class CounterWriter:
     def held_requests(self) -> list[ReplyTo]:
         """Every request taken and not answered (the supervisor answers them if the writer dies)."""
         return ([l.reply for l in self.likes.held()] + [f.reply for f in self.held_applies()]
-                + [a.reply for a in self.held_adjusts()] + [w.reply for w in self.held_waiters()])
+                + [a.reply for a in self.held_adjusts()] + [w.reply for w in self.held_waiters()]
+                + [u.reply for u in self.unlikes.held()])
 
     def held_claims(self) -> list[Claim]:
         """The reserved claims of those requests: the ledger must release them."""
@@ -168,7 +173,8 @@ class CounterWriter:
         return take(msg, now)
 
     def flush(self, now: float) -> list:
-        return self.corrections.groups(now) + self.likes.groups(now) + self.analytics.groups(now)
+        return (self.corrections.groups(now) + self.likes.groups(now) + self.unlikes.groups(now)
+                + self.analytics.groups(now))
 
     def _finished(self, msg: CommitFinished, now: float) -> list:
         g = self.flying.get(msg.group_id)

@@ -154,6 +154,8 @@ class DedupeLedger:
                 continue  # a claim of an earlier life; our own reservation settles later
             for w in self.reserved.pop(key, ()):
                 out.append(LikeDuplicate(w.reply, w.namespace, w.media, w.user))
+        for c in msg.withdrawn:  # unliked: the claim is stored as expired
+            self.live.discard((c.namespace, c.video_id, c.user))
         for c in msg.released:
             key = (c.namespace, c.video_id, c.user)
             if not self._settles(key, c):

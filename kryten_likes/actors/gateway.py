@@ -27,7 +27,7 @@ from ..contract import (
     TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, fold_user, good_correlation_id, has_control,
 )
 from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Inbound, LikeRequested, NowPlayingAsked, ReplyTo
-from ..messages import LikersAsked, StatsAsked, TopAsked, UserLikesAsked
+from ..messages import LikersAsked, StatsAsked, TopAsked, UnlikeRequested, UserLikesAsked
 from ..store.keys import MAX_KEY_TOKEN, fits_key
 
 # The contract's rules live in kryten_likes.contract; these names stay here
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust", "likers",
-            "user_likes")
+            "user_likes", "unlike")
 PAGE_DEFAULT = 20  # likers, user_likes
 CURSOR_MAX_LEN = 1000
 ADJUSTABLE = ("like_count", "play_count")
@@ -128,6 +128,9 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "like":
         user = _user(body)  # checked first: a request bad in both is refused for its username
         return LikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True), body["username"])
+    if command == "unlike":
+        user = _user(body)
+        return UnlikeRequested(to, ns, user, _opt_str(body, "video_id", ID_MAX_LEN, key=True), body["username"])
     if command == "likers":
         return LikersAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True), _limit(body, PAGE_DEFAULT),
                            _opt_str(body, "cursor", CURSOR_MAX_LEN))

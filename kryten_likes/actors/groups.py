@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Literal, Union
 
 import attrs
 
-from ..messages import LikeReserved
+from ..domain import Claim
+from ..messages import LikeReserved, UnlikeForItem
 from ..store.values import KvWrite
 
 if TYPE_CHECKING:
@@ -68,7 +69,22 @@ class CorrectionGroup:
     bucket: Literal["likes", "analytics"]
 
 
-Group = Union[LikeGroup, AnalyticsGroup, CorrectionGroup]
+@attrs.define
+class UnlikeGroup:
+    """One unlike: the item's counter document and the user's totals one less,
+    the record marked unliked, the claim stored as expired."""
+
+    group_id: str
+    writes: tuple[KvWrite, ...]
+    unlike: UnlikeForItem
+    values: dict[str, dict]
+    claim: Claim  # for the ledger, once landed
+    conflicts: int
+    now: float
+    bucket: Literal["likes"] = "likes"
+
+
+Group = Union[LikeGroup, AnalyticsGroup, CorrectionGroup, UnlikeGroup]
 
 
 class GroupsInFlight:

@@ -61,6 +61,10 @@ class LikesCommitter:
         count = self.read.peek(msg.namespace).like_count(msg.media.video_id)
         return [wire.duplicate(msg.reply, video_id=msg.media.video_id, like_count=count)]
 
+    def waiting(self, pair: tuple[str, str, str]) -> bool:
+        """Is a like of (namespace, video_id, user) taken and not stored yet?"""
+        return any((l.namespace, l.media.video_id, liker(l)) == pair for l in self.held())
+
     def held(self) -> list[LikeReserved]:
         return list(self.pending) + [l for g in self.flying.of_kind(LikeGroup) for l in g.likes]
 

@@ -30,7 +30,7 @@ import attrs
 from .. import wire
 from ..messages import (
     EventPassed, LikeAllowed, LikeForItem, LikersAsked, LikersOfItem, Media, MediaChanged, NowPlayingAsked,
-    PlayStarted, Rewind,
+    PlayStarted, Rewind, UnlikeAllowed, UnlikeForItem,
 )
 from ..clock import iso
 
@@ -71,6 +71,12 @@ class Playback:
             return []
         if isinstance(msg, LikersAsked):
             return self._likers(msg)
+        if isinstance(msg, UnlikeAllowed):
+            if msg.video_id is not None:  # any item: a like of it may have been given on an earlier play
+                return [UnlikeForItem(msg.reply, msg.namespace, msg.user, Media(msg.video_id), msg.username)]
+            if self.current is None:
+                return [wire.error(msg.reply, "no_current_item", "nothing is playing")]
+            return [UnlikeForItem(msg.reply, msg.namespace, msg.user, self.current.media, msg.username)]
         if isinstance(msg, NowPlayingAsked):
             cur = self.current
             if cur is None:

@@ -32,7 +32,7 @@ import math
 import attrs
 
 from .. import wire
-from ..messages import LikeAllowed, LikeRequested, Tick
+from ..messages import LikeAllowed, LikeRequested, Tick, UnlikeAllowed, UnlikeRequested
 
 
 @attrs.frozen
@@ -100,6 +100,12 @@ class RateBuckets:
                 return [wire.error(msg.reply, "rate_limited", "too many likes; slow down",
                                    retry_after_seconds=math.ceil(wait * 1000) / 1000)]
             return [LikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
+        if isinstance(msg, UnlikeRequested):
+            wait = self.take(msg.user, now)
+            if wait is not None:
+                return [wire.error(msg.reply, "rate_limited", "too many likes and unlikes; slow down",
+                                   retry_after_seconds=math.ceil(wait * 1000) / 1000)]
+            return [UnlikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
         if isinstance(msg, Tick):
             self.evict_idle(now)
             return []

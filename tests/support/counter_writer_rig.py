@@ -94,7 +94,7 @@ class Rig:
 
     def flush(self) -> list[Commit]:
         out, self.sent = self.sent + self.w.flush(self.now), []
-        assert all(isinstance(c, Commit) for c in out), out
+        assert all(isinstance(c, (Commit, Reply)) for c in out), out  # replies: unlikes decided at once
         return out
 
     def finish(self, commit: Commit) -> list:

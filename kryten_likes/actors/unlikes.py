@@ -1,0 +1,173 @@
+"""Unlikes: a counted like taken back within ``[likes] unlike_window_seconds``.
+
+One of the counter writer's committers (counter_writer.py). An unlike is
+decided when nothing of its like can still change: no like of the same user
+and item waits in the likes committer or flies, and no group in flight
+writes the item's counter document or the user's totals. Then, from the like
+records (``LikeIndex``):
+
+=====================================  ======  =========================
+the user's record of the item          status  error
+=====================================  ======  =========================
+liked less than the window ago         ok      (``like_count`` one less)
+none, or unliked already               error   ``not_liked``
+liked longer ago than the window       error   ``unlike_window_passed``
+=====================================  ======  =========================
+
+An unlike that counts is one atomic batch, like a like: the item's counter
+document minus one and the user's totals minus one (both compare-and-set),
+the record marked ``unliked_at``, and the dedupe claim overwritten as
+expired (with a one-second TTL), so a later like counts again; the ledger is
+told (``ClaimsSettled.withdrawn``) once it has landed. A retry with the same
+``correlation_id`` gets the original reply (request memory and key, as a like).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .. import wire
+from ..clock import iso
+from ..domain import Claim
+from ..effects import Commit
+from ..messages import ClaimsSettled, UnlikeForItem
+from ..store import documents as docs
+from ..store.keys import dedupe_key, likes_key, record_key, user_key
+from ..store.values import Conflict, KvWrite, Landed, StoredEntry
+from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, UnlikeGroup
+from .read_model import ReadModel
+from .request_memory import RequestMemory, request_key
+
+Pair = tuple[str, str, str]  # (namespace, video_id, folded user)
+
+
+class Unlikes:
+    def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str], requests: RequestMemory,
+                 like_waiting: Callable[[Pair], bool], window: float) -> None:
+        self.read = read
+        self.flying = flying  # shared with the other committers
+        self.new_id = new_id
+        self.requests = requests  # shared with the likes committer: one correlation id, one reply
+        self.like_waiting = like_waiting  # a like of the pair not stored yet
+        self.window = window
+        self.pending: deque[tuple[UnlikeForItem, int]] = deque()  # (unlike, conflicts in a row)
+
+    def take(self, msg: UnlikeForItem, now: float) -> list:
+        rk = self._rk(msg)
+        if rk is not None:
+            hit = self.requests.known(rk, now)
+            if hit is not None:
+                return [wire.ok(msg.reply, **hit)]  # a retry: the original outcome
+            if not self.requests.arrive(rk, msg):
+                return []  # the original is being decided; answered with it
+        self.pending.append((msg, 0))
+        return []
+
+    def _answer(self, msg: UnlikeForItem, reply, now: float, outcome: dict | None = None) -> list:
+        """``reply`` (a function of a reply address) to the unlike and to every
+        retry of it that waited; an ok ``outcome`` is remembered for later retries."""
+        rk = self._rk(msg)
+        waiters = self.requests.settled(rk, outcome, now) if rk is not None else []
+        return [reply(m.reply) for m in [msg, *waiters]]
+
+    def held(self) -> list[UnlikeForItem]:
+        return [u for u, _ in self.pending] + [g.unlike for g in self.flying.of_kind(UnlikeGroup)]
+
+    @staticmethod
+    def _rk(msg: UnlikeForItem):
+        cid = msg.reply.correlation_id
+        return (msg.namespace, msg.user, cid) if cid else None
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def groups(self, now: float) -> list:
+        """A batch for each unlike that can be decided now; the answers of those
+        that count nothing; the rest wait, in order, behind their pair."""
+        out: list = []
+        waiting: deque = deque()
+        blocked: set[Pair] = set()
+        for msg, conflicts in self.pending:
+            pair = (msg.namespace, msg.media.video_id, msg.user)
+            if pair in blocked or self._busy(pair):
+                blocked.add(pair)
+                waiting.append((msg, conflicts))
+                continue
+            out += self._decide(msg, conflicts, now)
+        self.pending = waiting
+        return out
+
+    def _busy(self, pair: Pair) -> bool:
+        ns, vid, user = pair
+        return (self.like_waiting(pair) or self.flying.writing(likes_key(ns, vid))
+                or self.flying.writing(user_key(ns, user)))
+
+    def _decide(self, msg: UnlikeForItem, conflicts: int, now: float) -> list:
+        ns, vid, user = msg.namespace, msg.media.video_id, msg.user
+        book = self.read.book(ns)
+        liked_at = book.records.liked_at(vid, user)
+        if liked_at is None:
+            why = f"{user} has no counted like of {vid} to take back"
+            return self._answer(msg, lambda to: wire.error(to, "not_liked", why), now)
+        if now - liked_at >= self.window:
+            why = f"liked at {iso(liked_at)}; likes can be taken back for {self.window:g} s"
+            return self._answer(msg, lambda to: wire.error(to, "unlike_window_passed", why), now)
+        gid = self.new_id()
+        count = book.like_count(vid)
+        given, user_rev = book.records.totals(user)
+        name = book.records.name_of(user) or msg.username or user
+        likes = docs.likes_value(vid, max(0, count - 1), now, book.title(vid), gid)
+        totals = docs.user_value(user, name, max(0, given - 1), now, gid)
+        record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid)
+        record["unliked_at"] = iso(now)
+        claim = Claim(ns, vid, user, float(liked_at), now)
+        writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
+                  KvWrite(likes_key(ns, vid), docs.likes_bytes(likes), book.table.likes_revision(vid)),
+                  KvWrite(user_key(ns, user), docs.dump(totals), user_rev),
+                  KvWrite(dedupe_key(ns, vid, user), docs.claim_bytes(claim, gid), None, ttl_seconds=1.0)]
+        rk = self._rk(msg)
+        if rk is not None:
+            value = {"user": user, "correlation_id": rk[2], "video_id": vid, "like_count": max(0, count - 1),
+                     "status": "ok", "liked_at": iso(now), "expires_at": iso(now + self.requests.window),
+                     "schema_version": docs.SCHEMA, "batch": gid}
+            writes.append(KvWrite(request_key(rk), docs.dump(value), None, ttl_seconds=self.requests.window))
+        values = {likes_key(ns, vid): likes, user_key(ns, user): totals}
+        self.flying.add(UnlikeGroup(gid, tuple(writes), msg, values, claim, conflicts, now))
+        return [Commit("likes", gid, tuple(writes), marker_key=record_key(ns, vid, user))]
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def landed(self, g: UnlikeGroup, landed: Landed, now: float) -> list:
+        msg = g.unlike
+        ns, vid, user = msg.namespace, msg.media.video_id, msg.user
+        book = self.read.book(ns)
+        likes, totals = g.values[likes_key(ns, vid)], g.values[user_key(ns, user)]
+        rev = landed.revisions.get(likes_key(ns, vid))
+        if rev is not None and rev > book.table.likes_revision(vid):
+            book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"])
+        rev = landed.revisions.get(user_key(ns, user))
+        if rev is not None and rev > book.records.totals(user)[1]:
+            book.records.set_totals(user, totals["username"], totals["likes_given"], rev)
+        book.records.forget(vid, user)
+        self.read.ranking_moved(ns, "liked")
+        outcome = {"video_id": vid, "like_count": likes["like_count"]}
+        return [*self._answer(msg, lambda to: wire.ok(to, **outcome), g.now, outcome),
+                ClaimsSettled(withdrawn=(g.claim,))]
+
+    def conflicted(self, g: UnlikeGroup, conflict: Conflict, now: float) -> list:
+        msg = g.unlike
+        ns, vid, user = msg.namespace, msg.media.video_id, msg.user
+        book = self.read.book(ns)
+        book.set_likes(vid, conflict.current.get(likes_key(ns, vid)) or StoredEntry(0, None))
+        entry = conflict.current.get(user_key(ns, user))
+        v = entry.value if entry is not None and entry.value else {}
+        book.records.set_totals(user, str(v.get("username") or user), int(v.get("likes_given", 0)),
+                                entry.revision if entry is not None else 0)
+        if g.conflicts + 1 >= MAX_CONFLICTS:
+            why = "the unlike's keys keep changing under us"
+            return self._answer(msg, lambda to: wire.error(to, "internal_error", why), now)
+        self.pending.appendleft((msg, g.conflicts + 1))
+        return []
+
+    def fenced(self, g: UnlikeGroup, now: float) -> list:
+        return self._answer(g.unlike, lambda to: wire.error(to, "unavailable", FENCED), now)
