@@ -73,7 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
     client = _client_options(where)
     subparsers.add_parser("run", parents=[where], help="run the daemon")
     # In the order `--help` lists them.
-    for add_client_command in (cli_channel.add_like, cli_channel.add_top, cli_channel.add_stats,
+    for add_client_command in (cli_channel.add_like, cli_channel.add_unlike, cli_channel.add_top, cli_channel.add_stats,
                                cli_channel.add_watch, cli_admin.add_apply, cli_channel.add_now_playing,
                                cli_channel.add_likers, cli_channel.add_likes):
         add_client_command(subparsers, client)

@@ -39,6 +39,14 @@ def add_like(subparsers: Any, client: argparse.ArgumentParser) -> None:
     like.set_defaults(request=_like_request, render=_render_like)
 
 
+def add_unlike(subparsers: Any, client: argparse.ArgumentParser) -> None:
+    unlike = subparsers.add_parser("unlike", parents=[client], help="take back a like (within the unlike window)",
+                                   epilog="example: kryten-likes unlike alice --video dQw4w9WgXcQ")
+    unlike.add_argument("username", metavar="USERNAME")
+    unlike.add_argument("--video", metavar="ID", help="the item (default: what plays now)")
+    unlike.set_defaults(request=_unlike_request, render=_render_unlike)
+
+
 def add_top(subparsers: Any, client: argparse.ArgumentParser) -> None:
     top = subparsers.add_parser("top", parents=[client], help="most liked or most played items",
                                 epilog="example: kryten-likes top played -n 20 --json")
@@ -143,6 +151,10 @@ def _like_request(args: argparse.Namespace) -> Request:
     return Request("like", body)
 
 
+def _unlike_request(args: argparse.Namespace) -> Request:
+    return Request("unlike", _like_request(args).body)
+
+
 def _top_request(args: argparse.Namespace) -> Request:
     return Request(f"top_{args.ranking}", {"limit": args.n})
 
@@ -184,6 +196,10 @@ def _render_like(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
     if reply.get("status") == "duplicate":
         return f"duplicate: {args.username} already liked {reply.get('video_id')} ({likes})"
     return f"liked {reply.get('video_id')}: {likes}"
+
+
+def _render_unlike(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
+    return f"unliked {reply.get('video_id')}: {plural(reply.get('like_count'), 'like')}"
 
 
 def _render_top(reply: Mapping[str, Any], args: argparse.Namespace) -> str:

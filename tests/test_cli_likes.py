@@ -191,3 +191,14 @@ def test_usage_errors_are_exit_2(capsys: pytest.CaptureFixture[str], argv: list[
     _, err = capsys.readouterr()
     assert code == 2
     assert err.startswith(("usage: kryten-likes", "kryten-likes: --all"))
+
+
+def test_unlike_takes_a_like_back_and_says_why_it_cannot(harness, cli_for) -> None:
+    h = harness()
+    cli = cli_for(h)
+    _liked_by(h, "abc", ["Ann", "Bob"])
+    code, out, _ = cli("unlike", "ann")
+    assert (code, out.strip()) == (0, "unliked abc: 1 like")
+    code, _, err = cli("unlike", "ann", "--video", "abc")
+    assert code == 1 and "not_liked" in err
+    assert h.request("stats", {"video_id": "abc"})["item"]["like_count"] == 1
