@@ -39,7 +39,7 @@ class CounterWriterMachine(RuleBasedStateMachine):
 
     @initialize()
     def setup(self) -> None:
-        self.rig = Rig(max_batch=7, max_like_groups=3, pipeline_min=1) if self.pipelined else Rig(max_batch=7)
+        self.rig = Rig(max_batch=7, max_like_groups=3, pipeline_min=1) if self.pipelined else Rig(max_batch=7, max_like_groups=1)
         self.ledger = DedupeLedger(WINDOW)
         self.n = 0
         self.in_flight: dict[str, Commit] = {}
