@@ -93,19 +93,16 @@ class RateBuckets:
         return []  # each request it takes is answered or passed on in the same step
 
     def step(self, msg: object, now: float) -> list:
-        if isinstance(msg, LikeRequested):
-            # Rounded *up*: a client that waits what it is told must get a token.
+        if isinstance(msg, (LikeRequested, UnlikeRequested)):
+            # An unlike takes a token as a like does, from the same bucket.
             wait = self.take(msg.user, now)
             if wait is not None:
-                return [wire.error(msg.reply, "rate_limited", "too many likes; slow down",
+                what = "likes" if isinstance(msg, LikeRequested) else "likes and unlikes"
+                # Rounded *up*: a client that waits what it is told must get a token.
+                return [wire.error(msg.reply, "rate_limited", f"too many {what}; slow down",
                                    retry_after_seconds=math.ceil(wait * 1000) / 1000)]
-            return [LikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
-        if isinstance(msg, UnlikeRequested):
-            wait = self.take(msg.user, now)
-            if wait is not None:
-                return [wire.error(msg.reply, "rate_limited", "too many likes and unlikes; slow down",
-                                   retry_after_seconds=math.ceil(wait * 1000) / 1000)]
-            return [UnlikeAllowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
+            allowed = LikeAllowed if isinstance(msg, LikeRequested) else UnlikeAllowed
+            return [allowed(msg.reply, msg.namespace, msg.user, msg.video_id, msg.username)]
         if isinstance(msg, Tick):
             self.evict_idle(now)
             return []
