@@ -18,6 +18,7 @@ from kryten_likes.cli_client import (
     EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, PROG, Request, cell_text, error_line, plural, run_client,
 )
 from kryten_likes.config import Config
+from kryten_likes.contract import WINDOWS
 
 __all__ = ["add_like", "add_likers", "add_likes", "add_now_playing", "add_stats", "add_top", "add_watch",
            "run_pages"]
@@ -49,9 +50,11 @@ def add_unlike(subparsers: Any, client: argparse.ArgumentParser) -> None:
 
 def add_top(subparsers: Any, client: argparse.ArgumentParser) -> None:
     top = subparsers.add_parser("top", parents=[client], help="most liked or most played items",
-                                epilog="example: kryten-likes top played -n 20 --json")
+                                epilog="example: kryten-likes top played -n 20 --window week --json")
     top.add_argument("ranking", choices=("liked", "played"))
     top.add_argument("-n", type=limit, default=10, metavar="N", help="how many (1-100, default 10)")
+    top.add_argument("--window", choices=WINDOWS, default="all",
+                     help="count only the last day, week or month (rolling, by the hour; default all)")
     top.set_defaults(request=_top_request, render=_render_top)
 
 
@@ -69,6 +72,7 @@ def add_watch(subparsers: Any, client: argparse.ArgumentParser) -> None:
         epilog="example: kryten-likes watch liked -n 5 --interval 2")
     watch.add_argument("ranking", choices=("liked", "played"), nargs="?", default="liked")
     watch.add_argument("-n", type=limit, default=10, metavar="N", help="how many (1-100, default 10)")
+    watch.add_argument("--window", choices=WINDOWS, default="all", help="day, week, month or all (default)")
     watch.add_argument("--interval", type=positive_seconds, default=5.0, metavar="SECONDS")
     watch.add_argument("--count", type=int, default=0, metavar="K", help="stop after K screens (0: never)")
     watch.set_defaults(request=_top_request, render=_render_top, watch=True)
@@ -156,7 +160,7 @@ def _unlike_request(args: argparse.Namespace) -> Request:
 
 
 def _top_request(args: argparse.Namespace) -> Request:
-    return Request(f"top_{args.ranking}", {"limit": args.n})
+    return Request(f"top_{args.ranking}", {"limit": args.n, "window": args.window})
 
 
 def _stats_request(args: argparse.Namespace) -> Request:

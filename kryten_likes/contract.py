@@ -41,6 +41,9 @@ USERNAME_MAX_LEN = 64
 TOP_LIMIT_MAX = 100
 TOP_LIMIT_DEFAULT = 10
 
+# ``window`` of the top lists (docs/contract-social-web.md): rolling, ending now.
+WINDOWS = ("all", "day", "week", "month")
+
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 

@@ -143,6 +143,7 @@ class TopAsked:
     namespace: str
     ranking: Literal["liked", "played"]
     limit: int = 10
+    window: Literal["all", "day", "week", "month"] = "all"
 
 
 @frozen

@@ -188,6 +188,14 @@ def test_top_liked_prints_an_aligned_table(cli: Cli, stand_in: StandIn) -> None:
 def test_top_defaults_to_ten_and_says_when_empty(cli: Cli, stand_in: StandIn) -> None:
     assert cli("top", "played") == (0, "nothing played yet\n", "")
     assert stand_in.last("top_played")["limit"] == 10
+    assert stand_in.last("top_played")["window"] == "all"
+
+
+def test_top_asks_for_a_window(cli: Cli, stand_in: StandIn) -> None:
+    assert cli("top", "played", "--window", "week")[0] == 0
+    assert stand_in.last("top_played")["window"] == "week"
+    code, out, err = cli("top", "liked", "--window", "year")
+    assert code == 2 and "--window" in err
 
 
 def test_stats_prints_key_value_lines(cli: Cli, stand_in: StandIn) -> None:

@@ -29,7 +29,7 @@ def test_top_liked_highest_first_ties_by_video_id():
     vb, va, vc, vd = (Media(v, "yt", f"T{v}") for v in ("b", "a", "c", "d"))
     _like_all(rig, [(vb, "1"), (vb, "2"), (va, "1"), (va, "2"), (vc, "1"), (vc, "2"), (vc, "3"), (vd, "1")])
     [r] = rig.step(TopAsked(ReplyTo("inbox.t", "k"), NS, "liked", 3))
-    assert r.body == {"correlation_id": "k", "status": "ok", "error": None, "items": [
+    assert r.body == {"correlation_id": "k", "status": "ok", "error": None, "window": "all", "items": [
         {"video_id": "c", "title": "Tc", "count": 3},
         {"video_id": "a", "title": "Ta", "count": 2},
         {"video_id": "b", "title": "Tb", "count": 2}]}

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kryten_likes.actors.counter_book import RANKED, CounterBook
 from kryten_likes.actors.item_table import ItemTable
 from kryten_likes.store import StoredEntry
+from kryten_likes.actors.window_counts import hours_field
 
 TS = "2025-12-18T12:34:56Z"
 IDS = [f"v{i}" for i in range(6)] + ["ünï", "a" * 40]
@@ -178,8 +179,9 @@ def test_a_small_leaderboard_is_the_full_sort(changes):
 
 @settings(max_examples=200, deadline=None)
 @given(before=st.none() | st.builds(dict, like_count=counts, title=titles), count=counts,
-       now=st.floats(1.6e9, 2.0e9), title=st.none() | st.text(max_size=20), rev=st.integers(1, 2**40))
-def test_a_likes_document_the_writer_stored_reads_back_as_if_scanned(before, count, now, title, rev):
+       now=st.floats(1.6e9, 2.0e9), title=st.none() | st.text(max_size=20), rev=st.integers(1, 2**40),
+       hours=st.dictionaries(st.integers(444_444, 555_555), st.integers(1, 10**6), max_size=4))
+def test_a_likes_document_the_writer_stored_reads_back_as_if_scanned(before, count, now, title, rev, hours):
     """The like path's fast ``set_likes_written`` leaves the row exactly as
     reading the same document back (``set_likes``) would."""
     from kryten_likes.store import documents as docs
@@ -188,10 +190,12 @@ def test_a_likes_document_the_writer_stored_reads_back_as_if_scanned(before, cou
     if before is not None:
         for b in (fast, slow):
             b.set_likes("v1", StoredEntry(1, {"video_id": "v1", **before}))
-    doc = docs.likes_value("v1", count, now, title, "g-1")
-    fast.set_likes_written("v1", rev, count, now, title)
+    doc = docs.likes_value("v1", count, now, title, "g-1", hours_field(hours))
+    fast.set_likes_written("v1", rev, count, now, title, hours)
     slow.set_likes("v1", StoredEntry(rev, doc))
     assert fast.table.likes("v1") == slow.table.likes("v1")
+    assert fast.likes_entry("v1") == slow.likes_entry("v1")
+    assert fast.like_windows.hours == slow.like_windows.hours == ({"v1": hours} if hours else {})
     assert fast.top("liked", 5) == slow.top("liked", 5)
     assert fast.title("v1") == slow.title("v1")
 
@@ -205,6 +209,6 @@ def test_a_kept_answer_is_never_stale():
     book.set_item("b", StoredEntry(3, {"video_id": "b", "play_count": 1, "title": "Bee"}))  # a title only
     assert book.top("liked", 10) == [{"video_id": "a", "title": "A", "count": 2},
                                      {"video_id": "b", "title": "Bee", "count": 1}]
-    book.set_likes_written("b", 4, 5, 1.7e9, "Bee")
+    book.set_likes_written("b", 4, 5, 1.7e9, "Bee", {})
     assert [(i["video_id"], i["count"]) for i in book.top("liked", 10)] == [("b", 5), ("a", 2)]
     assert [(i["video_id"], i["count"]) for i in book.top("liked", 1)] == [("b", 5)]

@@ -130,10 +130,10 @@ class Corrections:
         r, gid = a.request, self.new_id()
         book = self.read.book(r.namespace)
         if r.field == "like_count":
-            current, old = book.table.likes(r.video_id), book.like_count(r.video_id)
+            current, old = book.likes_entry(r.video_id), book.like_count(r.video_id)
             fresh = docs.likes_value(r.video_id, 0, now, book.title(r.video_id), gid)
         else:
-            current, old = book.table.item(r.video_id), book.play_count(r.video_id)
+            current, old = book.item_entry(r.video_id), book.play_count(r.video_id)
             fresh = docs.new_item(r.video_id)
         value = dict(current.value) if current is not None and current.value else fresh
         value[r.field] = r.value

@@ -45,6 +45,7 @@ from ..store.values import StoredEntry
 from ..store.keys import global_key, item_key, now_playing_key, playlist_key
 from ..store import documents as docs
 from .counter_book import CounterBook
+from .window_counts import hour_label, hour_of
 
 EXPECT_SECONDS = 600.0
 
@@ -80,7 +81,7 @@ class Draft:
         return self._doc(global_key(ns), (ns, "global", ""), self.book(ns).global_doc, docs.zero_global)
 
     def item(self, ns: str, vid: str) -> dict:
-        return self._doc(item_key(ns, vid), (ns, "item", vid), self.book(ns).table.item(vid), lambda: docs.new_item(vid))
+        return self._doc(item_key(ns, vid), (ns, "item", vid), self.book(ns).item_entry(vid), lambda: docs.new_item(vid))
 
     def playlist(self, ns: str, pid: str) -> dict:
         fresh = lambda: {"playlist_id": pid, "apply_count": 0, "last_applied_at": None,  # noqa: E731
@@ -114,7 +115,12 @@ def count_queued(d: Draft, ns: str, media: Media, seconds: int | None) -> None:
 def play(d: Draft, p: PlayStarted) -> None:
     seq = p.event.stream_seq if p.event is not None else None
     g = d.global_(p.namespace)
-    docs.count_play(d.item(p.namespace, p.media.video_id), g, p.media, p.at, seq)
+    d.book(p.namespace).advance(d.now)  # hours the month has left are not written again
+    item = d.item(p.namespace, p.media.video_id)
+    docs.count_play(item, g, p.media, p.at, seq)
+    hours = item["hours"] = dict(item.get("hours") or {})
+    label = hour_label(hour_of(p.at))
+    hours[label] = hours.get(label, 0) + 1
     d.set_now_playing(p.namespace, docs.now_playing_value(p.media, p.at, int(g.get("last_event_seq", 0)),
                                                           d.group_id))
     if p.event is not None:

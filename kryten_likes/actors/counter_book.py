@@ -16,6 +16,7 @@ from ..store.documents import zero_global
 from .item_table import ItemTable
 from .like_index import LikeIndex
 from .leaderboard import Leaderboard
+from .window_counts import WindowCounts, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
 
@@ -35,6 +36,10 @@ class CounterBook:
         t = self.table
         self.top_liked = Leaderboard(RANKED, lambda: t.every(t.like_count))
         self.top_played = Leaderboard(RANKED, lambda: t.every(t.play_count))
+        # Counts by hour of the last 30 days, from the documents' ``hours``
+        # (window_counts): the day, week and month rankings.
+        self.like_windows = WindowCounts(RANKED)
+        self.play_windows = WindowCounts(RANKED)
 
     # --- loading -------------------------------------------------------------
 
@@ -97,6 +102,35 @@ class CounterBook:
         g = self.global_doc
         return dict(g.value) if g is not None and g.value else zero_global()
 
+    def advance(self, now: float) -> None:
+        """The windows follow the clock: hours leave them as it passes."""
+        self.like_windows.advance(now)
+        self.play_windows.advance(now)
+
+    def top_in(self, ranking: str, window: str, limit: int, now: float) -> list[dict]:
+        """The first ``limit`` of a ranking over a rolling window (``day``,
+        ``week``, ``month``; ``all`` is ``top``)."""
+        if window == "all":
+            return self.top(ranking, limit)
+        self.advance(now)
+        windows = self.like_windows if ranking == "liked" else self.play_windows
+        return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in windows.top(window, limit)]
+
+    def likes_entry(self, video_id: str) -> StoredEntry | None:
+        """An item's likes document as stored, ``hours`` included."""
+        return self._with_hours(self.table.likes(video_id), self.like_windows, video_id)
+
+    def item_entry(self, video_id: str) -> StoredEntry | None:
+        """An item's document as stored, ``hours`` (of plays) included."""
+        return self._with_hours(self.table.item(video_id), self.play_windows, video_id)
+
+    @staticmethod
+    def _with_hours(entry: StoredEntry | None, windows: WindowCounts, key: str) -> StoredEntry | None:
+        hours = windows.hours.get(key)
+        if entry is None or entry.value is None or not hours:
+            return entry
+        return StoredEntry(entry.revision, {**entry.value, "hours": hours_field(hours)})
+
     def top(self, ranking: str, limit: int) -> list[dict]:
         """The first ``limit`` of a ranking. The answer is kept until the book
         changes: between two likes a channel's bots may ask many times. The
@@ -133,17 +167,20 @@ class CounterBook:
         old = self.like_count(video_id)
         self.table.set_likes(video_id, entry)
         self.top_liked.update(video_id, old, self.like_count(video_id))
+        self.like_windows.replace(video_id, parse_hours(entry.value.get("hours")) if entry and entry.value else {})
 
     def set_likes_written(self, video_id: str, revision: int, like_count: int, updated_at: float,
-                          title: str | None) -> None:
+                          title: str | None, hours: dict[int, int]) -> None:
         """A likes document the writer itself just stored (the like path's fast way)."""
         self._changes += 1
         old = self.like_count(video_id)
         self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
         self.top_liked.update(video_id, old, like_count)
+        self.like_windows.replace(video_id, hours)
 
     def set_item(self, video_id: str, entry: StoredEntry | None) -> None:
         self._changes += 1
         old = self.play_count(video_id)
         self.table.set_item(video_id, entry)
         self.top_played.update(video_id, old, self.play_count(video_id))
+        self.play_windows.replace(video_id, parse_hours(entry.value.get("hours")) if entry and entry.value else {})

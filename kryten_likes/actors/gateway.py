@@ -24,7 +24,7 @@ import attrs
 from .. import wire
 from ..contract import (
     ID_MAX_LEN, MAX_BODY, MAX_CORRELATION_ID, MEDIA_TYPE_MAX_LEN, NAMESPACE_PATTERN, TITLE_MAX_LEN,
-    TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, fold_user, good_correlation_id, has_control,
+    TOP_LIMIT_DEFAULT, TOP_LIMIT_MAX, USERNAME_MAX_LEN, WINDOWS, fold_user, good_correlation_id, has_control,
 )
 from ..messages import AdjustRequested, ApplyItem, ApplyRequested, Inbound, LikeRequested, NowPlayingAsked, ReplyTo
 from ..messages import LikersAsked, StatsAsked, TopAsked, UnlikeRequested, UserLikesAsked
@@ -92,6 +92,15 @@ def _limit(body: dict, default: int = TOP_LIMIT_DEFAULT) -> int:
     return v
 
 
+def _window(body: dict) -> str:
+    v = body.get("window", "all")
+    if v is None:
+        return "all"
+    if v not in WINDOWS:
+        raise Invalid("window", f"must be one of {', '.join(WINDOWS)}")
+    return v
+
+
 def decode(req: Inbound, default_namespace: str) -> Any:
     """One request → the message that answers it, or an invalid_request reply."""
     to = req.reply
@@ -141,7 +150,7 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
     if command == "now_playing":
         return NowPlayingAsked(to)
     if command in ("top_liked", "top_played"):
-        return TopAsked(to, ns, command[4:], _limit(body))
+        return TopAsked(to, ns, command[4:], _limit(body), _window(body))
     if command == "stats":
         return StatsAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True),
                           _opt_str(body, "playlist_id", ID_MAX_LEN, key=True))

@@ -38,6 +38,7 @@ class LikeGroup:
     values: dict[str, dict]  # counter document key -> the document written
     counts: list[int]  # the count each like gets, in order
     now: float
+    hours: dict[str, dict[int, int]] = attrs.field(factory=dict)  # counter document key -> its likes by hour
     bucket: Literal["likes"] = "likes"
 
 
@@ -81,6 +82,7 @@ class UnlikeGroup:
     claim: Claim  # for the ledger, once landed
     conflicts: int
     now: float
+    hours: dict[int, int] = attrs.field(factory=dict)  # the item's likes by hour, as written
     bucket: Literal["likes"] = "likes"
 
 

@@ -31,8 +31,9 @@ NO_DURATION = -1
 HAS_ITEM, HAS_LIKES, ITEM_DELETED, LIKES_DELETED = 1, 2, 4, 8
 
 _ITEM_KNOWN = ("video_id", "play_count", "queue_count", "last_played_at", "last_queued_at", "duration_seconds",
-               "schema_version", "title", "batch")
-_LIKES_KNOWN = ("video_id", "like_count", "updated_at", "schema_version", "title", "batch")
+               "schema_version", "title", "batch", "hours")
+# ``hours`` is kept by the book's window counts, not here (counter_book).
+_LIKES_KNOWN = ("video_id", "like_count", "updated_at", "schema_version", "title", "batch", "hours")
 
 
 def _stamp(text: object) -> int | None:

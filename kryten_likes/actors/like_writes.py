@@ -28,6 +28,7 @@ from ..store.values import KvWrite
 from .groups import LikeGroup
 from .read_model import ReadModel
 from .request_memory import RequestKey, request_key
+from .window_counts import hours_field
 
 Item = tuple[str, str]  # (namespace, video_id)
 
@@ -53,7 +54,8 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
     """``revisions``: claim and request keys' revisions learnt from a conflict."""
     writes = [_claim(like, gid, revisions) for like in likes if like.claim is not None]
     values: dict[str, dict] = {}
-    before = _counts(per_item, likes, read, gid, now, values, writes)
+    hours: dict[str, dict[int, int]] = {}
+    before = _counts(per_item, likes, read, gid, now, values, hours, writes)
     counts: list[int] = []
     seen: dict[Item, int] = {}
     given: dict[tuple[str, str], int] = {}
@@ -77,19 +79,23 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         key = user_key(ns, user)
         values[key] = docs.user_value(user, name, total + n, now, gid)
         writes.append(KvWrite(key, docs.dump(values[key]), rev))
-    return LikeGroup(gid, tuple(writes), likes, before, values, counts, now)
+    return LikeGroup(gid, tuple(writes), likes, before, values, counts, now, hours)
 
 
 def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadModel, gid: str, now: float,
-            values: dict[str, dict], writes: list[KvWrite]) -> dict[Item, int]:
-    """Each item's counter document, with the group's likes of it; the counts before."""
+            values: dict[str, dict], hours: dict[str, dict[int, int]], writes: list[KvWrite]) -> dict[Item, int]:
+    """Each item's counter document, with the group's likes of it (in its
+    count and its hour); the counts before."""
     before: dict[Item, int] = {}
     titles = {(l.namespace, l.media.video_id): l.media.title for l in likes}
     for (ns, vid), n in per_item.items():
         book = read.book(ns)
+        book.advance(now)
         before[(ns, vid)] = count = book.like_count(vid)
         key = likes_key(ns, vid)
-        values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid)
+        hours[key] = book.like_windows.after(vid, now, n)
+        values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid,
+                                       hours_field(hours[key]))
         writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))
     return before
 

@@ -150,7 +150,7 @@ class LikesCommitter:
             # group's writes; the book never goes back to an older revision.
             if rev is not None and rev > book.table.likes_revision(vid):
                 v = g.values[key]
-                book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"])
+                book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"], g.hours[key])
             self.read.ranking_moved(ns, "liked")
         self._records_landed(g, landed)
         out: list = []

@@ -55,7 +55,8 @@ class ReadModel:
     # --- queries ----------------------------------------------------------------
 
     def top(self, msg: TopAsked, now: float) -> list:
-        return [wire.ok(msg.reply, items=self.peek(msg.namespace).top(msg.ranking, msg.limit))]
+        items = self.peek(msg.namespace).top_in(msg.ranking, msg.window, msg.limit, now)
+        return [wire.ok(msg.reply, window=msg.window, items=items)]
 
     def stats(self, msg: StatsAsked, now: float) -> list[Reply]:
         book = self.peek(msg.namespace)

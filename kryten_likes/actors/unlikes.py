@@ -38,6 +38,7 @@ from ..store.values import Conflict, KvWrite, Landed, StoredEntry
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, UnlikeGroup
 from .read_model import ReadModel
 from .request_memory import RequestMemory, request_key
+from .window_counts import hours_field
 
 Pair = tuple[str, str, str]  # (namespace, video_id, folded user)
 
@@ -116,7 +117,9 @@ class Unlikes:
         count = book.like_count(vid)
         given, user_rev = book.records.totals(user)
         name = book.records.name_of(user) or msg.username or user
-        likes = docs.likes_value(vid, max(0, count - 1), now, book.title(vid), gid)
+        book.advance(now)
+        hours = book.like_windows.after(vid, liked_at, -1)  # out of the hour it was counted in
+        likes = docs.likes_value(vid, max(0, count - 1), now, book.title(vid), gid, hours_field(hours))
         totals = docs.user_value(user, name, max(0, given - 1), now, gid)
         record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid)
         record["unliked_at"] = iso(now)
@@ -132,7 +135,7 @@ class Unlikes:
                      "schema_version": docs.SCHEMA, "batch": gid}
             writes.append(KvWrite(request_key(rk), docs.dump(value), None, ttl_seconds=self.requests.window))
         values = {likes_key(ns, vid): likes, user_key(ns, user): totals}
-        self.flying.add(UnlikeGroup(gid, tuple(writes), msg, values, claim, conflicts, now))
+        self.flying.add(UnlikeGroup(gid, tuple(writes), msg, values, claim, conflicts, now, hours))
         return [Commit("likes", gid, tuple(writes), marker_key=record_key(ns, vid, user))]
 
     # --- outcomes ------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ class Unlikes:
         likes, totals = g.values[likes_key(ns, vid)], g.values[user_key(ns, user)]
         rev = landed.revisions.get(likes_key(ns, vid))
         if rev is not None and rev > book.table.likes_revision(vid):
-            book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"])
+            book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"], g.hours)
         rev = landed.revisions.get(user_key(ns, user))
         if rev is not None and rev > book.records.totals(user)[1]:
             book.records.set_totals(user, totals["username"], totals["likes_given"], rev)
