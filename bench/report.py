@@ -84,8 +84,9 @@ def targets(results: dict, smoke: bool) -> list[dict]:
         judge("spread likes vs ceiling (same 0.7 bar; hot vs spread)", f"×{s['ratio']} ({s['rate']:,}/s; hot "
               f"{hot[top]['rate']:,}/s)" if top in hot else f"×{s['ratio']}", s["ratio"] >= 0.7)
     checks = [r for r in rows + results.get("query_rows", []) if str(r.get("check", "")).startswith("exact")]
+    n_checks = len(checks) + len(results.get("records", {}).get("checks", []))
     error = (results.get("error") or "").splitlines()
-    judge("exact counts", f"{len(checks)} exact checks, all equal" if not error else error[0], not error)
+    judge("exact counts", f"{n_checks} exact checks, all equal" if not error else error[0], not error)
     for q in results.get("query_rows", []):
         if "top_" in q["scenario"]:
             judge(f"p99 ≤ 2 ms: {q['scenario']}", f"{q['p99_ms']} ms", q["p99_ms"] <= 2.0)
@@ -94,12 +95,36 @@ def targets(results: dict, smoke: bool) -> list[dict]:
         rss = mem["rss_after_users_mb"].get("VmRSS")
         judge(f"RSS ≤ 100 MB with {mem['users']:,} users and {mem['items']:,} items", f"{rss} MB "
               f"(peak {mem['rss_after_users_mb'].get('VmHWM')} MB)", rss is not None and rss <= 100)
+    _records_targets(results, judge)
     for r in rows:
         if r["scenario"].startswith("anchor"):
             where = f" at {r['inflight']} in flight" if r.get("inflight") else ""
             judge(f"anchor{where} (reported, no bar)",
                   f"{_fmt(r.get('rate'), 'int')}/s, {r.get('check')}", None)
     return out
+
+
+def _records_targets(results: dict, judge) -> None:
+    """Issue 15's bars for like records (phase 3), each through judge()."""
+    rec = results.get("records")
+    if not rec:
+        return
+    size = f"{rec['items']:,} items, {rec['users']:,} users, {rec['records']:,} records"
+    rss = (rec.get("rss_after_queries_mb") or rec["rss_loaded_mb"]).get("VmRSS")
+    judge(f"RSS ≤ 150 MB with {size}", f"{rss} MB (loaded {rec['rss_loaded_mb'].get('VmRSS')} MB, "
+          f"peak {rec['rss_loaded_mb'].get('VmHWM')} MB)", rss is not None and rss <= 150)
+    judge(f"start-up with {size} (reported, no bar)", f"{rec['startup_seconds']} s", None)
+    bars = {"likers first page": 20.0, "user_likes first page": 20.0, "top_liked window all": 2.0,
+            "top_liked window week": 2.0, "top_curators window week": 2.0}
+    for q in results.get("records_rows", []):
+        name = q["scenario"].removeprefix("query: ").split(",")[0]
+        bar = next((b for k, b in bars.items() if name.startswith(k)), None)
+        if bar is None:
+            continue
+        if q.get("served") is False:
+            judge(f"p99 ≤ {bar:g} ms: {name}, 1 in flight", q.get("check", "not served"), None)
+        else:
+            judge(f"p99 ≤ {bar:g} ms: {name}, 1 in flight", f"{q['p99_ms']} ms", q["p99_ms"] <= bar)
 
 
 def targets_text(ts: list[dict]) -> str:
