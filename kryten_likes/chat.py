@@ -1,20 +1,25 @@
-"""Likes from the channel chat: ``!like`` and ``!top``.
+"""Likes from the channel chat: ``!like``, ``!unlike``, ``!mylikes`` and ``!top``.
 
 The bridge publishes chat as ``chatMsg`` RawEvents; kryten-py's client parses
 them (``ChatMessageEvent``, with the shadow-mute flag) and we turn a command
-word into the same messages a bus request becomes, with a ``ReplyTo`` that
-names the chat user instead of a reply subject.
+word into the same messages a bus request becomes (through the gateway's
+``decode``, so the same validation), with a ``ReplyTo`` that names the chat
+user instead of a reply subject.
 
 The bot speaks rarely (``ChatVoice``, a pure core): only when it is useful —
-a like that counted, or nothing playing — at most once per user per
-``reply_window_seconds`` and ``max_replies_per_minute`` in all. Duplicates
-and rate-limited likes stay silent: answering them would be the flood.
+a like or an unlike that counted, nothing playing, an unlike refused (not
+liked, too late), a user's own likes, a top list — at most once per user
+per ``reply_window_seconds`` and ``max_replies_per_minute`` in all.
+Duplicates and rate-limited requests stay silent: answering them would be
+the flood. Titles and names are cut so that a line stays short.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 import time
 from collections import deque
 from typing import Any
@@ -22,9 +27,17 @@ from typing import Any
 import attrs
 
 from .config import ChatSection
-from .messages import Inbound, LikeRequested, ReplyTo, TopAsked
+from .contract import WINDOWS
+from .messages import Inbound, LikeRequested, ReplyTo, TopAsked, UnlikeRequested, UserLikesAsked
 
 log = logging.getLogger(__name__)
+
+CHAT_LIMIT = 3  # items in a chat answer: !top, !mylikes
+PART_MAX = 60  # characters of one title, video id or name in a bot line
+LINE_MAX = 240  # CyTube cuts a chat message at 240 characters
+WINDOW_WORDS = {"all": "", "day": " today", "week": " this week", "month": " this month"}
+
+ChatRequest = LikeRequested | UnlikeRequested | UserLikesAsked | TopAsked
 
 
 @attrs.frozen
@@ -34,10 +47,11 @@ class ChatLine:
     shadow: bool = False
 
 
-def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> LikeRequested | TopAsked | None:
-    """A chat line → the message that serves it, or None (not ours, or ignored)."""
-    from .actors.gateway import decode  # the same validation as bus requests
+def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> ChatRequest | None:
+    """A chat line → the message that serves it, or None (not ours, or ignored).
 
+    ``!top`` takes an optional window word (``day``, ``week``, ``month``,
+    ``all``); any other word is the all-time list."""
     if line.shadow or not line.username:
         return None
     if cfg.bot_username and line.username.casefold() == cfg.bot_username.casefold():
@@ -46,20 +60,39 @@ def chat_request(line: ChatLine, cfg: ChatSection, namespace: str) -> LikeReques
     if not words:
         return None
     word = words[0].casefold()
-    to = ReplyTo(None, None, chat_user=line.username, received=time.monotonic())
+    user = {"username": line.username}
     if word == cfg.like_command.casefold():
-        decoded = decode(Inbound.of("like", _json({"username": line.username}), None), namespace)
-        if not isinstance(decoded, LikeRequested):
-            return None  # a name the contract refuses; say nothing
-        return attrs.evolve(decoded, reply=attrs.evolve(to, command="like"))
+        return _decoded(line, "like", user, namespace, LikeRequested)
+    if word == cfg.unlike_command.casefold():
+        return _decoded(line, "unlike", user, namespace, UnlikeRequested)
+    if word == cfg.mylikes_command.casefold():
+        return _decoded(line, "user_likes", {**user, "limit": CHAT_LIMIT}, namespace, UserLikesAsked)
     if word == cfg.top_command.casefold():
-        return TopAsked(attrs.evolve(to, command="top_liked"), namespace, "liked", 3)
+        window = words[1].casefold() if len(words) > 1 else "all"
+        if window not in WINDOWS:
+            window = "all"
+        return _decoded(line, "top_liked", {"limit": CHAT_LIMIT, "window": window}, namespace, TopAsked)
     return None
 
 
-def _json(body: dict) -> bytes:
-    import json
-    return json.dumps(body).encode()
+def _decoded(line: ChatLine, command: str, body: dict, namespace: str, kind: type) -> Any:
+    """The gateway's own ``decode`` of a request built for the chat user; a
+    request it refuses (a name the contract refuses) is None: say nothing."""
+    from .actors.gateway import decode  # the same validation as bus requests
+
+    to = ReplyTo(None, None, command, time.monotonic(), chat_user=line.username)
+    decoded = decode(Inbound(to, json.dumps(body).encode()), namespace)
+    return decoded if isinstance(decoded, kind) else None
+
+
+def cut(text: Any, limit: int = PART_MAX) -> str:
+    """One line of at most ``limit`` characters (whitespace runs become one space)."""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _likes(n: Any) -> str:
+    return f"{n} like{'' if n == 1 else 's'}"  # "1 like", "0 likes"
 
 
 class ChatVoice:
@@ -74,7 +107,7 @@ class ChatVoice:
         user = to.chat_user
         if user is None:
             return None
-        text = self._text(to.command, user, body)
+        text = self._text(to.command, cut(user), body)
         if text is None:
             return None
         while self._spoken and now - self._spoken[0] >= 60.0:
@@ -88,24 +121,41 @@ class ChatVoice:
         self._spoken.append(now)
         if len(self._last) > 10_000:  # forget users outside the window
             self._last = {u: t for u, t in self._last.items() if now - t < self.cfg.reply_window_seconds}
-        return text
+        return cut(text, LINE_MAX)
 
     @staticmethod
     def _text(command: str | None, user: str, body: dict) -> str | None:
-        if command == "like":
-            if body.get("status") == "ok":
-                n = body.get("like_count")
-                return f"{user} liked {body.get('video_id')} ({n} like{'s' if n != 1 else ''})"
-            if body.get("error") == "no_current_item":
-                return f"{user}: nothing is playing right now"
+        ok, error = body.get("status") == "ok", body.get("error")
+        if command in ("like", "unlike") and error == "no_current_item":
+            return f"{user}: nothing is playing right now"
+        if command == "like" and ok:
+            return f"{user} liked {cut(body.get('video_id'))} ({_likes(body.get('like_count'))})"
+        if command == "unlike":
+            if ok:
+                return f"{user} took back their like of {cut(body.get('video_id'))} ({_likes(body.get('like_count'))})"
+            if error == "not_liked":
+                return f"{user}: nothing to take back"
+            if error == "unlike_window_passed":
+                return f"{user}: too late to take that like back"
             return None
-        if command == "top_liked" and body.get("status") == "ok":
+        if command == "user_likes" and ok:
+            text = f"{user}: {_likes(body.get('likes_given'))} given"
+            items = body.get("items") or []
+            if items:
+                text += "; latest: " + ", ".join(_title(it) for it in items[:CHAT_LIMIT])
+            return text
+        if command == "top_liked" and ok:
+            when = WINDOW_WORDS.get(body.get("window") or "all", "")
             items = body.get("items") or []
             if not items:
-                return "No likes yet."
-            return "Top liked: " + " · ".join(
-                f"{i}. {it.get('title') or it.get('video_id')} ({it.get('count')})" for i, it in enumerate(items, 1))
+                return f"No likes{when or ' yet'}."
+            return f"Top liked{when}: " + " · ".join(
+                f"{i}. {_title(it)} ({it.get('count')})" for i, it in enumerate(items[:CHAT_LIMIT], 1))
         return None
+
+
+def _title(item: dict) -> str:
+    return cut(item.get("title") or item.get("video_id") or "?")
 
 
 async def hear(event: Any, activation: Any, cfg: ChatSection, namespace: str) -> None:

@@ -203,9 +203,20 @@ class ChatSection:
     enabled: bool = True
     like_command: str = field(default="!like", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
     top_command: str = field(default="!top", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
+    unlike_command: str = field(default="!unlike", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
+    mylikes_command: str = field(default="!mylikes", validator=_require("must be one word", lambda v: re.fullmatch(r"\S{1,32}", v) is not None))
     bot_username: str = ""  # the bridge's own CyTube name: its messages are skipped
     reply_window_seconds: float = field(default=300.0, validator=_positive_number)  # one reply per user per window
     max_replies_per_minute: int = field(default=10, validator=_require("must be >= 0", lambda v: v >= 0))
+
+    def __attrs_post_init__(self) -> None:
+        # Chat words are matched case-insensitively: one word serves one command.
+        seen: set[str] = set()
+        for name in ("like_command", "unlike_command", "mylikes_command", "top_command"):
+            word = getattr(self, name).casefold()
+            if word in seen:
+                raise BadValue(name, "must differ from the other chat commands")
+            seen.add(word)
 
 
 @frozen
