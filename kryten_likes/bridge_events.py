@@ -21,7 +21,7 @@ from .contract import ID_MAX_LEN, MEDIA_TYPE_MAX_LEN, TITLE_MAX_LEN, has_control
 from .messages import EventRef, Media, MediaChanged, QueueObserved
 from .store.keys import fits_key
 
-__all__ = ["media_changed", "queue_observed"]
+__all__ = ["entry_uid", "media_changed", "queue_observed"]
 
 
 def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
@@ -39,7 +39,15 @@ def media_changed(raw: bytes, ref: EventRef | None) -> MediaChanged | None:
         return None
     t = payload.get("currentTime", 0)
     t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else 0.0
-    return MediaChanged(media, t, ref)
+    return MediaChanged(media, t, ref, entry_uid(payload.get("uid")))
+
+
+def entry_uid(raw: object) -> str | None:
+    """A playlist entry's uid (CyTube sends a number), bounded; None if absent or odd."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        return None
+    uid = str(raw).strip()
+    return uid if 0 < len(uid) <= 64 and not has_control(uid) else None
 
 
 def _media(raw: object) -> Media | None:
@@ -74,4 +82,5 @@ def queue_observed(raw: bytes, ref: EventRef | None) -> QueueObserved | None:
     if media is None:
         return None
     by = item.get("queueby")
-    return QueueObserved(media, by if isinstance(by, str) else None, ref)
+    by = _text(by, 200) if isinstance(by, str) and by.strip() else None
+    return QueueObserved(media, by, ref, entry_uid(item.get("uid")))

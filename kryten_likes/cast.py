@@ -39,9 +39,10 @@ from .config import Config
 from .events import EventFeed
 from .mailboxes import Router
 from .messages import EnqueuesInFlight
-from .startup import Snapshot, bound_to_stream, bridge_now_playing, first_unstored, load_snapshot
+from .actors.playlist_entries import PlaylistEntries
+from .startup import Snapshot, bound_to_stream, bridge_now_playing, bridge_playlist, first_unstored, load_snapshot
 from .store import AtomicBucket
-from .store.documents import media_of_now_playing
+from .store.documents import curator_of_now_playing, media_of_now_playing
 from .supervisor import ActorSpec
 
 ACTORS = ("gateway", "rate_buckets", "playback", "dedupe_ledger", "counter_writer", "apply")
@@ -111,14 +112,16 @@ class Cast:
         book = (await self._snapshot_for("playback")).books.get(self.ns)
         stored = media_of_now_playing(book.now_playing.value) if book and book.now_playing else None
         current = None
+        entries, current_uid = await bridge_playlist(self.nc, self.config.cytube.channel)
         if stored is not None:
-            current = NowPlaying(*stored)
+            current = NowPlaying(*stored, curator_of_now_playing(book.now_playing.value))
         else:
             media = await bridge_now_playing(self.nc, self.config.cytube.channel)
             if media is not None:
                 current = NowPlaying(media, self.clock.now())
         last_seq = int(book.global_value().get("last_event_seq", 0)) if book else 0
-        return Playback(self.ns, current, last_seq, epoch=self.feed.epoch)
+        return Playback(self.ns, current, last_seq, epoch=self.feed.epoch,
+                        entries=PlaylistEntries(entries, current_uid))
 
     async def dedupe_ledger(self) -> DedupeLedger:
         snap = await self._snapshot_for("dedupe_ledger")

@@ -49,9 +49,9 @@ def add_unlike(subparsers: Any, client: argparse.ArgumentParser) -> None:
 
 
 def add_top(subparsers: Any, client: argparse.ArgumentParser) -> None:
-    top = subparsers.add_parser("top", parents=[client], help="most liked or most played items",
+    top = subparsers.add_parser("top", parents=[client], help="most liked or most played items, or top curators",
                                 epilog="example: kryten-likes top played -n 20 --window week --json")
-    top.add_argument("ranking", choices=("liked", "played"))
+    top.add_argument("ranking", choices=("liked", "played", "curators"))
     top.add_argument("-n", type=limit, default=10, metavar="N", help="how many (1-100, default 10)")
     top.add_argument("--window", choices=WINDOWS, default="all",
                      help="count only the last day, week or month (rolling, by the hour; default all)")
@@ -208,6 +208,8 @@ def _render_unlike(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
 
 def _render_top(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
     items = reply.get("items") or []
+    if args.ranking == "curators":
+        return _render_curators(items)
     if not items:
         return "no likes yet" if args.ranking == "liked" else "nothing played yet"
     header = ("#", "likes" if args.ranking == "liked" else "plays", "video_id", "title")
@@ -220,6 +222,17 @@ def _render_top(reply: Mapping[str, Any], args: argparse.Namespace) -> str:
         f"{rank:>{widths[0]}}  {count:>{widths[1]}}  {video_id:<{widths[2]}}  {title}".rstrip()
         for rank, count, video_id, title in (header, *rows)
     )
+
+
+def _render_curators(items: list) -> str:
+    if not items:
+        return "no curator credited yet"
+    header = ("#", "likes", "plays", "curator")
+    rows = [(str(rank), str(it.get("likes_received")), str(it.get("plays")), cell_text(it.get("username")))
+            for rank, it in enumerate(items, start=1)]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
+    return "\n".join(f"{r:>{widths[0]}}  {likes:>{widths[1]}}  {plays:>{widths[2]}}  {name}".rstrip()
+                     for r, likes, plays, name in (header, *rows))
 
 
 def _render_stats(reply: Mapping[str, Any], args: argparse.Namespace) -> str:

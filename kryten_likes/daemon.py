@@ -22,6 +22,7 @@ from .activation import Activation, Surroundings, serve_active
 from .actors.shell import FaultHook
 from .bridge_client import SharedConnectionKrytenClient
 from .chat import ChatMouth, ChatVoice, hear
+from .curation import hear_set_current
 from .clock import Clock, SystemClock
 from .config import Config
 from .connection import StartError, connect
@@ -176,10 +177,14 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     async def on_chat(event: Any) -> None:
         await hear(event, daemon.activation, config.chat, ns)
 
+    async def on_set_current(event: Any) -> None:
+        await hear_set_current(event, daemon.activation)
+
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
                                        [metrics.observe, speak])
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
+    kryten.on("setcurrent")(on_set_current)
     async with anyio.create_task_group() as tg:
         daemon.cancel_scope, daemon.tasks = tg.cancel_scope, tg
         keeper = daemon.keeper = LeaseKeeper([analytics, likes], likes, ns, config.ha.lease_seconds,

@@ -25,6 +25,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from .bridge_events import media_changed, queue_observed
 from .event_marks import EventStream
 from .domain import EventRef
+from .messages import EntryQueued, QueueObserved
 
 if TYPE_CHECKING:
     from .mailboxes import Router  # which imports EVENT_WINDOW from here
@@ -208,3 +209,6 @@ class EventFeed:
                 log.warning("ack lost: %s", exc)
             return
         await self.router.send_with_room(change)  # waits while the mailbox is down to its reserve
+        if isinstance(change, QueueObserved) and change.uid is not None:
+            # Playback keeps who queued each entry: the curator of its plays.
+            await self.router.send_with_room(EntryQueued(change.uid, change.media, change.queued_by))

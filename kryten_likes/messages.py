@@ -1,13 +1,11 @@
 """Every message that travels between actors, and where each goes.
 
-All are frozen, slotted attrs classes whose reprs are valid Python, so a
-Hypothesis failure prints as a program you can paste. A core returns the
-messages it sends; ``routes.MAILBOX`` says which actor takes each.
+All are frozen, slotted attrs classes whose reprs are valid Python, so a Hypothesis failure prints
+as a program you can paste. A core returns the messages it sends; ``routes.MAILBOX`` says which actor takes each.
 A request travels in one envelope (``ReplyTo``: reply subject, correlation
 id, command, arrival time) from actor to actor, like a pykka envelope:
-whoever decides its outcome answers it, and if the actor holding it dies, the
-supervisor answers it with ``internal_error``. Effects (a reply, an ack, a
-batch to store) are not messages: they are in ``effects.py``.
+whoever decides its outcome answers it, and if the actor holding it dies, the supervisor answers
+it with ``internal_error``. Effects (a reply, an ack, a batch to store) are not messages: they are in ``effects.py``.
 """
 
 from __future__ import annotations
@@ -141,7 +139,7 @@ class NowPlayingAsked:
 class TopAsked:
     reply: ReplyTo
     namespace: str
-    ranking: Literal["liked", "played"]
+    ranking: Literal["liked", "played", "curators"]
     limit: int = 10
     window: Literal["all", "day", "week", "month"] = "all"
 
@@ -191,6 +189,7 @@ class LikeForItem:
     media: Media
     username: str = ""
     play_at: float = 0.0  # when the play it is given on started
+    curator: str | None = None  # who queued that play (as typed), if known
 
 
 @frozen
@@ -204,6 +203,7 @@ class LikeReserved:
     user: str = ""
     username: str = ""
     play_at: float = 0.0
+    curator: str | None = None
 
 
 @frozen
@@ -235,6 +235,7 @@ class MediaChanged:
     media: Media
     current_time: float = 0.0
     event: EventRef | None = None
+    uid: str | None = None  # the playlist entry, when the bridge's event names it
 
 
 @frozen
@@ -245,6 +246,7 @@ class PlayStarted:
     media: Media
     at: float
     event: EventRef | None = None
+    curator: str | None = None  # who queued the entry (as typed), if known
 
 
 @frozen
@@ -263,6 +265,7 @@ class Rewind:
     started_at: float
     last_seq: int
     epoch: int = 0  # events of older readings of the stream are dropped
+    curator: str | None = None
 
 
 @frozen
@@ -278,8 +281,9 @@ class Tick:
     """Time passed: expire, evict, materialise."""
 
 
-# The queue applies' messages live in a module of their own; every message is
-# importable from here.
+# The queue applies' and the playlist entries' messages live in modules of
+# their own; every message is importable from here.
+from .entry_messages import EntryPlaying, EntryQueued  # noqa: E402
 from .queue_messages import (  # noqa: E402
     ApplyFinished, ApplyProgress, ApplyRequested, EnqueueAnswered, EnqueueRefused, EnqueuesInFlight, EnqueueStarted,
     QueueConfirmed, QueueObserved, WriterRestarted,
@@ -287,9 +291,9 @@ from .queue_messages import (  # noqa: E402
 
 __all__ = [
     "AdjustRequested", "ApplyFinished", "ApplyItem", "ApplyProgress", "ApplyRequested", "Claim", "ClaimsSettled",
-    "CommitFinished", "EnqueueAnswered", "EnqueueRefused", "EnqueueStarted", "EnqueuesInFlight", "EventPassed",
-    "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem", "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "UserLikesAsked", "UnlikeRequested", "UnlikeAllowed",
-    "UnlikeForItem",
-    "Media", "MediaChanged", "NowPlayingAsked", "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo",
-    "Rewind", "StatsAsked", "Tick", "TopAsked", "WriterRestarted",
+    "CommitFinished", "EnqueueAnswered", "EnqueueRefused", "EnqueueStarted", "EnqueuesInFlight", "EntryPlaying",
+    "EntryQueued", "EventPassed", "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem",
+    "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "Media", "MediaChanged", "NowPlayingAsked",
+    "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo", "Rewind", "StatsAsked", "Tick", "TopAsked",
+    "UnlikeAllowed", "UnlikeForItem", "UnlikeRequested", "UserLikesAsked", "WriterRestarted",
 ]

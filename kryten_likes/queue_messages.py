@@ -36,6 +36,7 @@ class QueueObserved:
     media: Media
     queued_by: str | None = None
     event: EventRef | None = None
+    uid: str | None = None  # the playlist entry it made
 
 
 @frozen

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .messages import (
     AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
-    EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
+    EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EntryPlaying, EntryQueued, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
     LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, MediaChanged, NowPlayingAsked,
     PlayStarted, QueueConfirmed, QueueObserved, Rewind, StatsAsked, TopAsked, UnlikeAllowed, UnlikeForItem,
     UnlikeRequested, UserLikesAsked, WriterRestarted,
@@ -21,7 +21,8 @@ from .messages import (
 INBOXES: dict[str, tuple[type, ...]] = {
     "gateway": (Inbound,),
     "rate_buckets": (LikeRequested, UnlikeRequested),
-    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked, UnlikeAllowed),
+    "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked, UnlikeAllowed, EntryQueued,
+                 EntryPlaying),
     "dedupe_ledger": (LikeForItem, ClaimsSettled),
     "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
                        PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,

@@ -6,6 +6,7 @@ back the memory the reading left free.
 from __future__ import annotations
 
 import ctypes
+import json
 import importlib.util
 import logging
 from typing import Any
@@ -104,6 +105,28 @@ async def bridge_now_playing(nc: Any, channel: str) -> Media | None:
     secs = media.get("seconds")
     return Media(vid, str(media.get("type") or ""), str(media.get("title") or ""),
                  int(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else None)
+
+
+async def bridge_playlist(nc: Any, channel: str) -> tuple[list[tuple[str, Media, str | None]], str | None]:
+    """The bridge's playlist (KV ``items``: uid, media, queueby) and the uid of
+    the entry playing (``current.uid``): who curates what, before the next
+    queue event. Nothing when the bridge keeps no such bucket."""
+    from kryten.kv_store import get_kv_store, kv_get
+
+    from .bridge_events import entry_uid, queue_observed
+
+    try:
+        kv = await get_kv_store(nc, f"kryten_{channel}_playlist")
+        items = await kv_get(kv, "items", default=[], parse_json=True)
+        cur = await kv_get(kv, "current", default=None, parse_json=True)
+    except Exception:
+        return [], None
+    entries = []
+    for item in items if isinstance(items, list) else []:
+        q = queue_observed(json.dumps({"payload": {"item": item}}).encode(), None)  # the same rules as events
+        if q is not None and q.uid is not None:
+            entries.append((q.uid, q.media, q.queued_by))
+    return entries, entry_uid(cur.get("uid")) if isinstance(cur, dict) else None
 
 
 def give_back_free_memory() -> None:

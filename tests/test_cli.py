@@ -52,6 +52,10 @@ def answer(command: str, request: dict[str, Any]) -> dict[str, Any]:
         return common | {"items": items[: request["limit"]]}
     if command == "top_played":
         return common | {"items": []}
+    if command == "top_curators":
+        return common | {"window": request.get("window"),
+                         "items": [{"username": "Bob", "likes_received": 12, "plays": 3},
+                                   {"username": "Zoë", "likes_received": 1, "plays": 10}]}
     if command == "stats":
         reply = common | {"global": {"items_queued": 3, "items_played": 2}}
         if "video_id" in request:
@@ -189,6 +193,17 @@ def test_top_defaults_to_ten_and_says_when_empty(cli: Cli, stand_in: StandIn) ->
     assert cli("top", "played") == (0, "nothing played yet\n", "")
     assert stand_in.last("top_played")["limit"] == 10
     assert stand_in.last("top_played")["window"] == "all"
+
+
+def test_top_curators_prints_likes_received_and_plays(cli: Cli, stand_in: StandIn) -> None:
+    code, out, err = cli("top", "curators", "--window", "week")
+    assert stand_in.last("top_curators")["window"] == "week"
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "#  likes  plays  curator",
+        "1     12      3  Bob",
+        "2      1     10  Zoë",
+    ]
 
 
 def test_top_asks_for_a_window(cli: Cli, stand_in: StandIn) -> None:

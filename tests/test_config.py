@@ -79,6 +79,8 @@ max_in_flight = 500
 enabled = false
 like_command = "!fav"
 top_command = "!best"
+unlike_command = "!unfav"
+mylikes_command = "!mine"
 bot_username = "Bot"
 reply_window_seconds = 60
 max_replies_per_minute = 2
@@ -153,7 +155,8 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
             max_restarts=0, period_seconds=30.0, backoff_initial_seconds=0.5, backoff_max_seconds=8.0
         ),
         limits=LimitsSection(global_likes_per_second=50.0, global_likes_burst=100, max_in_flight=500),
-        chat=ChatSection(enabled=False, like_command="!fav", top_command="!best", bot_username="Bot",
+        chat=ChatSection(enabled=False, like_command="!fav", top_command="!best",
+                         unlike_command="!unfav", mylikes_command="!mine", bot_username="Bot",
                          reply_window_seconds=60.0, max_replies_per_minute=2),
         queue=QueueSection(apply_enabled=False),
         ha=HaSection(lease_seconds=2.5),

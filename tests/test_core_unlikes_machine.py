@@ -1,7 +1,8 @@
 """Likes and unlikes of a few users and items in random order, batches
 landing in random order, the clock moving: the counter writer against a
 plain model (who has a counted like, since when; each item's count; each
-user's likes_given). KV is the fake one, with no ledger in front: a like of
+user's likes_given; each curator's likes_received, from the play each like
+was given on; the counts by hour summing to the totals). KV is the fake one, with no ledger in front: a like of
 a pair whose claim is live is found a duplicate by its batch, as after a
 ledger restart."""
 
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 from collections import Counter
 
+import attrs
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from kryten_likes.effects import Commit, Reply
 from kryten_likes.messages import CommitFinished, ReplyTo, UnlikeForItem
 from kryten_likes.store import likes_key
-from kryten_likes.store.keys import record_key, user_key
+from kryten_likes.store.keys import curator_key, record_key, user_key
 from support.counter_writer_rig import NS, V1, V2, Rig, reserved
 
 WINDOW = 30
 USERS = ["ann", "bob"]
 ITEMS = [V1, V2]
+CURATORS = ["Cat", "dan", None]  # None: a play no one is known to have queued
 
 
 class UnlikeMachine(RuleBasedStateMachine):
@@ -33,6 +36,10 @@ class UnlikeMachine(RuleBasedStateMachine):
         self.liked: dict[tuple[str, str], float] = {}  # pair -> when its counted like was drafted
         self.count: Counter = Counter()
         self.given: Counter = Counter()
+        self.playing_by = {m.video_id: "Cat" for m in ITEMS}  # the curator of each item's current play
+        self.credit: Counter = Counter()  # folded curator -> likes received
+        self.credited: dict[tuple[str, str], str | None] = {}  # pair -> the curator its like credited
+        self.curator_of_ask: dict[str, str | None] = {}
 
     def _route(self, effects: list, drafted: float) -> None:
         """``drafted``: when the batch whose outcome this is was drafted (what an
@@ -50,11 +57,15 @@ class UnlikeMachine(RuleBasedStateMachine):
     def _judge(self, r: Reply, at: float) -> None:
         kind, vid, user = self.asked.pop(r.to.subject)
         pair, body = (vid, user), r.body
+        curator = self.curator_of_ask.pop(r.to.subject, None)
         if kind == "like" and body["status"] == "ok":
             assert pair not in self.liked, f"{user} liked {vid} twice"
             self.liked[pair] = at
             self.count[vid] += 1
             self.given[user] += 1
+            self.credited[pair] = curator
+            if curator:
+                self.credit[curator.casefold()] += 1
         elif kind == "like":
             assert body["status"] == "duplicate" and pair in self.liked, body
         elif body["status"] == "ok":
@@ -62,6 +73,9 @@ class UnlikeMachine(RuleBasedStateMachine):
             del self.liked[pair]
             self.count[vid] -= 1
             self.given[user] -= 1
+            curator = self.credited.pop(pair)
+            if curator:
+                self.credit[curator.casefold()] -= 1
         elif body["error"] == "not_liked":
             assert pair not in self.liked, (pair, body)
         else:
@@ -74,7 +88,8 @@ class UnlikeMachine(RuleBasedStateMachine):
         self.n += 1
         self.asked[f"inbox.{self.n}"] = (kind, media.video_id, user)
         if kind == "like":
-            msg = reserved(self.n, media, user, at=self.rig.now)
+            curator = self.curator_of_ask[f"inbox.{self.n}"] = self.playing_by[media.video_id]
+            msg = attrs.evolve(reserved(self.n, media, user, at=self.rig.now), curator=curator)
         else:
             msg = UnlikeForItem(ReplyTo(f"inbox.{self.n}"), NS, user, media)
         self._route(self.rig.step(msg), self.rig.now)
@@ -105,7 +120,12 @@ class UnlikeMachine(RuleBasedStateMachine):
         outcome = self.rig.kv[commit.bucket].apply(commit)
         self._route(self.rig.step(CommitFinished(gid, outcome)), drafted)
 
-    @rule(seconds=st.sampled_from([1, 10, 29, 31]))
+    @rule(media=st.sampled_from(ITEMS), curator=st.sampled_from(CURATORS))
+    def played_again(self, media, curator) -> None:
+        """The item plays again, from an entry someone else queued."""
+        self.playing_by[media.video_id] = curator
+
+    @rule(seconds=st.sampled_from([1, 10, 29, 31, 3600]))
     def tick(self, seconds: int) -> None:
         self.rig.now += seconds
 
@@ -122,6 +142,15 @@ class UnlikeMachine(RuleBasedStateMachine):
                 assert liked == ((m.video_id, user) in self.liked), (m.video_id, user, record)
         for user in USERS:
             assert (kv.value(user_key(NS, user)) or {}).get("likes_given", 0) == self.given[user]
+        for m in ITEMS:
+            hours = (kv.value(likes_key(NS, m.video_id)) or {}).get("hours", {})
+            assert sum(hours.values()) == self.count[m.video_id], (hours, self.count)
+        for curator in ("cat", "dan"):
+            doc = kv.value(curator_key(NS, curator)) or {}
+            assert doc.get("likes_received", 0) == self.credit[curator], (doc, self.credit)
+            assert sum(doc.get("hours", {}).values()) == self.credit[curator], doc
+        top = self.rig.w.book(NS).curators.top("all", 10, self.rig.now)
+        assert {i["username"].casefold(): i["likes_received"] for i in top} == +self.credit
 
     def teardown(self) -> None:
         if not hasattr(self, "rig"):

@@ -138,7 +138,8 @@ def _check_forwarded(msg, body: dict) -> None:
             assert v is None or 1 <= len(v) <= 1000, msg
     if isinstance(msg, TopAsked):
         assert type(msg.limit) is int and 1 <= msg.limit <= 100, msg
-        assert msg.ranking in ("liked", "played"), msg
+        assert msg.ranking in ("liked", "played", "curators"), msg
+        assert msg.window in ("all", "day", "week", "month"), msg
     if isinstance(msg, AdjustRequested):
         assert 1 <= len(msg.video_id) <= 1000 and 1 <= len(msg.reason) <= 500, msg
         assert type(msg.value) is int and 0 <= msg.value <= gateway.MAX_ADJUSTED, msg

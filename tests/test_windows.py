@@ -4,7 +4,7 @@ after a restart and after an unlike."""
 
 from __future__ import annotations
 
-from conftest import playing, unique_config
+from conftest import playing, plays_of, unique_config, wait_until
 
 from kryten_likes.store import LIKES_BUCKET, likes_key
 
@@ -21,11 +21,13 @@ def test_top_lists_by_window_roll_with_the_clock_and_survive_a_restart(harness):
     h = harness(unique_config(dedupe_enabled=False))
     h.change_media("old")
     playing(h, "old")
+    wait_until(lambda: plays_of(h, "old") == 1)
     for name in ("a", "b", "c"):
         assert h.request("like", {"username": name})["status"] == "ok"
     h.clock.advance(3 * DAY)
     h.change_media("new")
     playing(h, "new")
+    wait_until(lambda: plays_of(h, "new") == 1)  # the play is stored by its own batch
     assert h.request("like", {"username": "a"})["status"] == "ok"
     assert _top(h, "liked", "all") == [("old", 3), ("new", 1)]
     assert _top(h, "liked", "day") == [("new", 1)]

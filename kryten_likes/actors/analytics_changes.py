@@ -42,7 +42,8 @@ from ..messages import (
 )
 from ..effects import AckEvent
 from ..store.values import StoredEntry
-from ..store.keys import global_key, item_key, now_playing_key, playlist_key
+from ..contract import fold_user
+from ..store.keys import curator_key, global_key, item_key, now_playing_key, playlist_key
 from ..store import documents as docs
 from .counter_book import CounterBook
 from .window_counts import hour_label, hour_of
@@ -88,6 +89,12 @@ class Draft:
                          "schema_version": docs.SCHEMA}
         return self._doc(playlist_key(ns, pid), (ns, "playlist", pid), self.book(ns).playlists.get(pid), fresh)
 
+    def curator(self, ns: str, user: str, name: str) -> dict:
+        fresh = lambda: {"user": user, "username": name, "plays": 0, "hours": {},  # noqa: E731
+                         "schema_version": docs.SCHEMA}
+        return self._doc(curator_key(ns, user), (ns, "curator", user), self.book(ns).curators.entry("analytics", user),
+                         fresh)
+
     def expectations(self, ns: str) -> dict:
         fresh = lambda: {"expected": {}, "early": {}, "schema_version": docs.SCHEMA}  # noqa: E731
         return self._doc(expectations_key(ns), (ns, "expected", ""), self.book(ns).expectations, fresh)
@@ -118,13 +125,22 @@ def play(d: Draft, p: PlayStarted) -> None:
     d.book(p.namespace).advance(d.now)  # hours the month has left are not written again
     item = d.item(p.namespace, p.media.video_id)
     docs.count_play(item, g, p.media, p.at, seq)
-    hours = item["hours"] = dict(item.get("hours") or {})
     label = hour_label(hour_of(p.at))
-    hours[label] = hours.get(label, 0) + 1
+    _add_hour(item, label)
+    if p.curator:  # a play whose curator is unknown credits no one
+        credit = d.curator(p.namespace, fold_user(p.curator), p.curator)
+        credit["plays"] = int(credit.get("plays", 0)) + 1
+        credit["updated_at"] = iso(d.now)
+        _add_hour(credit, label)
     d.set_now_playing(p.namespace, docs.now_playing_value(p.media, p.at, int(g.get("last_event_seq", 0)),
-                                                          d.group_id))
+                                                          d.group_id, p.curator))
     if p.event is not None:
         d.after.append(AckEvent(p.event))
+
+
+def _add_hour(doc: dict, label: str) -> None:
+    hours = doc["hours"] = dict(doc.get("hours") or {})
+    hours[label] = hours.get(label, 0) + 1
 
 
 def queue_seen(d: Draft, ns: str, q: QueueObserved, in_flight: int) -> None:

@@ -185,6 +185,8 @@ class AnalyticsCommitter:
             book.now_playing = entry
         elif kind == "expected":
             book.expectations = entry
+        elif kind == "curator":
+            book.curators.take("analytics", ident, entry)
         elif kind == "playlist":
             if entry is None:
                 book.playlists.pop(ident, None)

@@ -16,6 +16,7 @@ from ..store.documents import zero_global
 from .item_table import ItemTable
 from .like_index import LikeIndex
 from .leaderboard import Leaderboard
+from .curator_totals import CuratorTotals
 from .window_counts import WindowCounts, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
@@ -40,6 +41,7 @@ class CounterBook:
         # (window_counts): the day, week and month rankings.
         self.like_windows = WindowCounts(RANKED)
         self.play_windows = WindowCounts(RANKED)
+        self.curators = CuratorTotals()  # likes received and plays of whoever queued what played
 
     # --- loading -------------------------------------------------------------
 
@@ -64,6 +66,11 @@ class CounterBook:
                 user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
                 if entry is not None and isinstance(v.get("likes_given"), int):
                     self.records.set_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
+            case ("curators", tok):
+                user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
+                bucket = "likes" if "likes_received" in v else "analytics" if "plays" in v else None
+                if bucket is not None:
+                    self.curators.take(bucket, user, entry)
             case ("items", tok):
                 self.set_item(vid or decode_token(tok), entry)
             case ("items", tok, "likes"):
@@ -83,9 +90,12 @@ class CounterBook:
             self.records.forget(vid, user)
             return
         try:
-            self.records.liked(vid, user, str(v.get("username") or user), parse_iso(v["liked_at"]))
+            liked_at = parse_iso(v["liked_at"])
         except (KeyError, TypeError, ValueError):
-            pass  # a record we cannot read lists no one; the counts do not depend on it
+            return  # a record we cannot read lists no one; the counts do not depend on it
+        self.records.liked(vid, user, str(v.get("username") or user), liked_at)
+        if isinstance(v.get("curator"), str) and v["curator"]:
+            self.curators.credited(vid, user, liked_at, v["curator"])
 
     # --- reading ---------------------------------------------------------------
 
@@ -106,6 +116,8 @@ class CounterBook:
         """The windows follow the clock: hours leave them as it passes."""
         self.like_windows.advance(now)
         self.play_windows.advance(now)
+        for w in self.curators.windows.values():
+            w.advance(now)
 
     def top_in(self, ranking: str, window: str, limit: int, now: float) -> list[dict]:
         """The first ``limit`` of a ranking over a rolling window (``day``,

@@ -162,7 +162,8 @@ class CounterWriter:
         np = self.read.book(self.namespace).now_playing
         stored = docs.media_of_now_playing(np.value if np is not None else None)
         media, started = stored if stored is not None else (None, 0.0)
-        return Rewind(media, started, self.last_event_seq)
+        return Rewind(media, started, self.last_event_seq,
+                      curator=docs.curator_of_now_playing(np.value if np is not None else None))
 
     # --- the step ----------------------------------------------------------------------------
 

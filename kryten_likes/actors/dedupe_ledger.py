@@ -119,7 +119,8 @@ class DedupeLedger:
 
     def _like(self, msg: LikeForItem, now: float) -> list:
         if not self.enabled:
-            return [LikeReserved(msg.reply, msg.namespace, msg.media, None, msg.user, msg.username, msg.play_at)]
+            return [LikeReserved(msg.reply, msg.namespace, msg.media, None, msg.user, msg.username, msg.play_at,
+                                 msg.curator)]
         key = (msg.namespace, msg.media.video_id, msg.user)
         if self.is_claimed(key, now):
             return [LikeDuplicate(msg.reply, msg.namespace, msg.media, msg.user)]
@@ -133,7 +134,8 @@ class DedupeLedger:
         self.reserved[key] = deque()
         claim = Claim(msg.namespace, msg.media.video_id, msg.user, now, self._expiry_for(now))
         self._reservation[key] = claim
-        return [LikeReserved(msg.reply, msg.namespace, msg.media, claim, msg.user, msg.username, msg.play_at)]
+        return [LikeReserved(msg.reply, msg.namespace, msg.media, claim, msg.user, msg.username, msg.play_at,
+                                 msg.curator)]
 
     def _expiry_for(self, now: float) -> float:
         """``now + window``, one float object for every claim made at one ``now``

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 COMMANDS = ("like", "now_playing", "top_liked", "top_played", "stats", "queue_apply", "adjust", "likers",
-            "user_likes", "unlike")
+            "user_likes", "unlike", "top_curators")
 PAGE_DEFAULT = 20  # likers, user_likes
 CURSOR_MAX_LEN = 1000
 ADJUSTABLE = ("like_count", "play_count")
@@ -149,7 +149,7 @@ def _route(command: str, body: dict, to: ReplyTo, ns: str) -> Any:
                               body["username"])
     if command == "now_playing":
         return NowPlayingAsked(to)
-    if command in ("top_liked", "top_played"):
+    if command in ("top_liked", "top_played", "top_curators"):
         return TopAsked(to, ns, command[4:], _limit(body), _window(body))
     if command == "stats":
         return StatsAsked(to, ns, _opt_str(body, "video_id", ID_MAX_LEN, key=True),

@@ -82,7 +82,7 @@ class UnlikeGroup:
     claim: Claim  # for the ledger, once landed
     conflicts: int
     now: float
-    hours: dict[int, int] = attrs.field(factory=dict)  # the item's likes by hour, as written
+    hours: dict[str, dict[int, int]] = attrs.field(factory=dict)  # document key -> its hours, as written
     bucket: Literal["likes"] = "likes"
 
 

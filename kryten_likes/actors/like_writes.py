@@ -23,7 +23,8 @@ from __future__ import annotations
 from ..clock import iso
 from ..messages import LikeReserved
 from ..store import documents as docs
-from ..store.keys import dedupe_key, likes_key, record_key, user_key
+from ..contract import fold_user
+from ..store.keys import curator_key, dedupe_key, likes_key, record_key, user_key
 from ..store.values import KvWrite
 from .groups import LikeGroup
 from .read_model import ReadModel
@@ -66,7 +67,7 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         user = liker(like)
         if user:
             value = docs.record_value(like.media.video_id, user, like.username or user, now, like.play_at,
-                                      f"{gid}.{i}", gid)
+                                      f"{gid}.{i}", gid, like.curator)
             writes.append(KvWrite(record_key(like.namespace, like.media.video_id, user), docs.dump(value), None))
             given[(like.namespace, user)] = given.get((like.namespace, user), 0) + 1
         rk = request_key_of(like)
@@ -79,7 +80,33 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         key = user_key(ns, user)
         values[key] = docs.user_value(user, name, total + n, now, gid)
         writes.append(KvWrite(key, docs.dump(values[key]), rev))
+    _credit(likes, read, gid, now, values, hours, writes)
     return LikeGroup(gid, tuple(writes), likes, before, values, counts, now, hours)
+
+
+def curator_of(like: LikeReserved) -> str | None:
+    """The folded name of who queued the play the like was given on."""
+    return fold_user(like.curator) if like.curator else None
+
+
+def _credit(likes: list[LikeReserved], read: ReadModel, gid: str, now: float, values: dict[str, dict],
+            hours: dict[str, dict[int, int]], writes: list[KvWrite]) -> None:
+    """Each curator's ``likes_received``, compare-and-set, with its hours."""
+    credit: dict[tuple[str, str], int] = {}
+    names: dict[tuple[str, str], str] = {}
+    for like in likes:
+        c = curator_of(like)
+        if c:
+            credit[(like.namespace, c)] = credit.get((like.namespace, c), 0) + 1
+            names[(like.namespace, c)] = like.curator or c
+    for (ns, c), n in credit.items():
+        curators = read.book(ns).curators
+        count, rev = curators.of("likes", c)
+        key = curator_key(ns, c)
+        hours[key] = curators.windows["likes"].after(c, now, n)
+        values[key] = docs.curator_value(c, curators.name_of(c) or names[(ns, c)], "likes_received", count + n,
+                                         now, hours_field(hours[key]), gid)
+        writes.append(KvWrite(key, docs.dump(values[key]), rev))
 
 
 def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadModel, gid: str, now: float,

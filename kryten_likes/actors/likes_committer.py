@@ -21,11 +21,11 @@ from .. import wire
 from ..clock import parse_iso
 from ..messages import ClaimsSettled, LikeDuplicate, LikeReserved
 from ..effects import Commit
-from ..store.keys import likes_key, user_key
+from ..store.keys import curator_key, likes_key, user_key
 from ..store.values import Conflict, Landed, StoredEntry
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, LikeGroup
 from .read_model import ReadModel
-from .like_writes import Item, claim_key_of, draft_group, liker, request_key_of
+from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of
 from .request_memory import RequestMemory, request_key
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
@@ -95,17 +95,21 @@ class LikesCommitter:
         users: set[tuple[str, str]] = set()
         later: list[LikeReserved] = []
         busy = self.flying.keys_written("likes")
+        curators: set[tuple[str, str]] = set()
         while self.pending:
             like = self.pending[0]
             item = (like.namespace, like.media.video_id)
-            user = liker(like)
-            # Its writes: a claim, the item's document once, its record, its user's totals once, a request key.
+            user, curator = liker(like), curator_of(like)
+            # Its writes: a claim, the item's document once, its record, its user's totals once, its
+            # curator's once, a request key.
             extra = ((like.claim is not None) + (item not in per_item) + bool(user)
-                     + (bool(user) and (like.namespace, user) not in users) + (like.reply.correlation_id is not None))
+                     + (bool(user) and (like.namespace, user) not in users) + (like.reply.correlation_id is not None)
+                     + (bool(curator) and (like.namespace, curator) not in curators))
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)):
+            if busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)
+                         or (curator and curator_key(like.namespace, curator) in busy)):
                 # Its documents' next revisions are not known until that group
                 # lands: the like waits for the next group, keeping its order.
                 later.append(like)
@@ -124,6 +128,8 @@ class LikesCommitter:
                 claims.add(claim_key_of(like))
             cost += extra
             users.add((like.namespace, user))
+            if curator:
+                curators.add((like.namespace, curator))
             likes.append(like)
             per_item[item] = per_item.get(item, 0) + 1
         self.pending.extendleft(reversed(later))
@@ -175,10 +181,18 @@ class LikesCommitter:
         for like in g.likes:
             user = liker(like)
             if user:
-                self.read.book(like.namespace).records.liked(like.media.video_id, user, like.username or user, g.now)
+                book = self.read.book(like.namespace)
+                book.records.liked(like.media.video_id, user, like.username or user, g.now)
+                if like.curator:
+                    book.curators.credited(like.media.video_id, user, g.now, like.curator)
         for key, v in g.values.items():
             if "likes_given" in v:
                 self._take_totals(key, StoredEntry(landed.revisions.get(key, 0), v), landed=True)
+            elif "likes_received" in v:
+                curators = self.read.book(key.split("/")[1]).curators
+                rev = landed.revisions.get(key)
+                if rev is not None and rev > curators.of("likes", v["user"])[1]:
+                    curators.set("likes", v["user"], v["username"], v["likes_received"], rev, g.hours[key])
 
     def _take_totals(self, key: str, entry: StoredEntry | None, *, landed: bool = False) -> None:
         ns = key.split("/")[1]
@@ -193,7 +207,9 @@ class LikesCommitter:
 
     def conflicted(self, g: LikeGroup, conflict: Conflict, now: float) -> list:
         for key, v in g.values.items():
-            if "likes_given" in v:
+            if "likes_received" in v:
+                self.read.book(key.split("/")[1]).curators.take("likes", v["user"], conflict.current.get(key))
+            elif "likes_given" in v:
                 entry = conflict.current.get(key)
                 if entry is None or entry.value is None:
                     self.read.book(key.split("/")[1]).records.set_totals(v["user"], v["username"], 0, 0)

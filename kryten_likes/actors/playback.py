@@ -29,22 +29,25 @@ import attrs
 
 from .. import wire
 from ..messages import (
-    EventPassed, LikeAllowed, LikeForItem, LikersAsked, LikersOfItem, Media, MediaChanged, NowPlayingAsked,
+    EntryPlaying, EntryQueued, EventPassed, LikeAllowed, LikeForItem, LikersAsked, LikersOfItem, Media, MediaChanged, NowPlayingAsked,
     PlayStarted, Rewind, UnlikeAllowed, UnlikeForItem,
 )
 from ..clock import iso
+from .playlist_entries import PlaylistEntries
 
 
 @attrs.frozen
 class NowPlaying:
     media: Media
     started_at: float
+    curator: str | None = None  # who queued the entry playing (playlist_entries)
 
 
 class Playback:
     def __init__(self, namespace: str, current: NowPlaying | None = None, last_seq: int = 0,
-                 epoch: int = 0) -> None:
+                 epoch: int = 0, entries: PlaylistEntries | None = None) -> None:
         self.namespace = namespace
+        self.entries = entries if entries is not None else PlaylistEntries()
         self.current = current
         self.last_seq = last_seq
         self.epoch = epoch  # events from an older reading of the stream come again: drop them
@@ -64,8 +67,14 @@ class Playback:
             return self._like(msg)
         if isinstance(msg, MediaChanged):
             return self._media_changed(msg, now)
+        if isinstance(msg, EntryQueued):
+            self.entries.queued(msg.uid, msg.media, msg.queued_by)
+            return []
+        if isinstance(msg, EntryPlaying):
+            self.entries.playing(msg.uid)
+            return []
         if isinstance(msg, Rewind):
-            self.current = NowPlaying(msg.media, msg.started_at) if msg.media is not None else None
+            self.current = NowPlaying(msg.media, msg.started_at, msg.curator) if msg.media is not None else None
             self.last_seq = msg.last_seq
             self.epoch = max(self.epoch, msg.epoch)
             return []
@@ -92,7 +101,8 @@ class Playback:
         if msg.video_id is not None and msg.video_id != cur.media.video_id:
             return [wire.error(msg.reply, "not_current", "something else plays now",
                                video_id=cur.media.video_id)]
-        return [LikeForItem(msg.reply, msg.namespace, msg.user, cur.media, msg.username, cur.started_at)]
+        return [LikeForItem(msg.reply, msg.namespace, msg.user, cur.media, msg.username, cur.started_at,
+                            cur.curator)]
 
     def _likers(self, msg: LikersAsked) -> list:
         if msg.video_id is not None:
@@ -111,5 +121,6 @@ class Playback:
             self.last_seq = ev.stream_seq
         if not self.is_new_play(msg):
             return [EventPassed(ev)] if ev is not None else []
-        self.current = NowPlaying(msg.media, now)
-        return [PlayStarted(self.namespace, msg.media, now, ev)]
+        curator = self.entries.curator_of(msg.media, msg.uid)
+        self.current = NowPlaying(msg.media, now, curator)
+        return [PlayStarted(self.namespace, msg.media, now, ev, curator)]

@@ -55,7 +55,11 @@ class ReadModel:
     # --- queries ----------------------------------------------------------------
 
     def top(self, msg: TopAsked, now: float) -> list:
-        items = self.peek(msg.namespace).top_in(msg.ranking, msg.window, msg.limit, now)
+        book = self.peek(msg.namespace)
+        if msg.ranking == "curators":
+            items = book.curators.top(msg.window, msg.limit, now)
+        else:
+            items = book.top_in(msg.ranking, msg.window, msg.limit, now)
         return [wire.ok(msg.reply, window=msg.window, items=items)]
 
     def stats(self, msg: StatsAsked, now: float) -> list[Reply]:
@@ -84,8 +88,10 @@ class ReadModel:
         except BadCursor as exc:
             return [wire.error(msg.reply, "invalid_request", f"cursor: {exc}")]
         items = [{"video_id": vid, "title": book.title(vid), "liked_at": at} for vid, at in liked]
-        return [wire.ok(msg.reply, username=book.records.name_of(msg.user) or msg.username,
-                        likes_given=book.records.totals(msg.user)[0], items=items, cursor=cursor)]
+        name = book.records.name_of(msg.user) or book.curators.name_of(msg.user) or msg.username
+        return [wire.ok(msg.reply, username=name, likes_given=book.records.totals(msg.user)[0],
+                        likes_received=book.curators.of("likes", msg.user)[0],
+                        plays=book.curators.of("analytics", msg.user)[0], items=items, cursor=cursor)]
 
     # --- ranking snapshots ---------------------------------------------------------
 

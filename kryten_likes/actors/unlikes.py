@@ -33,7 +33,8 @@ from ..domain import Claim
 from ..effects import Commit
 from ..messages import ClaimsSettled, UnlikeForItem
 from ..store import documents as docs
-from ..store.keys import dedupe_key, likes_key, record_key, user_key
+from ..contract import fold_user
+from ..store.keys import curator_key, dedupe_key, likes_key, record_key, user_key
 from ..store.values import Conflict, KvWrite, Landed, StoredEntry
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, UnlikeGroup
 from .read_model import ReadModel
@@ -100,8 +101,10 @@ class Unlikes:
 
     def _busy(self, pair: Pair) -> bool:
         ns, vid, user = pair
+        curator = self.read.book(ns).curators.credit_of(vid, user)
         return (self.like_waiting(pair) or self.flying.writing(likes_key(ns, vid))
-                or self.flying.writing(user_key(ns, user)))
+                or self.flying.writing(user_key(ns, user))
+                or (curator is not None and self.flying.writing(curator_key(ns, fold_user(curator)))))
 
     def _decide(self, msg: UnlikeForItem, conflicts: int, now: float) -> list:
         ns, vid, user = msg.namespace, msg.media.video_id, msg.user
@@ -118,10 +121,12 @@ class Unlikes:
         given, user_rev = book.records.totals(user)
         name = book.records.name_of(user) or msg.username or user
         book.advance(now)
-        hours = book.like_windows.after(vid, liked_at, -1)  # out of the hour it was counted in
-        likes = docs.likes_value(vid, max(0, count - 1), now, book.title(vid), gid, hours_field(hours))
+        hours = {likes_key(ns, vid): book.like_windows.after(vid, liked_at, -1)}  # out of the hour it was in
+        likes = docs.likes_value(vid, max(0, count - 1), now, book.title(vid), gid,
+                                 hours_field(hours[likes_key(ns, vid)]))
         totals = docs.user_value(user, name, max(0, given - 1), now, gid)
-        record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid)
+        curator = book.curators.credit_of(vid, user)
+        record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid, curator)
         record["unliked_at"] = iso(now)
         claim = Claim(ns, vid, user, float(liked_at), now)
         writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
@@ -135,8 +140,21 @@ class Unlikes:
                      "schema_version": docs.SCHEMA, "batch": gid}
             writes.append(KvWrite(request_key(rk), docs.dump(value), None, ttl_seconds=self.requests.window))
         values = {likes_key(ns, vid): likes, user_key(ns, user): totals}
+        if curator is not None:
+            writes.append(self._uncredit(ns, fold_user(curator), curator, liked_at, now, gid, values, hours))
         self.flying.add(UnlikeGroup(gid, tuple(writes), msg, values, claim, conflicts, now, hours))
         return [Commit("likes", gid, tuple(writes), marker_key=record_key(ns, vid, user))]
+
+    def _uncredit(self, ns: str, c: str, name: str, liked_at: float, now: float, gid: str, values: dict,
+                  hours: dict) -> KvWrite:
+        """The curator's ``likes_received`` one less, out of the like's hour."""
+        curators = self.read.book(ns).curators
+        count, rev = curators.of("likes", c)
+        key = curator_key(ns, c)
+        hours[key] = curators.windows["likes"].after(c, liked_at, -1)
+        values[key] = docs.curator_value(c, curators.name_of(c) or name, "likes_received", max(0, count - 1), now,
+                                         hours_field(hours[key]), gid)
+        return KvWrite(key, docs.dump(values[key]), rev)
 
     # --- outcomes ------------------------------------------------------------------------------
 
@@ -147,11 +165,16 @@ class Unlikes:
         likes, totals = g.values[likes_key(ns, vid)], g.values[user_key(ns, user)]
         rev = landed.revisions.get(likes_key(ns, vid))
         if rev is not None and rev > book.table.likes_revision(vid):
-            book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"], g.hours)
+            book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"], g.hours[likes_key(ns, vid)])
         rev = landed.revisions.get(user_key(ns, user))
         if rev is not None and rev > book.records.totals(user)[1]:
             book.records.set_totals(user, totals["username"], totals["likes_given"], rev)
         book.records.forget(vid, user)
+        book.curators.withdrawn(vid, user)
+        for key, v in g.values.items():
+            rev = landed.revisions.get(key)
+            if "likes_received" in v and rev is not None and rev > book.curators.of("likes", v["user"])[1]:
+                book.curators.set("likes", v["user"], v["username"], v["likes_received"], rev, g.hours[key])
         self.read.ranking_moved(ns, "liked")
         outcome = {"video_id": vid, "like_count": likes["like_count"]}
         return [*self._answer(msg, lambda to: wire.ok(to, **outcome), g.now, outcome),
@@ -162,6 +185,9 @@ class Unlikes:
         ns, vid, user = msg.namespace, msg.media.video_id, msg.user
         book = self.read.book(ns)
         book.set_likes(vid, conflict.current.get(likes_key(ns, vid)) or StoredEntry(0, None))
+        for key, v in g.values.items():
+            if "likes_received" in v:
+                book.curators.take("likes", v["user"], conflict.current.get(key))
         entry = conflict.current.get(user_key(ns, user))
         v = entry.value if entry is not None and entry.value else {}
         book.records.set_totals(user, str(v.get("username") or user), int(v.get("likes_given", 0)),

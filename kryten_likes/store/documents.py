@@ -53,16 +53,25 @@ def likes_bytes(v: dict) -> bytes:
 
 
 def record_value(video_id: str, user: str, username: str, liked_at: float, play_at: float, event_id: str,
-                 batch: str) -> dict:
-    """A like record: the user's latest counted like of the item (public)."""
+                 batch: str, curator: str | None = None) -> dict:
+    """A like record: the user's latest counted like of the item (public);
+    ``curator``: who queued the play it was given on (as typed), if known."""
     return {"video_id": video_id, "user": user, "username": username, "liked_at": iso(liked_at),
-            "play_started_at": iso(play_at) if play_at else None, "event_id": event_id, "unliked_at": None,
-            "schema_version": SCHEMA, "batch": batch}
+            "play_started_at": iso(play_at) if play_at else None, "curator": curator, "event_id": event_id,
+            "unliked_at": None, "schema_version": SCHEMA, "batch": batch}
 
 
 def user_value(user: str, username: str, likes_given: int, now: float, batch: str) -> dict:
     """A user's totals (public): counted likes minus unlikes, the name as first seen."""
     return {"user": user, "username": username, "likes_given": likes_given, "updated_at": iso(now),
+            "schema_version": SCHEMA, "batch": batch}
+
+
+def curator_value(user: str, username: str, field: str, count: int, now: float, hours: dict[str, int],
+                  batch: str) -> dict:
+    """A curator's totals in one bucket (public): ``likes_received`` (likes
+    bucket) or ``plays`` (analytics bucket), and the same by UTC hour."""
+    return {"user": user, "username": username, field: count, "hours": hours, "updated_at": iso(now),
             "schema_version": SCHEMA, "batch": batch}
 
 
@@ -90,10 +99,17 @@ def count_play(item: dict, glob: dict, media: Media, at: float, seq: int | None)
         glob["last_event_seq"] = max(int(glob.get("last_event_seq", 0)), seq)
 
 
-def now_playing_value(media: Media, started_at: float, event_seq: int, batch: str) -> dict:
+def now_playing_value(media: Media, started_at: float, event_seq: int, batch: str,
+                      curator: str | None = None) -> dict:
     return {"video_id": media.video_id, "media_type": media.media_type, "title": media.title,
             "duration_seconds": media.duration_seconds, "started_at": iso(started_at),
-            "started_at_ts": started_at, "event_seq": event_seq, "schema_version": SCHEMA, "batch": batch}
+            "started_at_ts": started_at, "event_seq": event_seq, "curator": curator, "schema_version": SCHEMA,
+            "batch": batch}
+
+
+def curator_of_now_playing(value: dict | None) -> str | None:
+    c = (value or {}).get("curator")
+    return c if isinstance(c, str) and c else None
 
 
 def media_of_now_playing(value: dict | None) -> tuple[Media, float] | None:

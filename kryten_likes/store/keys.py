@@ -109,6 +109,12 @@ def user_key(ns: str, user: str) -> str:
     return f"{_ns(ns)}/users/{encode_token(user)}"
 
 
+def curator_key(ns: str, user: str) -> str:
+    """A curator's totals: ``likes_received`` in the likes bucket, ``plays`` in
+    the analytics bucket (each beside the counts it moves with)."""
+    return f"{_ns(ns)}/curators/{encode_token(user)}"
+
+
 def audit_key(ns: str, record_id: str) -> str:
     """An audit record of a count correction; ``record_id`` (time first, so
     keys sort by time) is made of key-safe characters by its author."""
