@@ -36,6 +36,7 @@ from .actors.playback import NowPlaying, Playback
 from .actors.rate_buckets import RateBuckets, RatePolicy
 from .actors.shell import ActorShell
 from .config import Config
+from .event_out import OutStream
 from .events import EventFeed
 from .mailboxes import Router
 from .messages import EnqueuesInFlight
@@ -81,7 +82,9 @@ class Cast:
             ActorSpec("playback", self.playback, after_crash=self.read_events_again),
             ActorSpec("dedupe_ledger", self.dedupe_ledger, ticks=True),
             ActorSpec("counter_writer", self.counter_writer,
-                      partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes}),
+                      partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes},
+                              out=OutStream(self.nc.jetstream(), c.nats.subject_prefix, c.cytube.channel,
+                                            c.storage.replicas)),
                       ticks=True, after_crash=self.writer_died),
         ]
 
@@ -137,7 +140,8 @@ class Cast:
         self.writer = CounterWriter(snap.books, self.ns, group_prefix=f"{uuid.uuid4().hex[:12]}-",
                                     recover=first_life, retry_window=likes.retry_window_seconds,
                                     epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
-                                    await_applies=not first_life, unlike_window=likes.unlike_window_seconds)
+                                    await_applies=not first_life, unlike_window=likes.unlike_window_seconds,
+                                    publish_events=True)
         return self.writer
 
     async def applies(self) -> Applies:

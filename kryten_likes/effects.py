@@ -48,6 +48,14 @@ class PutDocument:
 
 
 @frozen
+class PublishEvents:
+    """Publish these bus events (actors/outbox.py); report ``EventsPublished``."""
+
+    group_id: str
+    events: tuple = attrs.field(hash=False)
+
+
+@frozen
 class Enqueue:
     """Effect of apply: ask the bridge to queue ``item`` (kryten-py ``add_media``)."""
 

@@ -1,4 +1,5 @@
-"""Messages about playlist entries: who queued what, and which entry plays.
+"""Messages about playlist entries (who queued what, which entry plays) and
+about the bus events of what was counted.
 
 CyTube names each playlist entry by a ``uid``; its ``queueby`` is the curator
 credited with the entry's plays and the likes given on them
@@ -28,3 +29,12 @@ class EntryPlaying:
     """CyTube's ``setCurrent``: the entry ``uid`` is the one playing."""
 
     uid: str
+
+
+@frozen
+class EventsPublished:
+    """The counter writer's shell → its core: the bus events of a group are
+    published (acknowledged by the stream), so their like records may be
+    written again (actors/outbox.py)."""
+
+    group_id: str

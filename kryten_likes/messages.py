@@ -283,7 +283,7 @@ class Tick:
 
 # The queue applies' and the playlist entries' messages live in modules of
 # their own; every message is importable from here.
-from .entry_messages import EntryPlaying, EntryQueued  # noqa: E402
+from .entry_messages import EntryPlaying, EntryQueued, EventsPublished  # noqa: E402
 from .queue_messages import (  # noqa: E402
     ApplyFinished, ApplyProgress, ApplyRequested, EnqueueAnswered, EnqueueRefused, EnqueuesInFlight, EnqueueStarted,
     QueueConfirmed, QueueObserved, WriterRestarted,
@@ -292,8 +292,8 @@ from .queue_messages import (  # noqa: E402
 __all__ = [
     "AdjustRequested", "ApplyFinished", "ApplyItem", "ApplyProgress", "ApplyRequested", "Claim", "ClaimsSettled",
     "CommitFinished", "EnqueueAnswered", "EnqueueRefused", "EnqueueStarted", "EnqueuesInFlight", "EntryPlaying",
-    "EntryQueued", "EventPassed", "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate", "LikeForItem",
-    "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "Media", "MediaChanged", "NowPlayingAsked",
-    "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo", "Rewind", "StatsAsked", "Tick", "TopAsked",
+    "EntryQueued", "EventPassed", "EventsPublished", "EventRef", "Inbound", "LikeAllowed", "LikeDuplicate",
+    "LikeForItem", "LikeRequested", "LikeReserved", "LikersAsked", "LikersOfItem", "Media", "MediaChanged",
+    "NowPlayingAsked", "PlayStarted", "QueueConfirmed", "QueueObserved", "ReplyTo", "Rewind", "StatsAsked", "Tick", "TopAsked",
     "UnlikeAllowed", "UnlikeForItem", "UnlikeRequested", "UserLikesAsked", "WriterRestarted",
 ]

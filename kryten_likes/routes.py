@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .messages import (
     AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
-    EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EntryPlaying, EntryQueued, EventPassed, Inbound, LikeAllowed, LikeDuplicate,
-    LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, MediaChanged, NowPlayingAsked,
+    EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EntryPlaying, EntryQueued, EventPassed, EventsPublished,
+    Inbound, LikeAllowed, LikeDuplicate, LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, MediaChanged, NowPlayingAsked,
     PlayStarted, QueueConfirmed, QueueObserved, Rewind, StatsAsked, TopAsked, UnlikeAllowed, UnlikeForItem,
     UnlikeRequested, UserLikesAsked, WriterRestarted,
 )
@@ -26,7 +26,7 @@ INBOXES: dict[str, tuple[type, ...]] = {
     "dedupe_ledger": (LikeForItem, ClaimsSettled),
     "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
                        PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,
-                       ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked, UnlikeForItem),
+                       ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked, UnlikeForItem, EventsPublished),
     "apply": (ApplyRequested, ApplyProgress, EnqueueAnswered, WriterRestarted),
 }
 MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for cls in classes}

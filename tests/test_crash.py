@@ -36,7 +36,9 @@ import anyio.to_thread
 import attrs
 import pytest
 
-from support.bus import connect, events_settled, like_truth, play_truth, publish_play, wait_answer
+from support.bus import (
+    bus_event_truth, connect, events_settled, like_truth, play_truth, publish_play, wait_answer,
+)
 from support.daemon_process import DaemonProcess, Names, daemon_config
 from support.storm import (
     Gate, StormStats, kill_during_catch_up, kill_points, like_storm, lost_answer_violations,
@@ -90,6 +92,7 @@ class StormRun:
     items_played: int = 0
     item_stats: dict = attrs.field(factory=dict)
     fresh_like: dict = attrs.field(factory=dict)
+    bus: object = None  # the bus events, as a consumer that dedupes on event_id sees them
     exit_code: int | None = None
     log: str = ""
 
@@ -188,6 +191,14 @@ def _storm(url: str, d: DaemonProcess, names: Names, rng: random.Random, n_users
                                                 lambda r: r["status"] == "ok"))["item"]
             run.fresh_like = await wait_answer(nc, names.like_subject, {"username": "fresh-user"},
                                                lambda r: r["status"] in ("ok", "duplicate"))
+            published_by = time.monotonic() + 30  # the last events leave once stored: read until they are in
+            while True:
+                run.bus = await bus_event_truth(nc, names)
+                done = (run.bus.likes[LIKED] >= run.truth.like_count + 1
+                        and sum(run.bus.plays.values()) >= run.items_played)
+                if done or time.monotonic() > published_by:
+                    break
+                await anyio.sleep(0.2)  # polling the stream, bounded by the deadline
         finally:
             await nc.close()
 
@@ -234,6 +245,18 @@ def test_kill9_during_like_storm_loses_and_doubles_no_like(storm):
     # The daemon goes on counting, and stops cleanly.
     assert (storm.fresh_like["status"], storm.fresh_like["like_count"]) == ("ok", n + 1)
     assert storm.exit_code == 0, storm.log
+
+
+def test_kill9_storm_publishes_every_counted_like_and_play_once(storm):
+    """A consumer that dedupes on event_id sees every counted like and play
+    exactly once, and nothing that was not counted."""
+    bus, n = storm.bus, storm.n_users
+    print(f"bus events: {bus.messages} messages, {bus.ids_repeated} repeated ids; likes {dict(bus.likes)}; "
+          f"plays {sum(bus.plays.values())}")
+    assert bus.likes == {LIKED: n + 1}  # the storm's and the fresh one
+    assert bus.like_users[LIKED] == set(storm.users) | {"fresh-user"}
+    assert dict(bus.plays) == storm.plays
+    assert not bus.unlikes
 
 
 def test_kill9_during_play_stream_loses_and_doubles_no_play(storm):

@@ -46,6 +46,8 @@ from ..contract import fold_user
 from ..store.keys import curator_key, global_key, item_key, now_playing_key, playlist_key
 from ..store import documents as docs
 from .counter_book import CounterBook
+from .event_bodies import play_event
+from .outbox import RECENT_PLAYS
 from .window_counts import hour_label, hour_of
 
 EXPECT_SECONDS = 600.0
@@ -70,6 +72,7 @@ class Draft:
         self.expected: dict[str, int] = {}
         self.kinds: dict[str, tuple[str, str, str]] = {}  # key -> (ns, kind, id)
         self.after: list = []
+        self.events: list[dict] = []  # bus events of the plays, once stored (actors/outbox.py)
 
     def _doc(self, key: str, kind: tuple[str, str, str], current: StoredEntry | None, fresh: Callable[[], dict]) -> dict:
         if key not in self.values:
@@ -132,8 +135,13 @@ def play(d: Draft, p: PlayStarted) -> None:
         credit["plays"] = int(credit.get("plays", 0)) + 1
         credit["updated_at"] = iso(d.now)
         _add_hour(credit, label)
-    d.set_now_playing(p.namespace, docs.now_playing_value(p.media, p.at, int(g.get("last_event_seq", 0)),
-                                                          d.group_id, p.curator))
+    ev = play_event(f"{d.group_id}.p{len(d.events)}", p.namespace, p.media, p.curator,
+                    d.book(p.namespace).like_count(p.media.video_id), item["play_count"], p.at)
+    d.events.append(ev)
+    np = d.values.get(now_playing_key(p.namespace)) or (d.book(p.namespace).now_playing or StoredEntry(0, None)).value
+    recent = [*((np or {}).get("recent_plays") or ())][-(RECENT_PLAYS - 1):] + [ev]
+    d.set_now_playing(p.namespace, {**docs.now_playing_value(p.media, p.at, int(g.get("last_event_seq", 0)),
+                                                             d.group_id, p.curator), "recent_plays": recent})
     if p.event is not None:
         d.after.append(AckEvent(p.event))
 

@@ -30,6 +30,7 @@ from ..store.keys import global_key
 from ..store.values import Conflict, KvWrite, Landed, StoredEntry
 from . import analytics_changes as ac
 from .groups import FENCED, MAX_CONFLICTS, AnalyticsGroup, GroupsInFlight
+from .outbox import MAX_UNPUBLISHED_PLAYS
 from .read_model import ReadModel
 
 QUEUE_MESSAGES = (QueueObserved, EnqueueStarted, QueueConfirmed, EnqueueRefused)
@@ -137,7 +138,7 @@ class AnalyticsCommitter:
     # --- sending -----------------------------------------------------------------------------
 
     def groups(self, now: float) -> list[Commit]:
-        if self.flying.in_bucket("analytics") or not self.pending:
+        if self.flying.in_bucket("analytics") or not self.pending or self.flying.outbox.full("analytics"):
             return []
         return [self._group(now)]
 
@@ -146,8 +147,12 @@ class AnalyticsCommitter:
         ns = self.read.namespace
         d = ac.Draft(self.read.book, gid, now)
         taken: list = []
+        plays = 0
         while self.pending and len(d) < self.max_batch - 4 and len(taken) < self.max_batch // 2:
+            if self.flying.outbox.enabled and plays >= MAX_UNPUBLISHED_PLAYS:
+                break  # every play not yet published must fit the now-playing document's recent_plays
             change, in_flight = self.pending.popleft()
+            plays += isinstance(change, PlayStarted)
             taken.append((change, in_flight))
             self._draft(d, change, in_flight)
         g = d.global_(ns)  # every group moves the global document: the marker
@@ -201,7 +206,8 @@ class AnalyticsCommitter:
             if key in landed.revisions:  # else written again since (found by reading back): not ours to say
                 self._store_in_book(g.draft, key, StoredEntry(landed.revisions[key], value))
         self.conflicts_in_row = 0
-        return g.draft.after
+        lowest = min(landed.revisions.values(), default=0)
+        return g.draft.after + self.flying.outbox.stored(g.group_id, "analytics", lowest, (), tuple(g.draft.events))
 
     def conflicted(self, g: AnalyticsGroup, conflict: Conflict, now: float) -> list:
         for key, entry in conflict.current.items():

@@ -8,6 +8,8 @@ could take back.
 
 from __future__ import annotations
 
+import heapq
+
 from ..clock import parse_iso
 from ..store.values import StoredEntry
 from ..store.keys import decode_token
@@ -17,9 +19,11 @@ from .item_table import ItemTable
 from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 from .curator_totals import CuratorTotals
+from .outbox import MAX_UNPUBLISHED
 from .window_counts import WindowCounts, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
+RECENT_RECORDS = 2 * MAX_UNPUBLISHED
 
 
 class CounterBook:
@@ -42,6 +46,10 @@ class CounterBook:
         self.like_windows = WindowCounts(RANKED)
         self.play_windows = WindowCounts(RANKED)
         self.curators = CuratorTotals()  # likes received and plays of whoever queued what played
+        # Read at start for the writer's republish (actors/outbox.py), then dropped.
+        self.event_marks: dict[str, int] = {}
+        self.recent_records: list[tuple[int, int, dict]] = []  # a heap: (revision, n, record), the newest
+        self._recent_n = 0
 
     # --- loading -------------------------------------------------------------
 
@@ -66,6 +74,8 @@ class CounterBook:
                 user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
                 if entry is not None and isinstance(v.get("likes_given"), int):
                     self.records.set_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
+            case ("events", "published"):
+                self.event_marks = {b: v[b] for b in ("likes", "analytics") if type(v.get(b)) is int}
             case ("curators", tok):
                 user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
                 bucket = "likes" if "likes_received" in v else "analytics" if "plays" in v else None
@@ -86,6 +96,8 @@ class CounterBook:
         _, vtok, utok = record.split(".")
         v = (entry.value if entry is not None else None) or {}
         vid, user = decode_token(vtok), decode_token(utok)
+        if v:
+            self._keep_recent(entry, v)
         if not v or v.get("unliked_at"):
             self.records.forget(vid, user)
             return
@@ -96,6 +108,18 @@ class CounterBook:
         self.records.liked(vid, user, str(v.get("username") or user), liked_at)
         if isinstance(v.get("curator"), str) and v["curator"]:
             self.curators.credited(vid, user, liked_at, v["curator"])
+
+    def _keep_recent(self, entry: StoredEntry | None, v: dict) -> None:
+        """The records of highest revision: those a crash may have left
+        unpublished are among them (the outbox bounds how many can be)."""
+        if entry is None:
+            return
+        self._recent_n += 1
+        item = (entry.revision, self._recent_n, v)
+        if len(self.recent_records) < RECENT_RECORDS:
+            heapq.heappush(self.recent_records, item)
+        elif item[0] > self.recent_records[0][0]:
+            heapq.heapreplace(self.recent_records, item)
 
     # --- reading ---------------------------------------------------------------
 

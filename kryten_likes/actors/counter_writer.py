@@ -57,8 +57,12 @@ from ..messages import (
     LikeDuplicate, LikeReserved, LikersOfItem, PlayStarted, QueueConfirmed, QueueObserved, ReplyTo, Rewind,
     StatsAsked, Tick, TopAsked, UnlikeForItem, UserLikesAsked,
 )
+from ..clock import iso
 from ..domain import Claim
+from ..effects import Commit, PutDocument
+from ..messages import EventsPublished
 from ..store import documents as docs
+from ..store.keys import events_mark_key
 from ..store.values import Fenced, Landed
 from .adjustments import Corrections
 from .analytics_committer import AnalyticsCommitter
@@ -68,6 +72,8 @@ from .likes_committer import MAX_LIKE_GROUPS, PIPELINE_MIN, LikesCommitter
 from .read_model import ReadModel
 from .request_memory import RequestMemory
 from .unlikes import Unlikes
+from .event_bodies import republish
+from .outbox import Outbox
 
 
 class CounterWriter:
@@ -76,12 +82,16 @@ class CounterWriter:
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
                  max_remembered_requests: int = 100_000,
                  max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
-                 unlike_window: float = 600.0) -> None:
+                 unlike_window: float = 600.0, publish_events: bool = False) -> None:
         self.namespace = namespace
         self._prefix = group_prefix
         self._seq = 0
         self.read = ReadModel(books, namespace, materialise_every)
-        self.flying = GroupsInFlight()
+        own = books.get(namespace)
+        self.outbox = Outbox(publish_events, own.event_marks if own is not None else None)
+        self.flying = GroupsInFlight(self.outbox)
+        # What a previous life stored and may not have published: out first.
+        self._republish = republish(books, self.outbox, group_prefix) if publish_events else []
         requests = RequestMemory(retry_window, max_remembered_requests)
         for ns, b in books.items():
             for entry in b.requests:
@@ -102,7 +112,7 @@ class CounterWriter:
             AdjustRequested: self.corrections.take,
             TopAsked: self.read.top, StatsAsked: self.read.stats, LikersOfItem: self.read.likers,
             UserLikesAsked: self.read.user_likes, UnlikeForItem: self.unlikes.take,
-            CommitFinished: self._finished, Tick: self._tick,
+            CommitFinished: self._finished, Tick: self._tick, EventsPublished: self._published,
         }
         # Whose a finished group is; corrections first in flush: likes must not starve them.
         self._committers = {LikeGroup: self.likes, AnalyticsGroup: self.analytics, CorrectionGroup: self.corrections,
@@ -171,11 +181,22 @@ class CounterWriter:
         take = self._steps.get(type(msg))
         if take is None:
             raise TypeError(f"counter_writer cannot take {msg!r}")
-        return take(msg, now)
+        return self._note_sent(take(msg, now))
 
     def flush(self, now: float) -> list:
-        return (self.corrections.groups(now) + self.likes.groups(now) + self.unlikes.groups(now)
-                + self.analytics.groups(now))
+        out, self._republish = self._republish, []
+        return out + self._note_sent(self.corrections.groups(now) + self.likes.groups(now)
+                                     + self.unlikes.groups(now) + self.analytics.groups(now))
+
+    def _note_sent(self, effects: list) -> list:
+        for e in effects:
+            if isinstance(e, Commit):
+                self.outbox.sent(e.group_id, e.bucket)  # its revisions will come above what is known now
+        return effects
+
+    def _published(self, msg: EventsPublished, now: float) -> list:
+        self.outbox.published(msg.group_id)
+        return self.flush(now)  # likes of those records may go now
 
     def _finished(self, msg: CommitFinished, now: float) -> list:
         g = self.flying.get(msg.group_id)
@@ -191,12 +212,18 @@ class CounterWriter:
         else:
             out = committer.conflicted(g, msg.outcome, now)
         self.flying.remove(msg.group_id)
+        self.outbox.finished(msg.group_id, msg.outcome.revisions if isinstance(msg.outcome, Landed) else None)
         # The next group goes first: the bus stores it while the replies go out.
         return self.flush(now) + out
 
     def _tick(self, msg: Tick, now: float) -> list:
         self.likes.requests.evict(now)
-        return self.read.materialise(now)
+        out = self.read.materialise(now)
+        marks = self.outbox.marks_to_store()
+        if marks is not None:
+            out.append(PutDocument("likes", events_mark_key(self.namespace),
+                                   {**marks, "updated_at": iso(now), "schema_version": docs.SCHEMA}))
+        return out
 
 
 __all__ = ["MAX_CONFLICTS", "MAX_LIKE_GROUPS", "PIPELINE_MIN", "CounterWriter"]

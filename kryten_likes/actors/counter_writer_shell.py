@@ -14,8 +14,11 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..effects import Commit, PutDocument
-from ..messages import ClaimsSettled, CommitFinished, EnqueueRefused, LikeReserved, ReplyTo, WriterRestarted
+from ..effects import Commit, PublishEvents, PutDocument
+from ..event_out import OutStream
+from ..messages import (
+    ClaimsSettled, CommitFinished, EnqueueRefused, EventsPublished, LikeReserved, ReplyTo, WriterRestarted,
+)
 from ..routes import is_request
 from ..store import AtomicBucket
 from .shell import ActorShell
@@ -28,9 +31,11 @@ class CounterWriterShell(ActorShell):
     answered, new likes queue) while a batch is in flight; each outcome comes
     back through the mailbox as ``CommitFinished``."""
 
-    def __init__(self, *args: Any, buckets: dict[str, AtomicBucket], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, buckets: dict[str, AtomicBucket], out: OutStream | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.buckets = buckets
+        self.out = out
         self._tg: anyio.abc.TaskGroup | None = None
         self._puts = anyio.CapacityLimiter(4)
 
@@ -51,12 +56,28 @@ class CounterWriterShell(ActorShell):
             await anyio.lowlevel.checkpoint()
         elif isinstance(effect, PutDocument):
             self._tg.start_soon(self._put, effect)
+        elif isinstance(effect, PublishEvents):
+            self._tg.start_soon(self._publish, effect)
         else:
             await super().perform_other(effect)
 
     async def _commit(self, c: Commit) -> None:
         outcome = await self.buckets[c.bucket].commit(c.group_id, c.writes, c.marker_key)
         self.router.send(CommitFinished(c.group_id, outcome))
+
+    async def _publish(self, p: PublishEvents) -> None:
+        """Until the stream has them all: what is stored must be told (its
+        like records wait meanwhile, actors/outbox.py)."""
+        pause = 0.1
+        while self.out is not None:
+            try:
+                await self.out.publish(p.events)
+                break
+            except Exception as exc:  # the bus is away, the stream refused: again, more slowly
+                log.warning("events of %s not published yet: %s", p.group_id, exc)
+                await anyio.sleep(pause)  # a back-off, not a synchronisation: nothing signals the bus's return
+                pause = min(pause * 2, 5.0)
+        self.router.send(EventsPublished(p.group_id))
 
     async def _put(self, p: PutDocument) -> None:
         try:

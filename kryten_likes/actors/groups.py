@@ -16,6 +16,7 @@ import attrs
 from ..domain import Claim
 from ..messages import LikeReserved, UnlikeForItem
 from ..store.values import KvWrite
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .adjustments import Adjustment
@@ -92,8 +93,11 @@ Group = Union[LikeGroup, AnalyticsGroup, CorrectionGroup, UnlikeGroup]
 class GroupsInFlight:
     """Every group sent and not yet finished, oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox | None = None) -> None:
         self._groups: dict[str, Group] = {}
+        # The events of landed groups not yet published: their like records
+        # are busy like the documents of a group in flight (actors/outbox.py).
+        self.outbox = outbox if outbox is not None else Outbox()
 
     def add(self, group: Group) -> None:
         self._groups[group.group_id] = group

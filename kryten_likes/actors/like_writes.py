@@ -67,7 +67,7 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         user = liker(like)
         if user:
             value = docs.record_value(like.media.video_id, user, like.username or user, now, like.play_at,
-                                      f"{gid}.{i}", gid, like.curator)
+                                      f"{gid}.{i}", gid, like.curator, like.media.media_type, counts[-1])
             writes.append(KvWrite(record_key(like.namespace, like.media.video_id, user), docs.dump(value), None))
             given[(like.namespace, user)] = given.get((like.namespace, user), 0) + 1
         rk = request_key_of(like)

@@ -5,9 +5,9 @@ story). It owns the likes waiting to be stored, the memory of requests sent
 with a ``correlation_id`` (``RequestMemory``) and what a conflict taught it
 about claim and request keys' revisions. A group is every waiting like that
 fits in one batch (what it writes: like_writes.py). A like waits for a
-later group while a group in flight writes its item's counter document or
-its user's totals, or when this group already holds that user's record of
-that item.
+later group while a group in flight writes its item's counter document, its
+user's or its curator's totals, while its record's last event is not
+published (outbox.py), or when this group already holds that record.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from .. import wire
 from ..clock import parse_iso
 from ..messages import ClaimsSettled, LikeDuplicate, LikeReserved
 from ..effects import Commit
-from ..store.keys import curator_key, likes_key, user_key
+from ..store.keys import curator_key, likes_key, record_key, user_key
 from ..store.values import Conflict, Landed, StoredEntry
+from .event_bodies import like_events
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, LikeGroup
 from .read_model import ReadModel
 from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of
@@ -75,7 +76,7 @@ class LikesCommitter:
 
     def groups(self, now: float) -> list[Commit]:
         out: list[Commit] = []
-        while self.pending:
+        while self.pending and not self.flying.outbox.full("likes"):
             flying = len(self.flying.in_bucket("likes"))
             if flying and (flying >= self.max_groups or len(self.pending) < self.pipeline_min):
                 break  # small groups cost the server more than waiting for the one in flight
@@ -108,8 +109,9 @@ class LikesCommitter:
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)
-                         or (curator and curator_key(like.namespace, curator) in busy)):
+            if (busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)
+                          or (curator and curator_key(like.namespace, curator) in busy))
+                    or (user and self.flying.outbox.is_busy(record_key(like.namespace, item[1], user)))):
                 # Its documents' next revisions are not known until that group
                 # lands: the like waits for the next group, keeping its order.
                 later.append(like)
@@ -175,7 +177,10 @@ class LikesCommitter:
         if claims:
             out.append(ClaimsSettled(confirmed=tuple(claims)))
         self.conflicts_in_row = 0
-        return out
+        # The bus event of each like (its ``event_id`` is in its record).
+        outbox = self.flying.outbox
+        keys, events = like_events(g, self.read.book) if outbox.enabled else ((), ())
+        return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events)
 
     def _records_landed(self, g: LikeGroup, landed: Landed) -> None:
         for like in g.likes:

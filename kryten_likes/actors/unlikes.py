@@ -40,6 +40,7 @@ from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, UnlikeGroup
 from .read_model import ReadModel
 from .request_memory import RequestMemory, request_key
 from .window_counts import hours_field
+from .event_bodies import event
 
 Pair = tuple[str, str, str]  # (namespace, video_id, folded user)
 
@@ -89,9 +90,10 @@ class Unlikes:
         out: list = []
         waiting: deque = deque()
         blocked: set[Pair] = set()
+        full = self.flying.outbox.full("likes")
         for msg, conflicts in self.pending:
             pair = (msg.namespace, msg.media.video_id, msg.user)
-            if pair in blocked or self._busy(pair):
+            if full or pair in blocked or self._busy(pair):
                 blocked.add(pair)
                 waiting.append((msg, conflicts))
                 continue
@@ -103,6 +105,7 @@ class Unlikes:
         ns, vid, user = pair
         curator = self.read.book(ns).curators.credit_of(vid, user)
         return (self.like_waiting(pair) or self.flying.writing(likes_key(ns, vid))
+                or self.flying.outbox.is_busy(record_key(ns, vid, user))  # its last event is not out yet
                 or self.flying.writing(user_key(ns, user))
                 or (curator is not None and self.flying.writing(curator_key(ns, fold_user(curator)))))
 
@@ -126,7 +129,8 @@ class Unlikes:
                                  hours_field(hours[likes_key(ns, vid)]))
         totals = docs.user_value(user, name, max(0, given - 1), now, gid)
         curator = book.curators.credit_of(vid, user)
-        record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid, curator)
+        record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid, curator,
+                                   msg.media.media_type, max(0, count - 1))
         record["unliked_at"] = iso(now)
         claim = Claim(ns, vid, user, float(liked_at), now)
         writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
@@ -170,6 +174,7 @@ class Unlikes:
         if rev is not None and rev > book.records.totals(user)[1]:
             book.records.set_totals(user, totals["username"], totals["likes_given"], rev)
         book.records.forget(vid, user)
+        curator = book.curators.credit_of(vid, user)
         book.curators.withdrawn(vid, user)
         for key, v in g.values.items():
             rev = landed.revisions.get(key)
@@ -177,8 +182,13 @@ class Unlikes:
                 book.curators.set("likes", v["user"], v["username"], v["likes_received"], rev, g.hours[key])
         self.read.ranking_moved(ns, "liked")
         outcome = {"video_id": vid, "like_count": likes["like_count"]}
+        ev = event(f"{g.group_id}.0", "unlike", ns, username=totals["username"], user=user, video_id=vid,
+                   media_type=msg.media.media_type, title=book.title(vid), curator=curator,
+                   like_count=likes["like_count"], play_count=book.play_count(vid), at=iso(g.now))
+        published = self.flying.outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0),
+                                              (record_key(ns, vid, user),), (ev,))
         return [*self._answer(msg, lambda to: wire.ok(to, **outcome), g.now, outcome),
-                ClaimsSettled(withdrawn=(g.claim,))]
+                ClaimsSettled(withdrawn=(g.claim,)), *published]
 
     def conflicted(self, g: UnlikeGroup, conflict: Conflict, now: float) -> list:
         msg = g.unlike

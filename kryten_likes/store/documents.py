@@ -53,12 +53,15 @@ def likes_bytes(v: dict) -> bytes:
 
 
 def record_value(video_id: str, user: str, username: str, liked_at: float, play_at: float, event_id: str,
-                 batch: str, curator: str | None = None) -> dict:
+                 batch: str, curator: str | None = None, media_type: str | None = None,
+                 like_count: int | None = None) -> dict:
     """A like record: the user's latest counted like of the item (public);
-    ``curator``: who queued the play it was given on (as typed), if known."""
+    ``curator``: who queued the play it was given on (as typed), if known;
+    ``event_id`` and ``like_count``: of its bus event (republished from here)."""
     return {"video_id": video_id, "user": user, "username": username, "liked_at": iso(liked_at),
-            "play_started_at": iso(play_at) if play_at else None, "curator": curator, "event_id": event_id,
-            "unliked_at": None, "schema_version": SCHEMA, "batch": batch}
+            "play_started_at": iso(play_at) if play_at else None, "curator": curator, "type": media_type or None,
+            "like_count": like_count, "event_id": event_id, "unliked_at": None, "schema_version": SCHEMA,
+            "batch": batch}
 
 
 def user_value(user: str, username: str, likes_given: int, now: float, batch: str) -> dict:

@@ -109,6 +109,11 @@ def user_key(ns: str, user: str) -> str:
     return f"{_ns(ns)}/users/{encode_token(user)}"
 
 
+def events_mark_key(ns: str) -> str:
+    """Up to which KV revision of each bucket every change's bus event is published."""
+    return f"{_ns(ns)}/events/published"
+
+
 def curator_key(ns: str, user: str) -> str:
     """A curator's totals: ``likes_received`` in the likes bucket, ``plays`` in
     the analytics bucket (each beside the counts it moves with)."""

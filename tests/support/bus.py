@@ -9,6 +9,7 @@ few sleeps are back-off between retries. Every loop is bounded by a deadline.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import anyio.to_thread
 import attrs
 import nats
 import nats.errors
+import nats.js.api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from kryten_likes.store import AtomicBucket, scan
@@ -174,3 +176,49 @@ async def stored_event_seq(nc: Any, names: Names) -> int:
     except KeyNotFoundError:
         return 0
     return int(doc.get("last_event_seq", 0))
+
+
+@attrs.frozen
+class BusEventTruth:
+    """The daemon's bus events (KRYTEN_LIKES_OUT_{ns}) as a consumer that
+    dedupes on ``event_id`` sees them."""
+
+    messages: int  # in the stream (the server drops republishes inside its duplicate window)
+    likes: Counter  # video_id -> like events
+    unlikes: Counter
+    plays: Counter
+    like_users: dict  # video_id -> set of users with a like event
+    ids_repeated: int  # messages whose event_id came before
+
+
+async def bus_event_truth(nc: Any, names: Names) -> BusEventTruth:
+    js = nc.jetstream()
+    stream = f"KRYTEN_LIKES_OUT_{names.namespace}"
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return BusEventTruth(0, Counter(), Counter(), Counter(), {}, 0)
+    total = info.state.messages
+    assert info.config.subjects == [f"{names.prefix}.likes.events.{names.namespace}.*"], info.config.subjects
+    sub = await js.pull_subscribe(info.config.subjects[0], stream=stream,
+                                  config=nats.js.api.ConsumerConfig(ack_policy=nats.js.api.AckPolicy.NONE))
+    seen: set[str] = set()
+    kinds: dict[str, Counter] = {"like": Counter(), "unlike": Counter(), "play": Counter()}
+    users: dict[str, set] = {}
+    got = repeated = 0
+    try:
+        while got < total:
+            for m in await sub.fetch(min(1000, total - got), timeout=5):
+                got += 1
+                body = json.loads(m.data)
+                assert (m.headers or {}).get("Nats-Msg-Id") == body["event_id"], body
+                if body["event_id"] in seen:
+                    repeated += 1
+                    continue
+                seen.add(body["event_id"])
+                kinds[body["kind"]][body["video_id"]] += 1
+                if body["kind"] == "like":
+                    users.setdefault(body["video_id"], set()).add(body["user"])
+    finally:
+        await sub.unsubscribe()
+    return BusEventTruth(total, kinds["like"], kinds["unlike"], kinds["play"], users, repeated)

@@ -1,0 +1,96 @@
+"""Events for other services (docs/contract-social-web.md): every counted
+like, unlike and play published once durable on
+``{pfx}.likes.events.{ns}.{kind}`` into ``KRYTEN_LIKES_OUT_{ns}``, with
+``Nats-Msg-Id`` = ``event_id`` (the id stored with the change), and
+published again at start when the mark says a crash may have left it
+unpublished. Against a real nats-server."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import playing, plays_of, unique_config, wait_until
+from support.events import queue_item
+
+from kryten_likes.event_out import out_stream_name
+from kryten_likes.store import LIKES_BUCKET
+from kryten_likes.store.keys import events_mark_key, record_key
+
+
+def _events(h) -> list[tuple[dict, str]]:
+    """Every message of the namespace's event stream: (body, Nats-Msg-Id)."""
+    ns = h.config.analytics.namespace
+
+    async def read():
+        js = h.nc.jetstream()
+        try:
+            info = await js.stream_info(out_stream_name(ns))
+        except Exception:
+            return []
+        out = []
+        if not info.state.messages:
+            return out
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            m = await js.get_msg(out_stream_name(ns), seq)
+            out.append((json.loads(m.data), (m.headers or {}).get("Nats-Msg-Id")))
+        return out
+
+    return h.portal.call(read)
+
+
+def test_likes_unlikes_and_plays_are_published_with_their_stored_ids(harness):
+    h = harness()
+    ns, prefix = h.config.analytics.namespace, h.config.nats.subject_prefix
+    h.publish_event("queue", queue_item("yt", "v1", by="Bob", uid=1))
+    h.change_media("v1", title="Song")
+    playing(h, "v1")
+    wait_until(lambda: plays_of(h, "v1") == 1)
+    assert h.request("like", {"username": "Alice"})["like_count"] == 1
+    assert h.request("like", {"username": "carl"})["like_count"] == 2
+    assert h.request("unlike", {"username": "carl"})["like_count"] == 1
+    got = wait_until(lambda: (lambda e: e if len(e) == 4 else None)(_events(h)))
+    bodies = [b for b, _ in got]
+    assert all(b["event_id"] == msg_id for b, msg_id in got)
+    assert len({b["event_id"] for b in bodies}) == 4
+    assert [b["kind"] for b in bodies] == ["play", "like", "like", "unlike"]
+    play, like, _, unlike = bodies
+    assert (play["video_id"], play["curator"], play["play_count"], play["user"]) == ("v1", "Bob", 1, None)
+    assert (like["username"], like["user"], like["like_count"], like["curator"]) == ("Alice", "alice", 1, "Bob")
+    assert (like["namespace"], like["channel"], like["type"], like["title"]) == (
+        ns, h.config.cytube.channel, "yt", "Song")
+    assert (unlike["user"], unlike["like_count"]) == ("carl", 1)
+    assert like["event_id"] == h.kv(LIKES_BUCKET, record_key(ns, "v1", "alice"))["event_id"]
+    assert set(bodies[0]) == {"event_id", "kind", "namespace", "channel", "username", "user", "video_id", "type",
+                              "title", "curator", "like_count", "play_count", "at"}
+    del prefix
+
+
+def test_what_a_crash_left_unpublished_is_published_again_with_the_same_id(harness):
+    h = harness(unique_config(dedupe_enabled=False))
+    ns = h.config.analytics.namespace
+    h.change_media("v1")
+    playing(h, "v1")
+    for name in ("a", "b", "c"):
+        assert h.request("like", {"username": name})["status"] == "ok"
+    first = wait_until(lambda: (lambda e: e if len(e) == 4 else None)(_events(h)))
+    wait_until(lambda: (h.kv(LIKES_BUCKET, events_mark_key(ns)) or {}).get("likes", 0) > 0)
+    h.stop()
+
+    async def lose_them():  # as if the daemon died before publishing: no stream, no mark
+        js = h.nc.jetstream()
+        await js.delete_stream(out_stream_name(ns))
+        kv = await js.key_value(LIKES_BUCKET)
+        await kv.delete(events_mark_key(ns))
+
+    h.portal.call(lose_them)
+    h.start()
+    again = wait_until(lambda: (lambda e: e if len(e) == 4 else None)(_events(h)))
+    assert sorted(b["event_id"] for b, _ in again) == sorted(b["event_id"] for b, _ in first)
+    assert sorted(b["kind"] for b, _ in again) == ["like", "like", "like", "play"]
+    # Published, they are not published again at the next start.
+    wait_until(lambda: (h.kv(LIKES_BUCKET, events_mark_key(ns)) or {}).get("likes", 0) > 0)
+    h.stop()
+    h.start()
+    assert h.request("like", {"username": "d"})["status"] == "ok"
+    final = wait_until(lambda: (lambda e: e if len(e) >= 5 else None)(_events(h)))
+    assert [b["kind"] for b, _ in final[4:]] == ["like"], final
