@@ -84,7 +84,7 @@ class Cast:
             ActorSpec("counter_writer", self.counter_writer,
                       partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes},
                               out=OutStream(self.nc.jetstream(), c.nats.subject_prefix, c.cytube.channel,
-                                            c.storage.replicas)),
+                                            c.storage.replicas, self.ns, self.nc)),
                       ticks=True, after_crash=self.writer_died),
         ]
 

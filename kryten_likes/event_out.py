@@ -7,6 +7,14 @@ is the I/O: the stream declared on first use per namespace (limits, 7 days,
 ``[storage] replicas``, a 10-minute duplicate window so a republish after a
 quick restart is dropped by the server), and each event published through
 JetStream with ``Nats-Msg-Id`` set to its ``event_id``, many at once.
+
+A request may name any namespace, and a stream costs the server a store and
+a goroutine or more: a client naming thousands of namespaces must not make
+us declare thousands of streams. So streams are declared for the configured
+namespace and the first ``MAX_STREAMS`` others; events of any namespace
+beyond are published on the same subject without a stream (core NATS, the
+same body and header: live subscribers get them, nothing keeps them), and
+the daemon says so once.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_AGE = 7 * 24 * 3600
 DUPLICATE_WINDOW = 600.0
 IN_FLIGHT = 256  # publishes awaiting their acks at once
+MAX_STREAMS = 32  # namespaces other than the configured one with a stream of their own
 FIELDS = ("event_id", "kind", "namespace", "channel", "username", "user", "video_id", "type", "title", "curator",
           "like_count", "play_count", "at")
 
@@ -37,12 +46,28 @@ def out_subject(prefix: str, namespace: str, kind: str) -> str:
 
 
 class OutStream:
-    def __init__(self, js: Any, prefix: str, channel: str, replicas: int) -> None:
+    def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str = "default",
+                 nc: Any = None) -> None:
         self.js = js
+        self.nc = nc
         self.prefix = prefix
         self.channel = channel
         self.replicas = replicas
+        self.namespace = namespace  # the configured one: always a stream
         self._declared: set[str] = set()
+        self._streamless: set[str] = set()
+
+    def has_stream(self, namespace: str) -> bool:
+        if namespace in self._declared or namespace == self.namespace:
+            return True
+        if self.nc is None or len(self._declared - {self.namespace}) < MAX_STREAMS:
+            return True
+        if namespace not in self._streamless:
+            if not self._streamless:
+                log.warning("events of namespaces beyond the first %d are published without a stream (core NATS)",
+                            MAX_STREAMS)
+            self._streamless.add(namespace)
+        return False
 
     async def declare(self, namespace: str) -> None:
         if namespace in self._declared:
@@ -72,11 +97,16 @@ class OutStream:
 
     async def publish(self, events: tuple[dict, ...]) -> None:
         """Every event, acknowledged by the stream; raises if one is not."""
-        for ns in {e["namespace"] for e in events}:
+        streamed = {ns for ns in {e["namespace"] for e in events} if self.has_stream(ns)}
+        for ns in streamed:
             await self.declare(ns)
         for i in range(0, len(events), IN_FLIGHT):
-            await asyncio.gather(*(self._one(e) for e in events[i:i + IN_FLIGHT]))
+            await asyncio.gather(*(self._one(e, e["namespace"] in streamed) for e in events[i:i + IN_FLIGHT]))
 
-    async def _one(self, event: dict) -> None:
-        await self.js.publish(out_subject(self.prefix, event["namespace"], event["kind"]), self.body(event),
-                              headers={"Nats-Msg-Id": event["event_id"]})
+    async def _one(self, event: dict, streamed: bool) -> None:
+        subject = out_subject(self.prefix, event["namespace"], event["kind"])
+        headers = {"Nats-Msg-Id": event["event_id"]}
+        if streamed:
+            await self.js.publish(subject, self.body(event), headers=headers)
+        else:
+            await self.nc.publish(subject, self.body(event), headers=headers)

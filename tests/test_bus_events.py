@@ -94,3 +94,43 @@ def test_what_a_crash_left_unpublished_is_published_again_with_the_same_id(harne
     assert h.request("like", {"username": "d"})["status"] == "ok"
     final = wait_until(lambda: (lambda e: e if len(e) >= 5 else None)(_events(h)))
     assert [b["kind"] for b, _ in final[4:]] == ["like"], final
+
+
+def test_namespaces_beyond_the_cap_get_no_stream_of_their_own(harness, monkeypatch):
+    """A client naming many namespaces must not make the daemon declare a
+    stream for each: past MAX_STREAMS the events go out without a stream."""
+    from kryten_likes import event_out
+
+    monkeypatch.setattr(event_out, "MAX_STREAMS", 1)
+    h = harness()
+    ns = h.config.analytics.namespace
+    h.change_media("v1")
+    playing(h, "v1")
+    heard: list[str] = []
+
+    async def listen():
+        async def got(m):
+            heard.append(json.loads(m.data)["namespace"])
+        return await h.nc.subscribe(f"{h.config.nats.subject_prefix}.likes.events.*.like", cb=got)
+
+    sub = h.portal.call(listen)
+    others = [f"{ns}x{i}" for i in range(3)]
+    for other in others:
+        assert h.request("like", {"username": "u", "namespace": other})["status"] == "ok"
+    assert h.request("like", {"username": "u"})["status"] == "ok"
+    wait_until(lambda: len(heard) == 4 or print(heard))
+
+    async def streams():
+        js = h.nc.jetstream()
+        found = []
+        for name in [ns, *others]:
+            try:
+                await js.stream_info(out_stream_name(name))
+                found.append(name)
+            except Exception:
+                pass
+        await sub.unsubscribe()
+        return found
+
+    assert h.portal.call(streams) == [ns, others[0]]
+    assert sorted(heard) == sorted([ns, *others])

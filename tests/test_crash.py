@@ -46,6 +46,7 @@ from support.storm import (
 from kryten_likes.embedded import start_nats_server
 
 LIKED = "liked-item"
+UNLIKE_EVERY = 7  # every 7th user of the storm takes their like back
 
 
 
@@ -179,7 +180,8 @@ def _storm(url: str, d: DaemonProcess, names: Names, rng: random.Random, n_users
             async with anyio.create_task_group() as tg:
                 tg.start_soon(killer)
                 tg.start_soon(player)
-                await like_storm(nc, names, users, LIKED, stats, gate=gate, deadline=deadline)
+                await like_storm(nc, names, users, LIKED, stats, gate=gate, deadline=deadline,
+                                 unlikers=frozenset(users[::UNLIKE_EVERY]))
                 storm_done.set()
             report["storm_seconds"] = round(time.monotonic() - began, 1)
 
@@ -194,7 +196,7 @@ def _storm(url: str, d: DaemonProcess, names: Names, rng: random.Random, n_users
             published_by = time.monotonic() + 30  # the last events leave once stored: read until they are in
             while True:
                 run.bus = await bus_event_truth(nc, names)
-                done = (run.bus.likes[LIKED] >= run.truth.like_count + 1
+                done = (run.bus.likes[LIKED] >= n_users + 1 and run.bus.unlikes[LIKED] >= len(stats.unliked)
                         and sum(run.bus.plays.values()) >= run.items_played)
                 if done or time.monotonic() > published_by:
                     break
@@ -208,6 +210,7 @@ def _storm(url: str, d: DaemonProcess, names: Names, rng: random.Random, n_users
     truth = run.truth
     print(f"likes: users={n_users} sent={stats.sent} ok={stats.ok} duplicate={stats.duplicate} "
           f"retries={stats.retries} outcomes={dict(stats.outcomes)}")
+    print(f"unlikes: {len(stats.unliked)} of {len(users[::UNLIKE_EVERY])} ok; attempts {dict(stats.unlike_outcomes)}")
     caught = report["catch_up_kill"]
     print(f"kills={report['kills']} (during start-up {report['kills_during_start']}; during catch-up on "
           f"{2 * burst} plays: {caught.fetched_unstored if caught else None} fetched, unstored) "
@@ -233,17 +236,21 @@ def test_kill9_during_like_storm_loses_and_doubles_no_like(storm):
     # The storm did what it says: kills, one of them while plays were fetched and unstored.
     assert storm.report["kills"] >= 4
     assert storm.report["catch_up_kill"].fetched_unstored > 0
-    # Every user's like was answered ok or duplicate in the end …
+    # Every user's like was answered ok or duplicate in the end, every unlike ok …
     assert stats.answered == n
-    # … and each is counted exactly once: the counter, the dedupe keys and the users agree.
-    assert truth.like_count == truth.dedupe_keys == n
-    assert truth.dedupe_users == set(storm.users)
-    assert storm.item_stats["like_count"] == n
+    unliked = set(storm.users[::UNLIKE_EVERY])
+    assert stats.unliked == unliked
+    # … and each is counted exactly once, each unlike taken off once: the
+    # counter, the dedupe keys and the users agree.
+    kept = n - len(unliked)
+    assert truth.like_count == truth.dedupe_keys == kept
+    assert truth.dedupe_users == set(storm.users) - unliked
+    assert storm.item_stats["like_count"] == kept
     assert max(stats.ok_counts) <= n
     # An answered error changed nothing: a duplicate only follows a lost answer.
     assert lost_answer_violations(stats) == {}
     # The daemon goes on counting, and stops cleanly.
-    assert (storm.fresh_like["status"], storm.fresh_like["like_count"]) == ("ok", n + 1)
+    assert (storm.fresh_like["status"], storm.fresh_like["like_count"]) == ("ok", kept + 1)
     assert storm.exit_code == 0, storm.log
 
 
@@ -252,11 +259,11 @@ def test_kill9_storm_publishes_every_counted_like_and_play_once(storm):
     exactly once, and nothing that was not counted."""
     bus, n = storm.bus, storm.n_users
     print(f"bus events: {bus.messages} messages, {bus.ids_repeated} repeated ids; likes {dict(bus.likes)}; "
-          f"plays {sum(bus.plays.values())}")
+          f"unlikes {dict(bus.unlikes)}; plays {sum(bus.plays.values())}")
     assert bus.likes == {LIKED: n + 1}  # the storm's and the fresh one
     assert bus.like_users[LIKED] == set(storm.users) | {"fresh-user"}
+    assert bus.unlikes == {LIKED: len(storm.users[::UNLIKE_EVERY])}
     assert dict(bus.plays) == storm.plays
-    assert not bus.unlikes
 
 
 def test_kill9_during_play_stream_loses_and_doubles_no_play(storm):

@@ -91,7 +91,7 @@ class CounterWriter:
         self.outbox = Outbox(publish_events, own.event_marks if own is not None else None)
         self.flying = GroupsInFlight(self.outbox)
         # What a previous life stored and may not have published: out first.
-        self._republish = republish(books, self.outbox, group_prefix) if publish_events else []
+        self._republish = republish(books, namespace, self.outbox, group_prefix) if publish_events else []
         requests = RequestMemory(retry_window, max_remembered_requests)
         for ns, b in books.items():
             for entry in b.requests:
@@ -185,8 +185,10 @@ class CounterWriter:
 
     def flush(self, now: float) -> list:
         out, self._republish = self._republish, []
-        return out + self._note_sent(self.corrections.groups(now) + self.likes.groups(now)
-                                     + self.unlikes.groups(now) + self.analytics.groups(now))
+        # Unlikes before likes: a hot item's likes would otherwise always have
+        # a group in flight when one lands, and its unlikes would wait forever.
+        return out + self._note_sent(self.corrections.groups(now) + self.unlikes.groups(now)
+                                     + self.likes.groups(now) + self.analytics.groups(now))
 
     def _note_sent(self, effects: list) -> list:
         for e in effects:

@@ -65,11 +65,16 @@ def record_event(namespace: str, record: dict, title: str | None, play_count: in
         return None
 
 
-def republish(books: dict[str, CounterBook], outbox: Outbox, prefix: str) -> list[PublishEvents]:
+def republish(books: dict[str, CounterBook], namespace: str, outbox: Outbox, prefix: str) -> list[PublishEvents]:
     """At a writer's start: the events of what is stored above the marks (a
     crash may have left them unpublished), as two groups of the outbox, so
     the mark stays below them until they are out. Some were published
-    before: same ``event_id``, dropped by the stream or the consumer."""
+    before: same ``event_id``, dropped by the stream or the consumer.
+
+    Only the configured namespace's: the buckets hold other namespaces'
+    records too, written by other daemons (other channels) whose events are
+    theirs to publish; a crash may leave the events of a like sent here for
+    another namespace unpublished (docs/kv-schema.md)."""
     out: list[PublishEvents] = []
     marks = {b: outbox.last_landed[b] for b in ("likes", "analytics")}
     records: list[tuple[str, ...]] = []
@@ -77,6 +82,9 @@ def republish(books: dict[str, CounterBook], outbox: Outbox, prefix: str) -> lis
     plays: list[dict] = []
     covers = dict(marks)
     for ns, book in books.items():
+        if ns != namespace:
+            book.recent_records = []
+            continue
         for revision, _, value in sorted(book.recent_records):
             covers["likes"] = max(covers["likes"], revision)
             vid = value.get("video_id")

@@ -22,6 +22,7 @@ import nats.errors
 import nats.js.api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
+from kryten_likes.clock import parse_iso
 from kryten_likes.store import AtomicBucket, scan
 from kryten_likes.store.keys import (
     ANALYTICS_BUCKET, LIKES_BUCKET, decode_token, encode_token, global_key, likes_key,
@@ -126,7 +127,10 @@ async def _like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
         count = None
     prefix = f"ns/{names.namespace}/dedupe/{encode_token(video_id)}/"
     entries = await scan(AtomicBucket(nc, kv, LIKES_BUCKET))
-    keys = [k for k in entries if k.startswith(prefix)]
+    now = time.time()
+    # A claim an unlike stored as expired (its key goes with a 1 s TTL) claims nothing.
+    keys = [k for k, e in entries.items() if k.startswith(prefix) and e.value
+            and parse_iso(e.value["expires_at"]) > now]
     return LikeTruth(count, frozenset(decode_token(k[len(prefix):]) for k in keys), len(keys))
 
 

@@ -36,6 +36,8 @@ class StormStats:
     outcomes: Counter = attrs.field(factory=Counter)  # every attempt's outcome
     history: dict[str, list[str]] = attrs.field(factory=dict)
     ok_counts: list[int] = attrs.field(factory=list)
+    unliked: set = attrs.field(factory=set)  # users whose unlike was answered ok
+    unlike_outcomes: Counter = attrs.field(factory=Counter)  # every unlike attempt's outcome
     _marks: list[tuple[int, anyio.Event]] = attrs.field(factory=list)
 
     @property
@@ -77,9 +79,11 @@ class Gate:
 
 async def like_storm(nc: Any, names: Names, users: Sequence[str], video_id: str, stats: StormStats, *,
                      gate: Gate | None = None, concurrency: int = 64, timeout: float = 2.0,
-                     deadline: float) -> None:
+                     deadline: float, unlikers: frozenset = frozenset()) -> None:
     """Every user likes ``video_id`` once; anything but ok/duplicate is retried
-    (after the gate opens) until answered or until ``deadline``."""
+    (after the gate opens) until answered or until ``deadline``. Each of
+    ``unlikers`` then takes the like back (``unlike``, retried with one
+    correlation_id until answered)."""
     stats.users = len(users)
     queue = iter(users)
 
@@ -104,6 +108,8 @@ async def like_storm(nc: Any, names: Names, users: Sequence[str], video_id: str,
                     else:
                         stats.duplicate += 1
                     stats._answered_one()
+                    if user in unlikers:
+                        await _unlike(nc, names, user, video_id, stats, gate, timeout, deadline)
                     break
                 if isinstance(reply, dict) and reply.get("error") not in RETRY_ERRORS:
                     raise AssertionError(f"like of {user}: unexpected answer {reply}")
@@ -116,6 +122,29 @@ async def like_storm(nc: Any, names: Names, users: Sequence[str], video_id: str,
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(worker)
+
+
+async def _unlike(nc: Any, names: Names, user: str, video_id: str, stats: StormStats, gate: Gate | None,
+                  timeout: float, deadline: float) -> None:
+    """The user's like was counted: the unlike must come back ok, a retry
+    (same correlation_id) with the original answer."""
+    backoff = 0.02
+    while True:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"unlike of {user} unanswered at the deadline")
+        reply = await ask(nc, names.cmd("unlike"), {"username": user, "video_id": video_id,
+                                                    "correlation_id": f"{user}-unlike"}, timeout)
+        word = reply if isinstance(reply, str) else (reply.get("error") or reply["status"])
+        stats.unlike_outcomes[word] += 1
+        if isinstance(reply, dict) and reply["status"] == "ok":
+            stats.unliked.add(user)
+            return
+        if isinstance(reply, dict) and reply.get("error") not in RETRY_ERRORS:
+            raise AssertionError(f"unlike of {user}: unexpected answer {reply}")
+        if gate is not None and word in LOST:
+            await gate.wait()
+        await anyio.sleep(backoff)  # back-off between retries
+        backoff = min(backoff * 2, 0.5)
 
 
 def lost_answer_violations(stats: StormStats) -> dict[str, list[str]]:
