@@ -51,4 +51,12 @@ def _iso_second(second: int) -> str:
 
 
 def parse_iso(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    """``2025-12-18T12:34:56Z`` → seconds; ValueError for anything else.
+    Read a million times at start (like records): the fields are cut out by
+    position, ``datetime`` checks their ranges (strptime took 15 % of a start)."""
+    if (type(text) is not str or len(text) != 20 or not text.isascii() or text[4] != "-" or text[7] != "-" or text[10] != "T"
+            or text[13] != ":" or text[16] != ":" or text[19] != "Z" or not text[:19].replace("-", "").replace(
+                "T", "").replace(":", "").isdigit()):
+        raise ValueError(f"not a timestamp of the form 2025-12-18T12:34:56Z: {text!r}")
+    return datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                    int(text[17:19]), tzinfo=timezone.utc).timestamp()

@@ -58,6 +58,7 @@ async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float
             books[ns].load(parts, entry)
         elif entry is not None:
             books[ns] = CounterBook(ns)
+            books[ns].advance(now)  # hours older than the month are dropped as documents load
             books[ns].load(parts, entry)
 
     known = SchemaCheck()  # a document of a later schema stops the start (store/schema.py)

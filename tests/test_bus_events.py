@@ -118,7 +118,7 @@ def test_namespaces_beyond_the_cap_get_no_stream_of_their_own(harness, monkeypat
     for other in others:
         assert h.request("like", {"username": "u", "namespace": other})["status"] == "ok"
     assert h.request("like", {"username": "u"})["status"] == "ok"
-    wait_until(lambda: len(heard) == 4 or print(heard))
+    wait_until(lambda: len(heard) == 4)
 
     async def streams():
         js = h.nc.jetstream()

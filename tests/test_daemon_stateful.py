@@ -1,9 +1,10 @@
 """The whole daemon against a plain model (Hypothesis stateful), on a real
 nats-server: random changeMedia events (new, replayed, re-sent), likes by a
-few users (case variants of one name among them), clock advances, queries,
-restarts of the whole daemon and crashes of single actors with a like
-inside. After every step the replies, the KV documents and the
-rankings must be what the model says."""
+few users (case variants of one name among them), unlikes, items queued by
+curators, clock advances, queries, restarts of the whole daemon and crashes
+of single actors with a like inside. After every step the replies, the KV
+documents, the rankings and the curators' credit must be what the model
+says."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from kryten_likes.actors.gateway import Inbound
 from kryten_likes.clock import FakeClock
 from kryten_likes.messages import LikeAllowed, LikeDuplicate, LikeForItem, LikeRequested, LikeReserved
 from kryten_likes.store import LIKES_BUCKET, likes_key
+from support.events import queue_item
 
 USERS = ["ann", "Ann", "ANN", "bob", "carl", "Ｄｅｅ"]
 ITEMS = ["i1", "i2", "https://media.example.com/m/x.json"]
+CURATORS = ["Quinn", "quinn", "Rae"]
 WINDOW = 50.0
+UNLIKE_WINDOW = 90.0
 BURST = 2
 PER_SECOND = 1.0  # rate_per_minute = 60
 
@@ -65,7 +69,8 @@ class DaemonMachine(RuleBasedStateMachine):
         super().__init__()
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         portal = self._portal_cm.__enter__()
-        config = unique_config(dedupe_window_seconds=WINDOW, rate_per_minute=60.0, rate_burst=BURST)
+        config = unique_config(dedupe_window_seconds=WINDOW, rate_per_minute=60.0, rate_burst=BURST,
+                               unlike_window_seconds=UNLIKE_WINDOW)
         config = attrs.evolve(config, supervisor=attrs.evolve(config.supervisor, max_restarts=1000))
         self.fault = OneShotFault()
         self.h = Harness(portal, self.url, config, FakeClock(), self.fault)
@@ -76,6 +81,15 @@ class DaemonMachine(RuleBasedStateMachine):
         self.plays: dict[str, int] = {}
         self.claims: dict[tuple[str, str], float] = {}
         self.tokens: dict[str, tuple[float, float]] = {}  # user -> (tokens, at)
+        self.liked: dict[tuple[str, str], tuple[float, str | None]] = {}  # counted, not unliked: (at, curator)
+        self.entries: list[tuple[int, str, str]] = []  # (event seq, item, queued by), as playback knows them
+        self.seq = 0  # the bridge events published, in stream order
+        self.last_play_seq = 0  # the stream sequence of the last counted play
+        self.queued: dict[str, int] = {}
+        self.curator: str | None = None  # of the play now
+        self.received: dict[str, int] = {}  # folded curator -> likes received
+        self.curated_plays: dict[str, int] = {}
+        self.names: dict[str, str] = {}  # folded curator -> as first seen
 
     def now(self) -> float:
         return self.h.clock.now()
@@ -89,10 +103,26 @@ class DaemonMachine(RuleBasedStateMachine):
         self.tokens[user] = (tokens - 1.0, self.now())
         return True
 
+    @rule(item=st.sampled_from(ITEMS), by=st.sampled_from(CURATORS))
+    def queue(self, item: str, by: str) -> None:
+        self.seq += 1
+        self.entries.append((self.seq, item, by))
+        self.queued[item] = self.queued.get(item, 0) + 1
+        self.h.publish_event("queue", queue_item("yt", item, by=by, uid=self.seq))
+        wait_until(lambda: self.h.request("stats", {"video_id": item})["item"]["queue_count"] == self.queued[item])
+
     @rule(item=st.sampled_from(ITEMS), current_time=st.sampled_from([0, 0, 12.5]))
     def change_media(self, item: str, current_time: float) -> None:
+        self.seq += 1
         if not (item == self.current and current_time > 0):
             self.plays[item] = self.plays.get(item, 0) + 1
+            self.last_play_seq = self.seq
+            # The newest entry of the media names the curator (no setCurrent here).
+            self.curator = next((by for _, it, by in reversed(self.entries) if it == item), None)
+            if self.curator:
+                c = fold(self.curator)
+                self.names.setdefault(c, self.curator)
+                self.curated_plays[c] = self.curated_plays.get(c, 0) + 1
         self.current = item
         self.h.change_media(item, current_time=current_time)
         wait_until(lambda: self.h.request("stats", {"video_id": item})["item"]["play_count"] == self.plays[item]
@@ -124,6 +154,34 @@ class DaemonMachine(RuleBasedStateMachine):
         self.claims[(item, user)] = self.now() + WINDOW
         self.likes[item] = self.likes.get(item, 0) + 1
         assert (r["status"], r["video_id"], r["like_count"]) == ("ok", item, self.likes[item]), r
+        self.liked[(item, user)] = (self.now(), self.curator)  # a like again: its record is the latest
+        if self.curator:
+            self.received[fold(self.curator)] = self.received.get(fold(self.curator), 0) + 1
+
+    @rule(name=st.sampled_from(USERS))
+    def unlike(self, name: str) -> None:
+        user = fold(name)
+        r = self.h.request("unlike", {"username": name})
+        if not self.take_token(user):
+            assert (r["status"], r["error"]) == ("error", "rate_limited"), r
+            return
+        if self.current is None:
+            assert r["error"] == "no_current_item", r
+            return
+        item = self.current
+        counted = self.liked.get((item, user))
+        if counted is None:
+            assert (r["status"], r["error"]) == ("error", "not_liked"), r
+            return
+        if self.now() - int(counted[0]) >= UNLIKE_WINDOW:
+            assert (r["status"], r["error"]) == ("error", "unlike_window_passed"), r
+            return
+        del self.liked[(item, user)]
+        self.claims.pop((item, user), None)
+        self.likes[item] -= 1
+        if counted[1]:
+            self.received[fold(counted[1])] -= 1
+        assert (r["status"], r["video_id"], r["like_count"]) == ("ok", item, self.likes[item]), r
 
     @precondition(lambda self: self.current is not None)
     @rule(actor=st.sampled_from(sorted(CRASH_ON)), name=st.sampled_from(USERS))
@@ -141,6 +199,8 @@ class DaemonMachine(RuleBasedStateMachine):
             assert r["error"] == "rate_limited", r
             return
         assert (r["status"], r["error"]) == ("error", "internal_error"), r
+        if actor == "playback":
+            self.forget_entries()
         if actor == "rate_buckets":
             self.tokens.clear()  # the buckets died with it
         elif actor != "gateway":
@@ -159,6 +219,13 @@ class DaemonMachine(RuleBasedStateMachine):
         self.h.stop()
         self.h.start()
         self.tokens.clear()  # rate buckets live in memory
+        self.forget_entries()
+
+    def forget_entries(self) -> None:
+        """A playback that starts knows the bridge's playlist KV (none here) and
+        the queue events read again: the stream is read again from the first
+        event not stored, which is after the last counted play."""
+        self.entries = [e for e in self.entries if e[0] > self.last_play_seq]
 
     @invariant()
     def rankings_and_documents_match_the_model(self) -> None:
@@ -176,6 +243,10 @@ class DaemonMachine(RuleBasedStateMachine):
         g = self.h.request("stats", {})["global"]
         assert g["items_played"] == sum(self.plays.values())
         assert self.h.request("now_playing", {})["video_id"] == self.current
+        want = sorted((-n, c) for c, n in self.received.items() if n > 0)
+        got = self.h.request("top_curators", {"limit": 10})["items"]
+        assert [(i["username"], i["likes_received"], i["plays"]) for i in got] == [
+            (self.names[c], -n, self.curated_plays.get(c, 0)) for n, c in want]
 
     def teardown(self) -> None:
         self.h.close()

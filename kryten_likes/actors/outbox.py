@@ -38,7 +38,7 @@ import attrs
 
 from ..effects import PublishEvents
 
-MAX_UNPUBLISHED = 4096  # likes and unlikes; plays: MAX_UNPUBLISHED_PLAYS
+MAX_UNPUBLISHED = 2048  # likes and unlikes; plays: MAX_UNPUBLISHED_PLAYS
 MAX_UNPUBLISHED_PLAYS = 16
 RECENT_PLAYS = 32  # plays kept in the global document for a republish (> MAX_UNPUBLISHED_PLAYS)
 
