@@ -69,7 +69,7 @@ class WindowMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_older_than_the_month_is_kept(self):
         oldest = self.w.now_hour - KEPT
-        assert all(h > oldest for hours in self.w.hours.values() for h in hours)
+        assert all(h > oldest for hours in self.w.all_hours().values() for h in hours)
 
 
 WindowMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
@@ -137,3 +137,17 @@ def test_plays_count_in_the_windows_and_a_scan_restores_them():
     assert _top(fresh, "liked", "day") == []
     assert _top(fresh, "liked", "week") == [("p", 1)]
     assert likes_key(NS, "p").endswith("/likes")
+
+
+def test_a_key_with_one_hour_is_kept_small_and_reads_back_the_same():
+    from kryten_likes.actors.window_counts import ONE
+
+    w = WindowCounts(size=3)
+    h = hour_of(T0)
+    w.replace("a", {h: 3})
+    w.replace("b", {h: ONE + 5})  # too many for the small form
+    w.replace("c", {h: 1, h - 1: 2})
+    assert isinstance(w.hours["a"], int) and isinstance(w.hours["b"], dict)
+    assert w.all_hours() == {"a": {h: 3}, "b": {h: ONE + 5}, "c": {h: 1, h - 1: 2}}
+    w.advance(T0)
+    assert w.top("day", 3) == [(-(ONE + 5), "b"), (-3, "a"), (-3, "c")]

@@ -162,7 +162,7 @@ class CounterBook:
 
     @staticmethod
     def _with_hours(entry: StoredEntry | None, windows: WindowCounts, key: str) -> StoredEntry | None:
-        hours = windows.hours.get(key)
+        hours = windows.hours_of(key)
         if entry is None or entry.value is None or not hours:
             return entry
         return StoredEntry(entry.revision, {**entry.value, "hours": hours_field(hours)})

@@ -49,7 +49,7 @@ class CuratorTotals:
             return None
         count, revision = self.counts[bucket][user]
         return StoredEntry(revision, {"user": user, "username": self.names.get(user, user), FIELDS[bucket]: count,
-                                      "hours": hours_field(self.windows[bucket].hours.get(user, {})),
+                                      "hours": hours_field(self.windows[bucket].hours_of(user)),
                                       "schema_version": 1})
 
     def name_of(self, user: str) -> str | None:

@@ -18,6 +18,7 @@ as they came, beside the row.
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from datetime import datetime, timezone
 
@@ -81,7 +82,8 @@ class ItemTable:
     def _row(self, video_id: str) -> int:
         i = self.row.get(video_id)
         if i is None:
-            i = self.row[video_id] = len(self.row)
+            # Interned: the like index and the windows hold the same ids (one string, not three).
+            i = self.row[sys.intern(video_id)] = len(self.row)
             self.flags.append(0)
             for col in (self.item_rev, self.play_count, self.queue_count, self.likes_rev, self.like_count,
                         self.item_title, self.likes_title, self.last_played, self.last_queued,

@@ -8,8 +8,10 @@ user's latest counted like of an item. Here each record is two 8-byte
 entries: ``liked_at << 32 | user id`` in its item's array and ``liked_at <<
 32 | item id`` in its user's array, each array sorted, so a page newest
 first is a slice read from the end, and a cursor is the entry a page ended
-on. Ids are interned once per namespace. At a million records that is
-16 MB, against some 200 MB as Python objects.
+on. Ids are interned once per namespace. At a million records over 100 000
+items and 100 000 users that is 16 MB of entries and some 20 MB of arrays
+holding them (an array is about 80 bytes before its first entry), against
+some 200 MB as Python objects.
 
 A user's array is short (the items one person liked), so "did this user
 like this item before" is a scan of it; the item's old entry is then found
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import sys
 from array import array
 
 from ..clock import iso
@@ -45,20 +48,22 @@ class LikeIndex:
         self.names: list[str] = []  # as first seen, by id
         self._item_id: dict[str, int] = {}
         self.items: list[str] = []  # video ids, by id
-        self._by_item: dict[int, array] = {}
-        self._by_user: dict[int, array] = {}
+        # By id (a list, not a dict: 100 000 users cost 0.8 MB, not 5); None: no record.
+        self._by_item: list[array | None] = []
+        self._by_user: list[array | None] = []
         self.given = array("q")  # likes_given, by user id
         self.user_rev = array("q")  # the revision of the user's totals document, by user id
 
     def __len__(self) -> int:
-        return sum(len(a) for a in self._by_item.values())
+        return sum(len(a) for a in self._by_item if a is not None)
 
     def _user(self, user: str, username: str) -> int:
         u = self._user_id.get(user)
         if u is None:
             u = self._user_id[user] = len(self.users)
             self.users.append(user)
-            self.names.append(username or user)
+            self._by_user.append(None)
+            self.names.append(user if not username or username == user else username)  # one string when equal
             self.given.append(0)
             self.user_rev.append(0)
         return u
@@ -66,8 +71,10 @@ class LikeIndex:
     def _item(self, video_id: str) -> int:
         i = self._item_id.get(video_id)
         if i is None:
+            video_id = sys.intern(video_id)  # the item table's string (it interns its ids)
             i = self._item_id[video_id] = len(self.items)
             self.items.append(video_id)
+            self._by_item.append(None)
         return i
 
     def name_of(self, user: str) -> str | None:
@@ -91,13 +98,17 @@ class LikeIndex:
         """A counted like: the user's record of the item is now this one."""
         i, u = self._item(video_id), self._user(user, username)
         self.forget(video_id, user)
-        bisect.insort(self._by_item.setdefault(i, array("Q")), _entry(liked_at, u))
-        bisect.insort(self._by_user.setdefault(u, array("Q")), _entry(liked_at, i))
+        if self._by_item[i] is None:
+            self._by_item[i] = array("Q")
+        if self._by_user[u] is None:
+            self._by_user[u] = array("Q")
+        bisect.insort(self._by_item[i], _entry(liked_at, u))
+        bisect.insort(self._by_user[u], _entry(liked_at, i))
 
     def forget(self, video_id: str, user: str) -> None:
         """The record is gone (unliked, or replaced by a newer like)."""
         i, u = self._item_id.get(video_id), self._user_id.get(user)
-        if i is None or u is None or u not in self._by_user:
+        if i is None or u is None or self._by_user[u] is None:
             return
         mine = self._by_user[u]
         old = next((e for e in mine if e & 0xFFFFFFFF == i), None)
@@ -113,13 +124,13 @@ class LikeIndex:
         i, u = self._item_id.get(video_id), self._user_id.get(user)
         if i is None or u is None:
             return None
-        return next((e >> 32 for e in self._by_user.get(u, ()) if e & 0xFFFFFFFF == i), None)
+        return next((e >> 32 for e in self._by_user[u] or () if e & 0xFFFFFFFF == i), None)
 
     # --- pages -------------------------------------------------------------------------------
 
     def likers(self, video_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
         i = self._item_id.get(video_id)
-        column = self._by_item.get(i, array("Q")) if i is not None else array("Q")
+        column = (self._by_item[i] if i is not None else None) or array("Q")
         page, more = self._page(column, limit, self._position(cursor, "item", video_id))
         users = [{"username": self.names[e & 0xFFFFFFFF], "liked_at": iso(e >> 32)} for e in page]
         return users, self._cursor("item", video_id, page[-1]) if more else None
@@ -127,7 +138,7 @@ class LikeIndex:
     def user_likes(self, user: str, limit: int, cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
         """``[(video_id, liked_at), …]`` newest first, and the next page's cursor."""
         u = self._user_id.get(user)
-        column = self._by_user.get(u, array("Q")) if u is not None else array("Q")
+        column = (self._by_user[u] if u is not None else None) or array("Q")
         page, more = self._page(column, limit, self._position(cursor, "user", user))
         items = [(self.items[e & 0xFFFFFFFF], iso(e >> 32)) for e in page]
         return items, self._cursor("user", user, page[-1]) if more else None

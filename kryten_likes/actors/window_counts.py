@@ -79,13 +79,38 @@ def hours_field(hours: Mapping[int, int]) -> dict[str, int]:
     return {hour_label(h): n for h, n in sorted(hours.items()) if n > 0}
 
 
+ONE = 1 << 24  # a key with counts in one hour only: ``hour * ONE + count`` (below ONE), not a dict
+
+
 class WindowCounts:
     def __init__(self, size: int) -> None:
-        self.hours: dict[str, dict[int, int]] = {}
+        # Most keys (an item liked or played in one hour of the month) have one
+        # hour: those are one int, not a dict (about 200 bytes less a key).
+        self.hours: dict[str, int | dict[int, int]] = {}
         self.touched: dict[int, set[str]] = {}
         self.now_hour: int | None = None
         self.totals: dict[str, dict[str, int]] = {w: {} for w in SPANS}
         self.boards = {w: Leaderboard(size, self._every(w)) for w in SPANS}
+
+    def hours_of(self, key: str) -> dict[int, int]:
+        h = self.hours.get(key)
+        if h is None:
+            return {}
+        if type(h) is int:
+            return {h // ONE: h % ONE}
+        return h
+
+    def _put(self, key: str, hours: Mapping[int, int]) -> None:
+        if not hours:
+            self.hours.pop(key, None)
+        elif len(hours) == 1 and next(iter(hours.values())) < ONE:
+            (h, n), = hours.items()
+            self.hours[key] = h * ONE + n
+        else:
+            self.hours[key] = dict(hours)
+
+    def all_hours(self) -> dict[str, dict[int, int]]:
+        return {key: self.hours_of(key) for key in self.hours}
 
     def _every(self, window: str):
         return lambda: self.totals[window].items()
@@ -102,7 +127,7 @@ class WindowCounts:
             oldest = self.now_hour - KEPT
             if any(h <= oldest for h in hours):
                 hours = {h: n for h, n in hours.items() if h > oldest}
-        old = self.hours.get(key, {})
+        old = self.hours_of(key)
         if old == hours:
             return
         if self.now_hour is not None:
@@ -120,15 +145,12 @@ class WindowCounts:
                         del self.touched[h]
         for h in hours:
             self.touched.setdefault(h, set()).add(key)
-        if hours:
-            self.hours[key] = dict(hours)
-        else:
-            self.hours.pop(key, None)
+        self._put(key, hours)
 
     def after(self, key: str, at: float, n: int) -> dict[int, int]:
         """The key's hours with ``n`` more at ``at`` (less when negative),
         without the hours the month has left: what its next document holds."""
-        hours = dict(self.hours.get(key, ()))
+        hours = dict(self.hours_of(key))
         h = hour_of(at)
         hours[h] = hours.get(h, 0) + n
         if hours[h] <= 0:
@@ -161,7 +183,7 @@ class WindowCounts:
                 left = [x for x in self.touched if old - span < x <= h - span]
                 for x in left:
                     for key in self.touched[x]:
-                        n = self.hours[key][x]
+                        n = self.hours_of(key)[x]
                         totals = self.totals[w]
                         if totals.get(key, 0) > n:
                             totals[key] -= n
@@ -174,16 +196,16 @@ class WindowCounts:
     def _forget_before(self, oldest: int) -> None:
         for x in [x for x in self.touched if x <= oldest]:
             for key in self.touched.pop(x):
-                hours = self.hours[key]
+                hours = dict(self.hours_of(key))
                 del hours[x]
-                if not hours:
-                    del self.hours[key]
+                self._put(key, hours)
 
     def _build(self) -> None:
         self._forget_before(self.now_hour - KEPT)
         for w in SPANS:
             totals = self.totals[w] = {}
-            for key, hours in self.hours.items():
+            for key in self.hours:
+                hours = self.hours_of(key)
                 n = sum(c for h, c in hours.items() if self._in(w, h))
                 if n > 0:
                     totals[key] = n
