@@ -134,3 +134,36 @@ def test_namespaces_beyond_the_cap_get_no_stream_of_their_own(harness, monkeypat
 
     assert h.portal.call(streams) == [ns, others[0]]
     assert sorted(heard) == sorted([ns, *others])
+
+
+def test_stream_acks_say_stored_refused_and_gone_apart(portal, nats_server):
+    """Events are acked through one inbox of ours (event_out.StreamAcks): a
+    stored event and a duplicate pass, a refusal and a stream that is gone
+    raise, and nothing is left waiting either way."""
+    import nats
+    import pytest
+    from nats.js import api
+
+    from kryten_likes.event_out import StreamAcks, StreamRefused
+
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        name = f"ACKS_{id(nc)}"
+        subject = f"acks{id(nc)}.like"
+        await js.add_stream(api.StreamConfig(name=name, subjects=[subject], duplicate_window=600))
+        acks = StreamAcks(nc)
+        try:
+            await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": f"e{i}"}) for i in range(300)])
+            await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": "e7"})])  # a duplicate: dropped, acked
+            assert (await js.stream_info(name)).state.messages == 300
+            with pytest.raises(StreamRefused):  # an expectation the stream refuses
+                await acks.wait([await acks.publish(subject, b"{}", {"Nats-Expected-Last-Sequence": "1"})])
+            await js.delete_stream(name)
+            with pytest.raises(StreamRefused):  # nothing stores the subject any more
+                await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": "late"})])
+            assert acks._pending == {}
+        finally:
+            await nc.close()
+
+    portal.call(run)
