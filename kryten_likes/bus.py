@@ -20,6 +20,7 @@ import attrs
 from nats.aio.client import Client as NatsClient
 
 from . import wire
+from .compact_json import dump_bytes
 from .effects import Reply
 from .mailboxes import MailboxFull, Router
 from .domain import EventRef
@@ -35,7 +36,7 @@ async def send_json(nc: NatsClient, subject: str, body: dict) -> None:
     (it must not kill the actor or callback that sends it)."""
     try:
         try:
-            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            data = dump_bytes(body)
         except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
             data = json.dumps(body, separators=(",", ":")).encode()
         await nc.publish(subject, data)

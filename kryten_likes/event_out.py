@@ -38,6 +38,8 @@ import anyio
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from .compact_json import dump_bytes
+
 log = logging.getLogger(__name__)
 
 MAX_AGE = 7 * 24 * 3600
@@ -45,8 +47,6 @@ DUPLICATE_WINDOW = 600.0
 IN_FLIGHT = 256  # publishes awaiting their acks at once
 ACK_TIMEOUT = 5.0
 MAX_STREAMS = 32  # namespaces other than the configured one with a stream of their own
-FIELDS = ("event_id", "kind", "namespace", "channel", "username", "user", "video_id", "type", "title", "curator",
-          "like_count", "play_count", "at")
 
 
 def out_stream_name(namespace: str) -> str:
@@ -105,8 +105,7 @@ class OutStream:
         self._declared.add(namespace)
 
     def body(self, event: dict) -> bytes:
-        full = {**event, "channel": self.channel}
-        return json.dumps({k: full.get(k) for k in FIELDS}, separators=(",", ":"), ensure_ascii=False).encode()
+        return dump_bytes({**event, "channel": self.channel})
 
     async def publish(self, events: tuple[dict, ...]) -> None:
         """Every event, acknowledged by the stream; raises if one is not."""

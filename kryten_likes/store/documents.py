@@ -9,17 +9,17 @@ fields they do not know.
 
 from __future__ import annotations
 
-import json
 from json.encoder import encode_basestring  # what dumps(ensure_ascii=False) writes for a str
 
 from ..clock import iso
+from ..compact_json import dump_bytes
 from ..messages import Claim, Media
 
 SCHEMA = 1
 
 
 def dump(value: dict) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_bytes(value)
 
 
 def claim_value(c: Claim, batch: str) -> dict:

@@ -9,6 +9,7 @@ id, so the mapping is reversible.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 
 from ..contract import NAMESPACE_PATTERN
@@ -26,6 +27,9 @@ class KeyError_(ValueError):
     """A value that cannot become part of a key."""
 
 
+# A like's keys are made three to five times on its way (draft, landing,
+# settling): a few thousand recent tokens save a regex match each time.
+@functools.lru_cache(maxsize=4096)
 def encode_token(raw: str) -> str:
     if SAFE_ID.fullmatch(raw):
         return raw
@@ -54,6 +58,7 @@ def decode_token(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
 def _ns(namespace: str) -> str:
     # The namespace is validated at the gateway and in config; checking again
     # here makes "no key outside ns/{ns}/" a property of this module alone.
