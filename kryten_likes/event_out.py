@@ -39,6 +39,7 @@ from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .compact_json import dump_bytes
+from .store.headed_publish import publish_headed
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class StreamAcks:
         reply = f"{self._inbox}.{self._next}"
         self._pending[reply] = asyncio.get_running_loop().create_future()
         try:
-            await self.nc.publish(subject, body, reply=reply, headers=headers)
+            await publish_headed(self.nc, subject, body, headers, reply)
         except BaseException:
             del self._pending[reply]
             raise

@@ -35,6 +35,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from .headed_publish import publish_headed
 from .reconnects import Reconnects
 from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
 
@@ -156,7 +157,7 @@ class AtomicBucket:
             # First message: the fence check. Its own key is written without
             # an expectation; the expectation is on the fence key's subject.
             ahead = 1
-            await self._nc.publish(f"$KV.{self.bucket}.{fence.check_key}", fence.check_value, headers={
+            await publish_headed(self._nc, f"$KV.{self.bucket}.{fence.check_key}", fence.check_value, {
                 "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1",
                 "Nats-Expected-Last-Subject-Sequence": str(fence.revision),
                 "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{self.bucket}.{fence.key}"})
@@ -169,7 +170,7 @@ class AtomicBucket:
                 headers["Nats-TTL"] = _ttl(w.ttl_seconds)
             subject = f"$KV.{self.bucket}.{w.key}"
             if i < n:
-                await self._nc.publish(subject, w.value, headers=headers)
+                await publish_headed(self._nc, subject, w.value, headers)
             else:
                 headers["Nats-Batch-Commit"] = "1"
                 reply = await self._nc.request(subject, w.value, headers=headers, timeout=self._timeout)

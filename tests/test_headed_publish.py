@@ -1,0 +1,44 @@
+"""store/headed_publish: the same message on the wire as nats-py's own
+``publish`` (subject, reply, headers, payload), whether it takes the short
+way (connected) or hands over to ``nc.publish`` (a payload over the limit).
+Against a real nats-server."""
+
+from __future__ import annotations
+
+import nats
+import pytest
+
+from kryten_likes.store.headed_publish import publish_headed
+
+
+def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        got = []
+
+        async def keep(msg):
+            got.append((msg.subject, msg.reply, dict(msg.headers or {}), msg.data))
+
+        sub = await nc.subscribe("headed.>", cb=keep)
+        headers = {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7", "Nats-TTL": "5s"}
+        for payload in (b'{"like_count":1}', b"", "é ✓".encode()):
+            await publish_headed(nc, "headed.fast", payload, headers, reply="inbox.1")
+            await nc.publish("headed.fast", payload, reply="inbox.1", headers=headers)
+        await publish_headed(nc, "headed.none", b"x", {})
+        await nc.publish("headed.none", b"x", headers={})
+        await nc.flush()
+        await sub.unsubscribe()
+        with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
+            await publish_headed(nc, "headed.big", b"x" * (nc.max_payload + 1), headers)
+        assert nc.stats["out_msgs"] >= 8
+        await nc.close()
+        with pytest.raises(nats.errors.ConnectionClosedError):  # closed: nats-py says so
+            await publish_headed(nc, "headed.closed", b"x", headers)
+        return got
+
+    got = portal.call(run)
+    assert len(got) == 8
+    for ours, theirs in zip(got[0::2], got[1::2]):
+        assert ours == theirs
+    assert got[0] == ("headed.fast", "inbox.1", {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7",
+                                                 "Nats-TTL": "5s"}, b'{"like_count":1}')
