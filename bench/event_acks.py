@@ -42,8 +42,8 @@ async def main(n: int) -> None:
 
             async def one_inbox(tag: str) -> None:
                 for i in range(0, n, 256):
-                    await acks.wait([await acks.publish("event_acks.like", BODY, {"Nats-Msg-Id": f"{tag}{j}"})
-                                     for j in range(i, min(n, i + 256))])
+                    await acks.wait(await acks.publish([("event_acks.like", BODY, {"Nats-Msg-Id": f"{tag}{j}"})
+                                                        for j in range(i, min(n, i + 256))]))
 
             for name, way in [("js.publish", requests), ("StreamAcks", one_inbox)] * 2:
                 cpu, t = _cpu(), time.perf_counter()

@@ -154,14 +154,14 @@ def test_stream_acks_say_stored_refused_and_gone_apart(portal, nats_server):
         await js.add_stream(api.StreamConfig(name=name, subjects=[subject], duplicate_window=600))
         acks = StreamAcks(nc)
         try:
-            await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": f"e{i}"}) for i in range(300)])
-            await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": "e7"})])  # a duplicate: dropped, acked
+            await acks.wait(await acks.publish([(subject, b"{}", {"Nats-Msg-Id": f"e{i}"}) for i in range(300)]))
+            await acks.wait(await acks.publish([(subject, b"{}", {"Nats-Msg-Id": "e7"})]))  # a duplicate: acked
             assert (await js.stream_info(name)).state.messages == 300
             with pytest.raises(StreamRefused):  # an expectation the stream refuses
-                await acks.wait([await acks.publish(subject, b"{}", {"Nats-Expected-Last-Sequence": "1"})])
+                await acks.wait(await acks.publish([(subject, b"{}", {"Nats-Expected-Last-Sequence": "1"})]))
             await js.delete_stream(name)
             with pytest.raises(StreamRefused):  # nothing stores the subject any more
-                await acks.wait([await acks.publish(subject, b"{}", {"Nats-Msg-Id": "late"})])
+                await acks.wait(await acks.publish([(subject, b"{}", {"Nats-Msg-Id": "late"})]))
             assert acks._pending == {}
         finally:
             await nc.close()

@@ -5,6 +5,8 @@ Against a real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 
@@ -15,9 +17,12 @@ def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
     async def run():
         nc = await nats.connect(nats_server.url)
         got = []
+        all_in = asyncio.Event()
 
         async def keep(msg):
             got.append((msg.subject, msg.reply, dict(msg.headers or {}), msg.data))
+            if len(got) == 8:
+                all_in.set()
 
         sub = await nc.subscribe("headed.>", cb=keep)
         headers = {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7", "Nats-TTL": "5s"}
@@ -26,7 +31,7 @@ def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
             await nc.publish("headed.fast", payload, reply="inbox.1", headers=headers)
         await publish_headed(nc, "headed.none", b"x", {})
         await nc.publish("headed.none", b"x", headers={})
-        await nc.flush()
+        await asyncio.wait_for(all_in.wait(), 10)
         await sub.unsubscribe()
         with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
             await publish_headed(nc, "headed.big", b"x" * (nc.max_payload + 1), headers)

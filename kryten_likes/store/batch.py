@@ -35,7 +35,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from .headed_publish import publish_headed
+from .headed_publish import HeadedMessage, publish_headed_many
 from .reconnects import Reconnects
 from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
 
@@ -153,14 +153,15 @@ class AtomicBucket:
         batch_id = f"{group_id}-{uuid.uuid4().hex[:8]}"
         fence = self.fence
         ahead = 0
+        staged: list[HeadedMessage] = []
         if fence is not None:
             # First message: the fence check. Its own key is written without
             # an expectation; the expectation is on the fence key's subject.
             ahead = 1
-            await publish_headed(self._nc, f"$KV.{self.bucket}.{fence.check_key}", fence.check_value, {
+            staged.append((f"$KV.{self.bucket}.{fence.check_key}", fence.check_value, {
                 "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1",
                 "Nats-Expected-Last-Subject-Sequence": str(fence.revision),
-                "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{self.bucket}.{fence.key}"})
+                "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{self.bucket}.{fence.key}"}, ""))
         n = len(writes)
         for i, w in enumerate(writes, 1):
             headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i + ahead)}
@@ -170,9 +171,10 @@ class AtomicBucket:
                 headers["Nats-TTL"] = _ttl(w.ttl_seconds)
             subject = f"$KV.{self.bucket}.{w.key}"
             if i < n:
-                await publish_headed(self._nc, subject, w.value, headers)
+                staged.append((subject, w.value, headers, ""))
             else:
                 headers["Nats-Batch-Commit"] = "1"
+                await publish_headed_many(self._nc, staged)  # before the commit: the buffer keeps the order
                 reply = await self._nc.request(subject, w.value, headers=headers, timeout=self._timeout)
         ack = json.loads(reply.data)
         err = ack.get("error")

@@ -32,13 +32,27 @@ def _plainly_connected(nc: Any) -> bool:
 
 
 async def publish_headed(nc: Any, subject: str, payload: bytes, headers: dict[str, str], reply: str = "") -> None:
-    if not _plainly_connected(nc) or len(payload) > nc._max_payload:
-        await nc.publish(subject, payload, reply=reply, headers=headers)
+    await publish_headed_many(nc, [(subject, payload, headers, reply)])
+
+
+HeadedMessage = tuple[str, bytes, dict[str, str], str]  # subject, payload, headers, reply ("" for none)
+
+
+async def publish_headed_many(nc: Any, messages: list[HeadedMessage]) -> None:
+    """In order, as one command in the client's buffer (a batch of 128
+    likes is some 260 messages: one hand-over, not 260)."""
+    if not _plainly_connected(nc) or any(len(m[1]) > nc._max_payload for m in messages):
+        for subject, payload, headers, reply in messages:
+            await nc.publish(subject, payload, reply=reply, headers=headers)
         return
-    hdr = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
-    cmd = f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode() + hdr + payload + b"\r\n"
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(payload)
-    await nc._send_command(cmd)
+    parts: list[bytes] = []
+    size = 0
+    for subject, payload, headers, reply in messages:
+        hdr = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+        parts += (f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode(), hdr, payload, b"\r\n")
+        size += len(payload)
+    nc.stats["out_msgs"] += len(messages)
+    nc.stats["out_bytes"] += size
+    await nc._send_command(b"".join(parts))
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
