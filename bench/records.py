@@ -15,8 +15,8 @@ likes fall in few (item, hour) pairs, however many there are.
 
 The state is written straight into the buckets in the documents' own shapes
 (``store.keys`` and ``store.documents``), each as the daemon would have left
-it: each record (with its play's curator), each user's totals
-(``likes_given`` = their records), each item's likes document (``like_count``
+it: each record (with its play's curator and its user's totals,
+``likes_given`` = their records), each item's likes document (``like_count``
 = its records, ``hours``) and item document (``play_count``, ``hours``), each
 curator's two documents (``likes_received``, ``plays``), the global
 document. JetStream publishes with up to ``INFLIGHT`` acks outstanding
@@ -51,9 +51,9 @@ import nats.errors
 from kryten_likes.clock import iso
 from kryten_likes.contract import fold_user
 from kryten_likes.store import open_buckets
-from kryten_likes.store.documents import curator_value, dump, likes_value, record_value, user_value
+from kryten_likes.store.documents import curator_value, dump, likes_value, record_value
 from kryten_likes.store.keys import (ANALYTICS_BUCKET, LIKES_BUCKET, curator_key, global_key, item_key, likes_key,
-                                     record_key, user_key)
+                                     record_key)
 
 from .daemon import NAMESPACE, cmd, daemon_ready
 from .harness import BenchError, Child, CpuMeter, Miscount, Progress, all_ok, body, drive
@@ -270,18 +270,13 @@ def messages(data: Dataset) -> Iterator[tuple[str, bytes]]:
             last, hours = hours_field(received[c])
             yield lk + curator_key(NAMESPACE, fold_user(name)), dump(
                 curator_value(fold_user(name), name, "likes_received", len(received[c]), last, hours, BATCH))
-    last_like: dict[int, int] = {}
-    for u, t in zip(data.rec_user, data.rec_time):
-        last_like[u] = max(t, last_like.get(u, 0))
-    for u, name in enumerate(data.names):
-        yield lk + user_key(NAMESPACE, fold_user(name)), dump(
-            user_value(fold_user(name), name, data.given[u], last_like[u], BATCH))
     for k, (i, u, t, p) in enumerate(zip(data.rec_item, data.rec_user, data.rec_time, data.rec_play)):
         vid, name = data.items[i], data.names[u]
         user = fold_user(name)
         yield lk + record_key(NAMESPACE, vid, user), dump(
             record_value(vid, user, name, t, data.play_start[p], f"{BATCH}.{k}", BATCH,
-                         curator=data.names[data.curators[data.play_curator[p]]]))
+                         curator=data.names[data.curators[data.play_curator[p]]],
+                         likes_given=data.given[u], first_seen_as=name))  # each: the user's totals
 
 
 def documents(data: Dataset) -> dict[str, int]:
@@ -289,7 +284,7 @@ def documents(data: Dataset) -> dict[str, int]:
     curated = set(data.play_curator)
     received = {data.play_curator[p] for p in data.rec_play}
     return {f"KV_{ANALYTICS_BUCKET}": len(data.items) + 1 + len(curated),
-            f"KV_{LIKES_BUCKET}": len(data.items) + len(received) + len(data.names) + data.records}
+            f"KV_{LIKES_BUCKET}": len(data.items) + len(received) + data.records}
 
 
 class Acks:

@@ -16,7 +16,7 @@ from kryten_likes.messages import (
     Claim, ClaimsSettled, CommitFinished, EventRef, LikeDuplicate, LikeReserved, PlayStarted, ReplyTo,
 )
 from kryten_likes.effects import Reply
-from kryten_likes.store.keys import record_key, user_key
+from kryten_likes.store.keys import record_key
 from kryten_likes.store import Landed, dedupe_key, global_key, likes_key
 from support.counter_writer_rig import (
     NS, T0, V1, V2, WINDOW, Rig, claim, claim_doc, replies, reserved, settled, to,
@@ -37,9 +37,10 @@ def test_many_likes_for_one_item_are_one_commit():
     claims = [w for w in commit.writes if "/dedupe/" in w.key]
     counters = [w for w in commit.writes if w.key.endswith("/likes")]
     records = [w for w in commit.writes if "/liked." in w.key]
-    totals = [w for w in commit.writes if "/users/" in w.key]
-    assert len(claims) == 10 and len(counters) == 1 and len(records) == 10 and len(totals) == 10
-    assert len(commit.writes) == 31
+    assert not [w for w in commit.writes if "/users/" in w.key]  # totals ride on the records
+    assert len(claims) == 10 and len(counters) == 1 and len(records) == 10
+    assert len(commit.writes) == 21
+    assert [json.loads(w.value)["likes_given"] for w in records] == [1] * 10
     assert {w.key for w in claims} == {dedupe_key(NS, "v1", u) for u in users}
     assert all(w.expected_revision == 0 for w in claims)
     assert all(w.ttl_seconds == pytest.approx(WINDOW) for w in claims)
@@ -93,20 +94,18 @@ def test_likes_arriving_in_flight_wait_for_the_next_batch():
 
 
 def test_max_batch_splits_groups():
-    # A like writes its claim, its record and its user's totals (3), and the
-    # group its item's counter once: 3 + 1 + 3 = 7 for two likes, 10 for three.
-    rig = Rig(max_batch=9)
+    # A like writes its claim and its record (2, its user's totals ride on the
+    # record), and the group its item's counter once: 1 + 3 * 2 = 7 for three
+    # likes, 9 for four.
+    rig = Rig(max_batch=8)
     for n, u in enumerate("abcde"):
         rig.step(reserved(n, V1, u))
     [c1] = rig.flush()
-    assert len(c1.writes) == 7  # two likes: a third would make 10
+    assert len(c1.writes) == 7  # three likes: a fourth would make 9
     rig.finish(c1)
     [c2] = rig.flush()
-    assert len(c2.writes) == 7
-    rig.finish(c2)
-    [c3] = rig.flush()
-    assert len(c3.writes) == 4
-    assert replies(rig.finish(c3))["inbox.4"]["like_count"] == 5
+    assert len(c2.writes) == 5
+    assert replies(rig.finish(c2))["inbox.4"]["like_count"] == 5
 
 
 def test_dedupe_off_likes_carry_no_claim():
@@ -155,7 +154,7 @@ def test_conflict_with_a_live_claim_is_a_duplicate_and_the_rest_retry():
     [c2] = rig.flush()
     assert {w.key for w in c2.writes} == {dedupe_key(NS, "v1", "alice"), dedupe_key(NS, "v1", "carol"),
                                          likes_key(NS, "v1"), record_key(NS, "v1", "alice"),
-                                         record_key(NS, "v1", "carol"), user_key(NS, "alice"), user_key(NS, "carol")}
+                                         record_key(NS, "v1", "carol")}
     bodies = replies(rig.finish(c2))
     assert (bodies["inbox.0"]["like_count"], bodies["inbox.2"]["like_count"]) == (3, 4)
     assert rig.like_doc("v1")["like_count"] == 4

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from kryten_likes.effects import Commit, Reply
 from kryten_likes.messages import CommitFinished, ReplyTo, UnlikeForItem
 from kryten_likes.store import likes_key
-from kryten_likes.store.keys import curator_key, record_key, user_key
+from kryten_likes.store.keys import curator_key, record_key
 from support.counter_writer_rig import NS, V1, V2, Rig, reserved
 
 WINDOW = 30
@@ -141,7 +141,7 @@ class UnlikeMachine(RuleBasedStateMachine):
                 liked = record is not None and record["unliked_at"] is None
                 assert liked == ((m.video_id, user) in self.liked), (m.video_id, user, record)
         for user in USERS:
-            assert (kv.value(user_key(NS, user)) or {}).get("likes_given", 0) == self.given[user]
+            assert kv.likes_given(NS, user) == self.given[user]
         for m in ITEMS:
             hours = (kv.value(likes_key(NS, m.video_id)) or {}).get("hours", {})
             assert sum(hours.values()) == self.count[m.video_id], (hours, self.count)

@@ -20,7 +20,8 @@ def test_a_counted_like_leaves_its_record_and_its_users_totals(harness):
     record = h.kv(LIKES_BUCKET, record_key(ns, "abc", "alice"))
     assert (record["video_id"], record["user"], record["username"]) == ("abc", "alice", "Alice")
     assert record["event_id"] and record["unliked_at"] is None and record["play_started_at"] is not None
-    assert h.kv(LIKES_BUCKET, user_key(ns, "alice"))["likes_given"] == 1
+    assert (record["likes_given"], record["first_seen_as"]) == (1, "Alice")  # the user's totals ride on it
+    assert h.kv(LIKES_BUCKET, user_key(ns, "alice")) is None  # no document of their own
 
 
 def test_likers_newest_first_page_by_page_and_after_a_restart(harness):
@@ -59,6 +60,34 @@ def test_user_likes_lists_what_a_user_liked_with_their_totals(harness):
     assert [i["video_id"] for i in rest["items"]] == ["v1"] and rest["cursor"] is None
     stranger = h.request("user_likes", {"username": "Nobody"})
     assert (stranger["username"], stranger["likes_given"], stranger["items"]) == ("Nobody", 0, [])
+    h.stop()
+    h.start()  # the totals come back from the user's newest record (no document of their own)
+    again = h.request("user_likes", {"username": "ZoË"})
+    assert (again["username"], again["likes_given"]) == ("Zoë", 4)
+
+
+def test_totals_load_from_the_entry_of_highest_revision():
+    """A user's totals at start: from whichever holds the highest revision,
+    their newest like record or (a store written before totals rode on
+    records) their ``users/`` document; records without totals say nothing."""
+    from kryten_likes.actors.counter_book import CounterBook
+    from kryten_likes.store import StoredEntry
+
+    def record(vid, given, first="Ann", **more):
+        v = {"video_id": vid, "user": "ann", "username": "ANN", "liked_at": "2026-01-01T00:00:00Z",
+             "likes_given": given, "first_seen_as": first, **more}
+        return v
+
+    book = CounterBook("ns")
+    book.load(("users", "ann"), StoredEntry(5, {"user": "ann", "username": "Ann", "likes_given": 3}))
+    book.load(("liked.v1.ann",), StoredEntry(2, record("v1", 1)))  # older than the document
+    assert book.records.totals("ann") == (3, 5)
+    book.load(("liked.v2.ann",), StoredEntry(9, record("v2", 4, unliked_at="2026-01-01T00:01:00Z")))
+    book.load(("liked.v3.ann",), StoredEntry(7, record("v3", 5)))  # an unliked record still carries totals
+    assert book.records.totals("ann") == (4, 9)
+    book.load(("liked.v4.ann",), StoredEntry(11, {"video_id": "v4", "user": "ann", "username": "x",
+                                                  "liked_at": "2026-01-01T00:00:00Z"}))  # no totals in it
+    assert book.records.totals("ann") == (4, 9) and book.records.name_of("ann") == "Ann"
 
 
 def test_bad_limits_and_cursors_are_refused_naming_the_field(harness):

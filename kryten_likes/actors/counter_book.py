@@ -72,8 +72,8 @@ class CounterBook:
                 self._load_record(record, entry)
             case ("users", tok):
                 user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
-                if entry is not None and isinstance(v.get("likes_given"), int):
-                    self.records.set_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
+                if entry is not None and isinstance(v.get("likes_given"), int):  # a store from before totals rode on records
+                    self.records.offer_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
             case ("events", "published"):
                 self.event_marks = {b: v[b] for b in ("likes", "analytics") if type(v.get(b)) is int}
             case ("curators", tok):
@@ -98,6 +98,9 @@ class CounterBook:
         vid, user = decode_token(vtok), decode_token(utok)
         if v:
             self._keep_recent(entry, v)
+            if entry is not None and type(v.get("likes_given")) is int:
+                self.records.offer_totals(user, str(v.get("first_seen_as") or v.get("username") or user),
+                                          v["likes_given"], entry.revision)
         if not v or v.get("unliked_at"):
             self.records.forget(vid, user)
             return

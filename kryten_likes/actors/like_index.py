@@ -86,6 +86,13 @@ class LikeIndex:
         u = self._user_id.get(user)
         return (self.given[u], self.user_rev[u]) if u is not None else (0, 0)
 
+    def offer_totals(self, user: str, username: str, likes_given: int, revision: int) -> None:
+        """Totals read from the store (a like record or an older store's
+        ``users/`` document): the entry of highest revision holds them."""
+        u = self._user(user, username)
+        if revision > self.user_rev[u]:
+            self.set_totals(user, username, likes_given, revision)
+
     def set_totals(self, user: str, username: str, likes_given: int, revision: int) -> None:
         u = self._user(user, username)
         if username and self.names[u] == user:  # the name as first seen, once a document says it

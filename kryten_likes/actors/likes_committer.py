@@ -26,7 +26,7 @@ from ..store.values import Conflict, Landed, StoredEntry
 from .event_bodies import like_events
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, LikeGroup
 from .read_model import ReadModel
-from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of
+from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of, take_totals_of_records
 from .request_memory import RequestMemory, request_key
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
@@ -93,7 +93,6 @@ class LikesCommitter:
         cost = 0
         claims: set[str] = set()
         records: set[tuple[Item, str]] = set()
-        users: set[tuple[str, str]] = set()
         later: list[LikeReserved] = []
         busy = self.flying.keys_written("likes")
         curators: set[tuple[str, str]] = set()
@@ -101,10 +100,10 @@ class LikesCommitter:
             like = self.pending[0]
             item = (like.namespace, like.media.video_id)
             user, curator = liker(like), curator_of(like)
-            # Its writes: a claim, the item's document once, its record, its user's totals once, its
+            # Its writes: a claim, the item's document once, its record (with its user's totals), its
             # curator's once, a request key.
             extra = ((like.claim is not None) + (item not in per_item) + bool(user)
-                     + (bool(user) and (like.namespace, user) not in users) + (like.reply.correlation_id is not None)
+                     + (like.reply.correlation_id is not None)
                      + (bool(curator) and (like.namespace, curator) not in curators))
             if cost + extra > self.max_batch:
                 break
@@ -129,7 +128,6 @@ class LikesCommitter:
                     continue
                 claims.add(claim_key_of(like))
             cost += extra
-            users.add((like.namespace, user))
             if curator:
                 curators.add((like.namespace, curator))
             likes.append(like)
@@ -183,6 +181,7 @@ class LikesCommitter:
         return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events)
 
     def _records_landed(self, g: LikeGroup, landed: Landed) -> None:
+        newest: dict[tuple[str, str], int] = {}  # the revision of each user's newest record of the group
         for like in g.likes:
             user = liker(like)
             if user:
@@ -190,36 +189,27 @@ class LikesCommitter:
                 book.records.liked(like.media.video_id, user, like.username or user, g.now)
                 if like.curator:
                     book.curators.credited(like.media.video_id, user, g.now, like.curator)
+                rev = landed.revisions.get(record_key(like.namespace, like.media.video_id, user), 0)
+                if rev > newest.get((like.namespace, user), 0):
+                    newest[(like.namespace, user)] = rev
         for key, v in g.values.items():
-            if "likes_given" in v:
-                self._take_totals(key, StoredEntry(landed.revisions.get(key, 0), v), landed=True)
+            if "likes_given" in v:  # the totals its records carry (a found landing lists only what still holds them)
+                ns = key.split("/")[1]
+                rev = newest.get((ns, v["user"]), 0)
+                if rev:
+                    self.read.book(ns).records.offer_totals(v["user"], v["username"], v["likes_given"], rev)
             elif "likes_received" in v:
                 curators = self.read.book(key.split("/")[1]).curators
                 rev = landed.revisions.get(key)
                 if rev is not None and rev > curators.of("likes", v["user"])[1]:
                     curators.set("likes", v["user"], v["username"], v["likes_received"], rev, g.hours[key])
 
-    def _take_totals(self, key: str, entry: StoredEntry | None, *, landed: bool = False) -> None:
-        ns = key.split("/")[1]
-        records = self.read.book(ns).records
-        v = entry.value if entry is not None and entry.value else None
-        if v is None:
-            return
-        given, rev = records.totals(v["user"])
-        if landed and not entry.revision > rev:
-            return  # found by reading back: written again since, by a later group
-        records.set_totals(v["user"], v.get("username") or v["user"], int(v["likes_given"]), entry.revision)
 
     def conflicted(self, g: LikeGroup, conflict: Conflict, now: float) -> list:
+        take_totals_of_records(self.read, conflict)
         for key, v in g.values.items():
             if "likes_received" in v:
                 self.read.book(key.split("/")[1]).curators.take("likes", v["user"], conflict.current.get(key))
-            elif "likes_given" in v:
-                entry = conflict.current.get(key)
-                if entry is None or entry.value is None:
-                    self.read.book(key.split("/")[1]).records.set_totals(v["user"], v["username"], 0, 0)
-                else:
-                    self._take_totals(key, entry)
         for (ns, vid) in g.before:
             entry = conflict.current.get(likes_key(ns, vid))
             self.read.book(ns).set_likes(vid, entry if entry is not None else StoredEntry(0, None))

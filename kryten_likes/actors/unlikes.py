@@ -15,8 +15,8 @@ liked longer ago than the window       error   ``unlike_window_passed``
 =====================================  ======  =========================
 
 An unlike that counts is one atomic batch, like a like: the item's counter
-document minus one and the user's totals minus one (both compare-and-set),
-the record marked ``unliked_at``, and the dedupe claim overwritten as
+document minus one (compare-and-set), the record marked ``unliked_at`` and
+carrying the user's totals minus one, and the dedupe claim overwritten as
 expired (with a one-second TTL), so a later like counts again; the ledger is
 told (``ClaimsSettled.withdrawn``) once it has landed. A retry with the same
 ``correlation_id`` gets the original reply (request memory and key, as a like).
@@ -41,6 +41,7 @@ from .read_model import ReadModel
 from .request_memory import RequestMemory, request_key
 from .window_counts import hours_field
 from .event_bodies import event
+from .like_writes import take_totals_of_records
 
 Pair = tuple[str, str, str]  # (namespace, video_id, folded user)
 
@@ -121,7 +122,7 @@ class Unlikes:
             return self._answer(msg, lambda to: wire.error(to, "unlike_window_passed", why), now)
         gid = self.new_id()
         count = book.like_count(vid)
-        given, user_rev = book.records.totals(user)
+        given = book.records.totals(user)[0]
         name = book.records.name_of(user) or msg.username or user
         book.advance(now)
         hours = {likes_key(ns, vid): book.like_windows.after(vid, liked_at, -1)}  # out of the hour it was in
@@ -130,12 +131,11 @@ class Unlikes:
         totals = docs.user_value(user, name, max(0, given - 1), now, gid)
         curator = book.curators.credit_of(vid, user)
         record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid, curator,
-                                   msg.media.media_type, max(0, count - 1))
+                                   msg.media.media_type, max(0, count - 1), totals["likes_given"], name)
         record["unliked_at"] = iso(now)
         claim = Claim(ns, vid, user, float(liked_at), now)
         writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
                   KvWrite(likes_key(ns, vid), docs.likes_bytes(likes), book.table.likes_revision(vid)),
-                  KvWrite(user_key(ns, user), docs.dump(totals), user_rev),
                   KvWrite(dedupe_key(ns, vid, user), docs.claim_bytes(claim, gid), None, ttl_seconds=1.0)]
         rk = self._rk(msg)
         if rk is not None:
@@ -143,6 +143,8 @@ class Unlikes:
                      "status": "ok", "liked_at": iso(now), "expires_at": iso(now + self.requests.window),
                      "schema_version": docs.SCHEMA, "batch": gid}
             writes.append(KvWrite(request_key(rk), docs.dump(value), None, ttl_seconds=self.requests.window))
+        # The user's totals ride on the record; their key in ``values`` keeps
+        # the user's likes waiting while this flies (``_busy``, the likes committer).
         values = {likes_key(ns, vid): likes, user_key(ns, user): totals}
         if curator is not None:
             writes.append(self._uncredit(ns, fold_user(curator), curator, liked_at, now, gid, values, hours))
@@ -170,9 +172,9 @@ class Unlikes:
         rev = landed.revisions.get(likes_key(ns, vid))
         if rev is not None and rev > book.table.likes_revision(vid):
             book.set_likes_written(vid, rev, likes["like_count"], g.now, likes["title"], g.hours[likes_key(ns, vid)])
-        rev = landed.revisions.get(user_key(ns, user))
-        if rev is not None and rev > book.records.totals(user)[1]:
-            book.records.set_totals(user, totals["username"], totals["likes_given"], rev)
+        rev = landed.revisions.get(record_key(ns, vid, user))
+        if rev is not None:
+            book.records.offer_totals(user, totals["username"], totals["likes_given"], rev)
         book.records.forget(vid, user)
         curator = book.curators.credit_of(vid, user)
         book.curators.withdrawn(vid, user)
@@ -192,16 +194,13 @@ class Unlikes:
 
     def conflicted(self, g: UnlikeGroup, conflict: Conflict, now: float) -> list:
         msg = g.unlike
-        ns, vid, user = msg.namespace, msg.media.video_id, msg.user
+        ns, vid = msg.namespace, msg.media.video_id
         book = self.read.book(ns)
         book.set_likes(vid, conflict.current.get(likes_key(ns, vid)) or StoredEntry(0, None))
         for key, v in g.values.items():
             if "likes_received" in v:
                 book.curators.take("likes", v["user"], conflict.current.get(key))
-        entry = conflict.current.get(user_key(ns, user))
-        v = entry.value if entry is not None and entry.value else {}
-        book.records.set_totals(user, str(v.get("username") or user), int(v.get("likes_given", 0)),
-                                entry.revision if entry is not None else 0)
+        take_totals_of_records(self.read, conflict)
         if g.conflicts + 1 >= MAX_CONFLICTS:
             why = "the unlike's keys keep changing under us"
             return self._answer(msg, lambda to: wire.error(to, "internal_error", why), now)

@@ -54,13 +54,17 @@ def likes_bytes(v: dict) -> bytes:
 
 def record_value(video_id: str, user: str, username: str, liked_at: float, play_at: float, event_id: str,
                  batch: str, curator: str | None = None, media_type: str | None = None,
-                 like_count: int | None = None) -> dict:
+                 like_count: int | None = None, likes_given: int | None = None,
+                 first_seen_as: str | None = None) -> dict:
     """A like record: the user's latest counted like of the item (public);
     ``curator``: who queued the play it was given on (as typed), if known;
-    ``event_id`` and ``like_count``: of its bus event (republished from here)."""
+    ``event_id`` and ``like_count``: of its bus event (republished from here);
+    ``likes_given`` and ``first_seen_as``: the user's totals once this batch
+    is stored (the user's record of highest revision holds them)."""
     return {"video_id": video_id, "user": user, "username": username, "liked_at": iso(liked_at),
             "play_started_at": iso(play_at) if play_at else None, "curator": curator, "type": media_type or None,
-            "like_count": like_count, "event_id": event_id, "unliked_at": None, "schema_version": SCHEMA,
+            "like_count": like_count, "event_id": event_id, "unliked_at": None,
+            "likes_given": likes_given, "first_seen_as": first_seen_as or username, "schema_version": SCHEMA,
             "batch": batch}
 
 

@@ -18,7 +18,7 @@ from kryten_likes.actors.counter_writer import CounterWriter
 from kryten_likes.clock import iso
 from kryten_likes.messages import Claim, ClaimsSettled, CommitFinished, LikeReserved, Media, ReplyTo
 from kryten_likes.effects import Commit, Reply
-from kryten_likes.store import Conflict, Landed, StoredEntry, likes_key
+from kryten_likes.store import Conflict, Landed, StoredEntry, encode_token, likes_key
 from support.effect_router import to_mailbox
 
 
@@ -42,6 +42,14 @@ class FakeKV:
     def value(self, key: str) -> dict | None:
         e = self.entries.get(key)
         return e.value if e is not None else None
+
+    def likes_given(self, ns: str, user: str) -> int:
+        """The user's totals as stored: in their like record of highest
+        revision (docs/kv-schema.md, "Like records and user totals")."""
+        tail = f".{encode_token(user)}"
+        mine = [e for k, e in self.entries.items()
+                if k.startswith(f"ns/{ns}/liked.") and k.endswith(tail) and e.value is not None]
+        return max(mine, key=lambda e: e.revision).value.get("likes_given", 0) if mine else 0
 
     def put(self, key: str, value: dict) -> int:
         self.seq += 1
