@@ -61,8 +61,7 @@ def out_subject(prefix: str, namespace: str, kind: str) -> str:
 
 
 class OutStream:
-    def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str = "default",
-                 nc: Any = None) -> None:
+    def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str, nc: Any) -> None:
         self.js = js
         self.nc = nc
         self.prefix = prefix
@@ -71,12 +70,12 @@ class OutStream:
         self.namespace = namespace  # the configured one: always a stream
         self._declared: set[str] = set()
         self._streamless: set[str] = set()
-        self._acks = StreamAcks(nc) if nc is not None else None
+        self._acks = StreamAcks(nc)
 
     def has_stream(self, namespace: str) -> bool:
         if namespace in self._declared or namespace == self.namespace:
             return True
-        if self.nc is None or len(self._declared - {self.namespace}) < MAX_STREAMS:
+        if len(self._declared - {self.namespace}) < MAX_STREAMS:
             return True
         if namespace not in self._streamless:
             if not self._streamless:
@@ -117,12 +116,7 @@ class OutStream:
             await self.declare(ns)
         for i in range(0, len(events), IN_FLIGHT):
             chunk = events[i:i + IN_FLIGHT]
-            if self._acks is None:  # no core connection given: nats-py's own acks
-                await asyncio.gather(*(self.js.publish(self._subject(e), self.body(e),
-                                                       headers={"Nats-Msg-Id": e["event_id"]}) for e in chunk))
-                continue
-            loose = [e for e in chunk if e["namespace"] not in streamed]
-            for e in loose:
+            for e in (e for e in chunk if e["namespace"] not in streamed):
                 await self.nc.publish(self._subject(e), self.body(e), headers={"Nats-Msg-Id": e["event_id"]})
             waiting = await self._acks.publish([(self._subject(e), self.body(e), {"Nats-Msg-Id": e["event_id"]})
                                                 for e in chunk if e["namespace"] in streamed])

@@ -10,7 +10,7 @@ import asyncio
 import nats
 import pytest
 
-from kryten_likes.store.headed_publish import publish_headed
+from kryten_likes.store.headed_publish import publish_headed_many
 
 
 def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
@@ -27,18 +27,18 @@ def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
         sub = await nc.subscribe("headed.>", cb=keep)
         headers = {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7", "Nats-TTL": "5s"}
         for payload in (b'{"like_count":1}', b"", "é ✓".encode()):
-            await publish_headed(nc, "headed.fast", payload, headers, reply="inbox.1")
+            await publish_headed_many(nc, [("headed.fast", payload, headers, "inbox.1")])
             await nc.publish("headed.fast", payload, reply="inbox.1", headers=headers)
-        await publish_headed(nc, "headed.none", b"x", {})
+        await publish_headed_many(nc, [("headed.none", b"x", {}, "")])
         await nc.publish("headed.none", b"x", headers={})
         await asyncio.wait_for(all_in.wait(), 10)
         await sub.unsubscribe()
         with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
-            await publish_headed(nc, "headed.big", b"x" * (nc.max_payload + 1), headers)
+            await publish_headed_many(nc, [("headed.big", b"x" * (nc.max_payload + 1), headers, "")])
         assert nc.stats["out_msgs"] >= 8
         await nc.close()
         with pytest.raises(nats.errors.ConnectionClosedError):  # closed: nats-py says so
-            await publish_headed(nc, "headed.closed", b"x", headers)
+            await publish_headed_many(nc, [("headed.closed", b"x", headers, "")])
         return got
 
     got = portal.call(run)

@@ -14,7 +14,7 @@ from ..clock import parse_iso
 from ..store.values import StoredEntry
 from ..store.keys import decode_token
 from ..contract import TOP_LIMIT_MAX
-from ..store.documents import zero_global
+from ..store.documents import record_totals, zero_global
 from .item_table import ItemTable
 from .like_index import LikeIndex
 from .leaderboard import Leaderboard
@@ -72,7 +72,8 @@ class CounterBook:
                 self._load_record(record, entry)
             case ("users", tok):
                 user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
-                if entry is not None and isinstance(v.get("likes_given"), int):  # a store from before totals rode on records
+                # A store from before the totals rode on records.
+                if entry is not None and isinstance(v.get("likes_given"), int):
                     self.records.offer_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
             case ("events", "published"):
                 self.event_marks = {b: v[b] for b in ("likes", "analytics") if type(v.get(b)) is int}
@@ -98,9 +99,9 @@ class CounterBook:
         vid, user = decode_token(vtok), decode_token(utok)
         if v:
             self._keep_recent(entry, v)
-            if entry is not None and type(v.get("likes_given")) is int:
-                self.records.offer_totals(user, str(v.get("first_seen_as") or v.get("username") or user),
-                                          v["likes_given"], entry.revision)
+            totals = record_totals(v, user)
+            if entry is not None and totals is not None:
+                self.records.offer_totals(user, *totals, entry.revision)
         if not v or v.get("unliked_at"):
             self.records.forget(vid, user)
             return

@@ -95,10 +95,10 @@ def take_totals_of_records(read: ReadModel, conflict) -> None:
     """A refused batch read its keys back: users' totals in the records there."""
     for key, entry in conflict.current.items():
         v = entry.value if entry is not None else None
-        if v and "/liked." in key and type(v.get("likes_given")) is int and isinstance(v.get("user"), str):
-            read.book(key.split("/")[1]).records.offer_totals(
-                v["user"], str(v.get("first_seen_as") or v.get("username") or v["user"]), v["likes_given"],
-                entry.revision)
+        if v and "/liked." in key and isinstance(v.get("user"), str):
+            totals = docs.record_totals(v, v["user"])
+            if totals is not None:
+                read.book(key.split("/")[1]).records.offer_totals(v["user"], *totals, entry.revision)
 
 
 def curator_of(like: LikeReserved) -> str | None:

@@ -68,6 +68,14 @@ def record_value(video_id: str, user: str, username: str, liked_at: float, play_
             "batch": batch}
 
 
+def record_totals(v: dict, user: str) -> tuple[str, int] | None:
+    """The user's totals a stored like record carries (``first_seen_as``,
+    ``likes_given``); None for a record written before they rode on records."""
+    if type(v.get("likes_given")) is not int:
+        return None
+    return str(v.get("first_seen_as") or v.get("username") or user), v["likes_given"]
+
+
 def user_value(user: str, username: str, likes_given: int, now: float, batch: str) -> dict:
     """A user's totals (public): counted likes minus unlikes, the name as first seen."""
     return {"user": user, "username": username, "likes_given": likes_given, "updated_at": iso(now),

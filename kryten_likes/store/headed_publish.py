@@ -31,10 +31,6 @@ def _plainly_connected(nc: Any) -> bool:
         and hasattr(nc, "_flush_pending")
 
 
-async def publish_headed(nc: Any, subject: str, payload: bytes, headers: dict[str, str], reply: str = "") -> None:
-    await publish_headed_many(nc, [(subject, payload, headers, reply)])
-
-
 HeadedMessage = tuple[str, bytes, dict[str, str], str]  # subject, payload, headers, reply ("" for none)
 
 
