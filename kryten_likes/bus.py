@@ -126,18 +126,20 @@ class CommandSubscriptions:
                 pass
 
 
-async def admit(bus: Bus, router: Router, request: Any, correlation_id: Callable[[], str | None]) -> None:
+async def admit(bus: Bus, router: Router, request: Any, correlation_id: Callable[[], str | None]) -> bool:
     """Let a request in (to the mailbox of the actor that takes it), or answer
     ``unavailable`` at once: at capacity, or (not with admission as it is, see
-    ``mailboxes.mailbox_capacity``) its mailbox full."""
+    ``mailboxes.mailbox_capacity``) its mailbox full. False when it was not let
+    in at capacity: a caller in this process (HTTP) answers its own."""
     if not bus.admit():
         if request.reply.subject is not None:  # not counted: it was never let in
             to = attrs.evolve(request.reply, correlation_id=correlation_id())
             await bus.send(to.subject, wire.error(to, "unavailable", AT_CAPACITY).body)
-        return
+        return False
     try:
         router.send(request)
     except MailboxFull as exc:
         log.error("%s", exc)
         to = attrs.evolve(request.reply, correlation_id=correlation_id())
         await bus.reply(wire.error(to, "unavailable", AT_CAPACITY))
+    return True

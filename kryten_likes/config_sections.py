@@ -227,6 +227,9 @@ class HttpSection:
     host: str = "127.0.0.1"
     port: int = field(default=28292, validator=_require("must be 0 (off) to 65535", lambda v: 0 <= v <= 65535))
     dashboard: bool = True
+    # Live streams (/api/v1/stream) open at once; the next is answered 503.
+    max_stream_clients: int = field(default=200, validator=_require("must be 1 to 100000",
+                                                                     lambda v: 1 <= v <= 100_000))
 
 
 @frozen

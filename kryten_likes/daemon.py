@@ -27,6 +27,9 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .connection import StartError, connect
 from .discovery import warn_about_neighbours
+from .http_api import public
+from .http_asks import LocalAsks
+from .http_live import LiveFeed
 from .http_server import build_app, endpoint_url, serve_http
 from .lease_keeper import LeaseKeeper
 from .operations import Metrics
@@ -180,8 +183,15 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     async def on_set_current(event: Any) -> None:
         await hear_set_current(event, daemon.activation)
 
+    asks = LocalAsks(lambda: daemon.activation, ns)  # the HTTP routes' requests
+
+    async def now_playing() -> dict | None:
+        body = await asks.ask("now_playing", {})
+        return public(body) if body.get("status") == "ok" else None  # standby: the active one's page tells
+
+    feed = LiveFeed(config.http.max_stream_clients, now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
-                                       [metrics.observe, speak])
+                                       [metrics.observe, speak, asks.heard])
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
     kryten.on("setcurrent")(on_set_current)
@@ -192,7 +202,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
         service_sub = await nc.subscribe("kryten.likes.command", cb=status.on_service_command)
         tg.start_soon(mouth.run, chat_in)
         tg.start_soon(warn_about_neighbours, nc, config.queue.apply_enabled, config.nats.subject_prefix)
-        await _start_http(tg, config, metrics, status)
+        await _start_http(tg, config, metrics, status, asks, feed)
         tg.start_soon(keeper.run)
         try:
             await _first_role(daemon, keeper)  # active and serving, or standby behind another
@@ -207,12 +217,14 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
         raise daemon.failure
 
 
-async def _start_http(tg: anyio.abc.TaskGroup, config: Config, metrics: Metrics, status: DaemonStatus) -> None:
+async def _start_http(tg: anyio.abc.TaskGroup, config: Config, metrics: Metrics, status: DaemonStatus,
+                      asks: LocalAsks, feed: LiveFeed) -> None:
     if not config.http.port:
         return
     try:
-        app = build_app(metrics, status.health, dashboard=config.http.dashboard)
+        app = build_app(metrics, status.health, asks, feed, dashboard=config.http.dashboard)
         port = await tg.start(serve_http, config.http.host, config.http.port, app)
+        await tg.start(feed.follow, status.daemon.nc, config.nats.subject_prefix, config.analytics.namespace)
         status.metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
     except OSError as exc:  # metrics are for operators; the counts must go on
         log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)

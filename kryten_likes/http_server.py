@@ -1,5 +1,5 @@
-"""The daemon's one HTTP server (aiohttp): Prometheus ``/metrics`` and
-``/health`` now; the JSON API and the dashboard are added to `routes`.
+"""The daemon's one HTTP server (aiohttp): Prometheus ``/metrics``,
+``/health``, and the JSON API, live stream and dashboard (``http_api``).
 
 Resource handling: `serve_http` runs as a task of the daemon's task group
 (``await tg.start(serve_http, ...)``); it owns the aiohttp runner and site
@@ -24,6 +24,9 @@ import anyio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .http_api import api_routes, security_headers
+from .http_asks import LocalAsks
+from .http_live import LiveFeed
 from .operations import HEALTH_ROUND_TRIP_SECONDS, Metrics
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,8 @@ KEEPALIVE_SECONDS = 75.0
 SHUTDOWN_SECONDS = 1.0
 
 
-def routes(metrics: Metrics, health: Health, *, dashboard: bool) -> list[web.RouteDef]:
-    """Every route the server has: add the JSON API and the dashboard here."""
+def routes(metrics: Metrics, health: Health) -> list[web.RouteDef]:
+    """The operator's routes; the API's are ``http_api.api_routes``."""
 
     async def get_metrics(request: web.Request) -> web.Response:
         # Rendered on the event loop that owns the counts (no lock, no thread).
@@ -60,18 +63,14 @@ def routes(metrics: Metrics, health: Health, *, dashboard: bool) -> list[web.Rou
                  "reason": f"the health check failed: {exc!r}"}
         return web.json_response(h, status=200 if h.get("status") == "healthy" else 503)
 
-    return [
-        web.get("/metrics", get_metrics),
-        web.get("/health", get_health),
-        # The JSON API (/api/v1/...) and, when `dashboard`, the page at "/"
-        # join this table in their own issue; until then "/" is a 404 like
-        # any path not listed here.
-    ]
+    return [web.get("/metrics", get_metrics), web.get("/health", get_health)]
 
 
-def build_app(metrics: Metrics, health: Health, *, dashboard: bool) -> web.Application:
+def build_app(metrics: Metrics, health: Health, asks: LocalAsks, feed: LiveFeed, *,
+              dashboard: bool) -> web.Application:
     app = web.Application()
-    app.add_routes(routes(metrics, health, dashboard=dashboard))
+    app.add_routes(routes(metrics, health) + api_routes(asks, feed, dashboard=dashboard))
+    app.on_response_prepare.append(security_headers)
     return app
 
 
@@ -95,7 +94,7 @@ async def serve_http(host: str, port: int, app: web.Application,
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1]  # port 0 in tests: the one the system chose
-        log.info("HTTP on %s (/metrics, /health)", endpoint_url(host, bound, ""))
+        log.info("HTTP on %s (/metrics, /health, /api/v1, the dashboard at /)", endpoint_url(host, bound, ""))
         task_status.started(bound)
         await anyio.sleep_forever()
     finally:

@@ -32,6 +32,7 @@ class ReplyTo:
     command: str | None = None  # for metrics and chat: which command this answers
     received: float = 0.0  # monotonic time of arrival, for the latency histogram
     chat_user: str | None = None
+    ticket: int | None = None  # an HTTP request waiting in this process (http_asks)
 
 
 # --- requests ----------------------------------------------------------------
@@ -142,6 +143,16 @@ class TopAsked:
     ranking: Literal["liked", "played", "curators"]
     limit: int = 10
     window: Literal["all", "day", "week", "month"] = "all"
+
+
+@frozen
+class ActivityAsked:
+    """HTTP → counter writer: the channel's likes and plays by UTC hour, the
+    last ``hours`` of them (the dashboard's chart; no NATS command asks it)."""
+
+    reply: ReplyTo
+    namespace: str
+    hours: int = 168
 
 
 @frozen

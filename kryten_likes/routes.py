@@ -7,7 +7,7 @@ the mailbox here. The table is the whole map of what each actor hears.
 from __future__ import annotations
 
 from .messages import (
-    AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
+    ActivityAsked, AdjustRequested, ApplyFinished, ApplyProgress, ApplyRequested, ClaimsSettled, CommitFinished, EnqueueAnswered,
     EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EntryPlaying, EntryQueued, EventPassed, EventsPublished,
     Inbound, LikeAllowed, LikeDuplicate, LikeForItem, LikeRequested, LikeReserved, LikersAsked, LikersOfItem, MediaChanged, NowPlayingAsked,
     PlayStarted, QueueConfirmed, QueueObserved, Rewind, StatsAsked, TopAsked, UnlikeAllowed, UnlikeForItem,
@@ -24,7 +24,7 @@ INBOXES: dict[str, tuple[type, ...]] = {
     "playback": (LikeAllowed, NowPlayingAsked, MediaChanged, Rewind, LikersAsked, UnlikeAllowed, EntryQueued,
                  EntryPlaying),
     "dedupe_ledger": (LikeForItem, ClaimsSettled),
-    "counter_writer": (LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
+    "counter_writer": (ActivityAsked, LikeReserved, LikeDuplicate, TopAsked, StatsAsked, AdjustRequested, CommitFinished,
                        PlayStarted, EventPassed, QueueObserved, EnqueueStarted, EnqueueRefused, QueueConfirmed,
                        ApplyFinished, EnqueuesInFlight, LikersOfItem, UserLikesAsked, UnlikeForItem, EventsPublished),
     "apply": (ApplyRequested, ApplyProgress, EnqueueAnswered, WriterRestarted),
@@ -35,7 +35,7 @@ MAILBOX: dict[type, str] = {cls: actor for actor, classes in INBOXES.items() for
 # holds one when it dies has it answered by the supervisor.
 REQUESTS = (Inbound, LikeRequested, NowPlayingAsked, TopAsked, StatsAsked, AdjustRequested, LikeAllowed,
             LikeForItem, LikeReserved, LikeDuplicate, ApplyRequested, ApplyFinished, LikersAsked, LikersOfItem,
-            UserLikesAsked, UnlikeRequested, UnlikeAllowed, UnlikeForItem)
+            UserLikesAsked, UnlikeRequested, UnlikeAllowed, UnlikeForItem, ActivityAsked)
 
 
 def mailbox_of(message: object) -> str:

@@ -95,6 +95,7 @@ lease_seconds = 2.5
 port = 9000
 host = "127.0.0.2"
 dashboard = false
+max_stream_clients = 7
 
 [logging]
 level = "DEBUG"
@@ -160,7 +161,7 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
                          reply_window_seconds=60.0, max_replies_per_minute=2),
         queue=QueueSection(apply_enabled=False),
         ha=HaSection(lease_seconds=2.5),
-        http=HttpSection(port=9000, host="127.0.0.2", dashboard=False),
+        http=HttpSection(port=9000, host="127.0.0.2", dashboard=False, max_stream_clients=7),
         logging=LoggingSection(level="DEBUG"),
         runtime=RuntimeSection(event_loop="asyncio"),
     )

@@ -71,6 +71,19 @@ class WindowMachine(RuleBasedStateMachine):
         oldest = self.w.now_hour - KEPT
         assert all(h > oldest for hours in self.w.all_hours().values() for h in hours)
 
+    @precondition(lambda self: self.w.now_hour is not None)
+    @invariant()
+    def the_channel_by_hour_is_the_sum_of_the_keys(self):
+        """The dashboard's chart: every key's count of each kept hour, summed."""
+        oldest = self.w.now_hour - KEPT
+        want: dict[int, int] = {}
+        for hours in self.model.values():
+            for h, n in hours.items():
+                if h > oldest:
+                    want[h] = want.get(h, 0) + n
+        for h in set(want) | set(range(oldest - 3, self.w.now_hour + 3)):
+            assert self.w.sum_at(h) == want.get(h, 0), h
+
 
 WindowMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestWindowCounts = WindowMachine.TestCase

@@ -75,8 +75,8 @@ def test_metrics_health_and_routes(harness):
     assert (health["status"], health["nats_connected"], health["reason"]) == ("healthy", True, None)
     assert health["nats_round_trip_ms"] < 2000
 
-    # Only the routes in the table: "/" waits for the dashboard, methods are checked.
-    for path in ("/", "/nope", "/metrics/x", "/api/v1/now-playing"):
+    # Only the routes in the table (the API's: test_http_api), methods are checked.
+    for path in ("/nope", "/metrics/x", "/api/v1", "/api/v1/now-playing/x", "/static/other.js"):
         assert get(h, path)[0] == 404, path
     assert get(h, "/metrics", method="POST")[0] == 405
 

@@ -20,7 +20,7 @@ from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 from .curator_totals import CuratorTotals
 from .outbox import MAX_UNPUBLISHED
-from .window_counts import WindowCounts, hours_field, parse_hours
+from .window_counts import WindowCounts, hour_label, hour_of, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
 RECENT_RECORDS = 2 * MAX_UNPUBLISHED
@@ -155,6 +155,14 @@ class CounterBook:
         self.advance(now)
         windows = self.like_windows if ranking == "liked" else self.play_windows
         return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in windows.top(window, limit)]
+
+    def activity(self, hours: int, now: float) -> list[dict]:
+        """Likes and plays of the whole channel in each of the last ``hours``
+        UTC hours, oldest first, the hour of ``now`` last."""
+        self.advance(now)
+        last = hour_of(now)
+        return [{"hour": hour_label(h), "likes": self.like_windows.sum_at(h), "plays": self.play_windows.sum_at(h)}
+                for h in range(last - hours + 1, last + 1)]
 
     def likes_entry(self, video_id: str) -> StoredEntry | None:
         """An item's likes document as stored, ``hours`` included."""

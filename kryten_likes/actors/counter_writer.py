@@ -55,7 +55,7 @@ from collections.abc import Callable
 from ..messages import (
     AdjustRequested, ApplyFinished, CommitFinished, EnqueueRefused, EnqueueStarted, EnqueuesInFlight, EventPassed,
     LikeDuplicate, LikeReserved, LikersOfItem, PlayStarted, QueueConfirmed, QueueObserved, ReplyTo, Rewind,
-    StatsAsked, Tick, TopAsked, UnlikeForItem, UserLikesAsked,
+    ActivityAsked, StatsAsked, Tick, TopAsked, UnlikeForItem, UserLikesAsked,
 )
 from ..clock import iso
 from ..domain import Claim
@@ -110,7 +110,7 @@ class CounterWriter:
             EnqueueRefused: a.take, ApplyFinished: a.take, EventPassed: a.event_passed,
             EnqueuesInFlight: a.applies_known,
             AdjustRequested: self.corrections.take,
-            TopAsked: self.read.top, StatsAsked: self.read.stats, LikersOfItem: self.read.likers,
+            TopAsked: self.read.top, StatsAsked: self.read.stats, ActivityAsked: self.read.activity, LikersOfItem: self.read.likers,
             UserLikesAsked: self.read.user_likes, UnlikeForItem: self.unlikes.take,
             CommitFinished: self._finished, Tick: self._tick, EventsPublished: self._published,
         }

@@ -14,7 +14,7 @@ import math
 
 from .. import wire
 from ..clock import iso
-from ..messages import LikersOfItem, StatsAsked, TopAsked, UserLikesAsked
+from ..messages import ActivityAsked, LikersOfItem, StatsAsked, TopAsked, UserLikesAsked
 from ..effects import PutDocument, Reply
 from ..store import documents as docs
 from ..store.keys import ranking_key
@@ -71,6 +71,9 @@ class ReadModel:
             e = book.playlists.get(msg.playlist_id)
             fields["playlist"] = dict(e.value) if e is not None and e.value else None
         return [wire.ok(msg.reply, **fields)]
+
+    def activity(self, msg: ActivityAsked, now: float) -> list[Reply]:
+        return [wire.ok(msg.reply, hours=self.peek(msg.namespace).activity(msg.hours, now))]
 
     def likers(self, msg: LikersOfItem, now: float) -> list[Reply]:
         book = self.peek(msg.namespace)
