@@ -43,7 +43,8 @@ class Surroundings:
     tick_seconds: float
     analytics: AtomicBucket
     likes: AtomicBucket
-    bus_watchers: list[Callable]  # metrics, the chat voice
+    bus_watchers: list[Callable]  # metrics, the chat voice, HTTP's requests
+    published: Callable[[str, bytes], None] | None = None  # each event as published (HTTP's live stream)
 
 
 @attrs.define
@@ -81,7 +82,8 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
     give_back_free_memory()
     # The feed reads from the first event not stored; what is stored, the cast knows (its writer's book).
     feed = EventFeed(s.nc.jetstream(), source, router, config.storage.replicas, lambda: cast.stored_up_to())
-    cast = Cast(config, s.nc, s.kryten, s.clock, s.analytics, s.likes, feed, router, first, source.identity)
+    cast = Cast(config, s.nc, s.kryten, s.clock, s.analytics, s.likes, feed, router, first, source.identity,
+                published=s.published)
     feed.rewind(first_unstored(first.books.get(ns)))
     sv = config.supervisor
     policy = RestartPolicy(sv.max_restarts, sv.period_seconds, sv.backoff_initial_seconds, sv.backoff_max_seconds)

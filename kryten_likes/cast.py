@@ -21,6 +21,7 @@ stored is all that counts).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -66,6 +67,7 @@ class Cast:
     stream_identity: dict
     _first_users: set = attrs.Factory(lambda: {"playback", "dedupe_ledger", "counter_writer"})
     writer: CounterWriter | None = None  # the current incarnation's core: what is stored
+    published: Callable[[str, bytes], None] | None = None  # each event once the stream took it (the live stream)
 
     @property
     def ns(self) -> str:
@@ -84,7 +86,7 @@ class Cast:
             ActorSpec("counter_writer", self.counter_writer,
                       partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes},
                               out=OutStream(self.nc.jetstream(), c.nats.subject_prefix, c.cytube.channel,
-                                            c.storage.replicas, self.ns, self.nc)),
+                                            c.storage.replicas, self.ns, self.nc, self.published)),
                       ticks=True, after_crash=self.writer_died),
         ]
 

@@ -191,7 +191,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
 
     feed = LiveFeed(config.http.max_stream_clients, now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
-                                       [metrics.observe, speak, asks.heard])
+                                       [metrics.observe, speak, asks.heard], feed.event_published)
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
     kryten.on("setcurrent")(on_set_current)
@@ -224,7 +224,7 @@ async def _start_http(tg: anyio.abc.TaskGroup, config: Config, metrics: Metrics,
     try:
         app = build_app(metrics, status.health, asks, feed, dashboard=config.http.dashboard)
         port = await tg.start(serve_http, config.http.host, config.http.port, app)
-        await tg.start(feed.follow, status.daemon.nc, config.nats.subject_prefix, config.analytics.namespace)
+        await tg.start(feed.run)
         status.metrics_endpoint = endpoint_url(config.http.host, port, "/metrics")
     except OSError as exc:  # metrics are for operators; the counts must go on
         log.error("no metrics endpoint on %s:%d: %s", config.http.host, config.http.port, exc)

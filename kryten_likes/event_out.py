@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -61,8 +62,10 @@ def out_subject(prefix: str, namespace: str, kind: str) -> str:
 
 
 class OutStream:
-    def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str, nc: Any) -> None:
+    def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str, nc: Any,
+                 published: Callable[[str, bytes], None] | None = None) -> None:
         self.js = js
+        self.published = published  # told each event of the namespace once acknowledged (the live stream)
         self.nc = nc
         self.prefix = prefix
         self.channel = channel
@@ -115,12 +118,19 @@ class OutStream:
         for ns in streamed:
             await self.declare(ns)
         for i in range(0, len(events), IN_FLIGHT):
-            chunk = events[i:i + IN_FLIGHT]
-            for e in (e for e in chunk if e["namespace"] not in streamed):
-                await self.nc.publish(self._subject(e), self.body(e), headers={"Nats-Msg-Id": e["event_id"]})
-            waiting = await self._acks.publish([(self._subject(e), self.body(e), {"Nats-Msg-Id": e["event_id"]})
-                                                for e in chunk if e["namespace"] in streamed])
+            chunk = [(e, self.body(e)) for e in events[i:i + IN_FLIGHT]]
+            for e, body in (c for c in chunk if c[0]["namespace"] not in streamed):
+                await self.nc.publish(self._subject(e), body, headers={"Nats-Msg-Id": e["event_id"]})
+            waiting = await self._acks.publish([(self._subject(e), body, {"Nats-Msg-Id": e["event_id"]})
+                                                for e, body in chunk if e["namespace"] in streamed])
             await self._acks.wait(waiting)
+            if self.published is not None:
+                try:
+                    for e, body in chunk:
+                        if e["namespace"] == self.namespace:
+                            self.published(e["kind"], body)
+                except Exception:  # an observer's bug must not fail a publish the stream took
+                    log.exception("event watcher failed")
 
     def _subject(self, event: dict) -> str:
         return out_subject(self.prefix, event["namespace"], event["kind"])

@@ -22,7 +22,7 @@ import anyio
 from aiohttp import web
 
 from .http_asks import LocalAsks
-from .http_live import LiveFeed
+from .http_live import PACE_SECONDS, WRITE_SECONDS, Behind, LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +140,16 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
             await resp.prepare(request)
             await resp.write(b"retry: 3000\n: live\n\n")
             while True:
-                data = None
                 with anyio.move_on_after(KEEPALIVE_SECONDS):
-                    data = await listener.frames.receive()
-                await resp.write(data if data is not None else b": keep-alive\n\n")
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            pass  # dropped for falling behind: the browser connects again
+                    await feed.more(listener)
+                chunk = feed.take(listener) or b": keep-alive\n\n"
+                with anyio.fail_after(WRITE_SECONDS):  # a client that does not read is not waited for
+                    await resp.write(chunk)
+                await anyio.sleep(PACE_SECONDS)  # pacing, not waiting on anything: what came meanwhile goes as one
+        except Behind as exc:
+            log.info("a live stream fell %s; dropped (its browser connects again)", exc)
+        except TimeoutError:
+            log.info("a live stream's client stopped reading; dropped")
         except (ConnectionError, RuntimeError):
             pass  # the client went away
         finally:

@@ -1,7 +1,8 @@
-"""The live stream's fan-out (``http_live.LiveFeed``) on its own: each
-listener has a bounded queue; one that does not read is dropped without
-holding up the others or the sender; at most ``max_listeners``; a burst of
-plays asks what plays now once and tells it only when it changed."""
+"""The live stream's fan-out (``http_live.LiveFeed``) on its own: one shared
+ring; each listener takes what is new as one chunk; one that falls a ring
+behind is dropped without holding up the others or the sender; at most
+``max_listeners``; a burst of plays asks what plays now once and tells it
+only when it changed."""
 
 from __future__ import annotations
 
@@ -10,24 +11,35 @@ import json
 import anyio
 import pytest
 
-from kryten_likes.http_live import LiveFeed, frame
+from kryten_likes.http_live import Behind, LiveFeed, frame
 
 
 def _like(n: int) -> bytes:
     return json.dumps({"kind": "like", "like_count": n}).encode()
 
 
-def test_a_listener_that_does_not_read_is_dropped_and_the_others_get_everything():
-    feed = LiveFeed(max_listeners=3, queue_frames=4)
+def test_each_listener_takes_what_is_new_as_one_chunk_and_one_a_ring_behind_is_dropped():
+    feed = LiveFeed(max_listeners=3, ring_frames=4)
     reader, stuck = feed.join(), feed.join()
     got = []
     for n in range(10):
-        feed.event_heard("like", _like(n))  # never waits: send_nowait
-        got.append(reader.frames.receive_nowait())
-    assert got == [frame("like", _like(n)) for n in range(10)]
-    assert feed.listeners == {reader} and feed.dropped == 1
-    with pytest.raises(anyio.ClosedResourceError):  # its route sees its stream end
-        stuck.frames.receive_nowait()
+        feed.event_published("like", _like(n))  # never waits: an append to the ring
+        if n % 2:
+            got.append(feed.take(reader))  # two frames at a time, as one chunk
+    assert got == [frame("like", _like(n - 1)) + frame("like", _like(n)) for n in range(1, 10, 2)]
+    assert feed.take(reader) == b""
+    with pytest.raises(Behind):
+        feed.take(stuck)
+    assert feed.dropped == 1
+
+
+def test_nothing_is_kept_while_no_one_listens_and_a_listener_starts_at_the_next_event():
+    feed = LiveFeed(max_listeners=1)
+    feed.event_published("like", _like(1))
+    assert len(feed.ring) == 0
+    listener = feed.join()
+    feed.event_published("play", b'{"kind":"play"}')
+    assert feed.take(listener) == frame("play", b'{"kind":"play"}')
 
 
 def test_at_most_max_listeners_and_a_place_is_given_back_on_leaving():
@@ -41,28 +53,20 @@ def test_at_most_max_listeners_and_a_place_is_given_back_on_leaving():
 def test_only_likes_unlikes_and_plays_go_out_and_each_on_one_line():
     feed = LiveFeed(max_listeners=1)
     listener = feed.join()
-    feed.event_heard("other", b"{}")
-    feed.event_heard("unlike", b'{\n"kind": "unlike"}')
-    assert listener.frames.receive_nowait() == b'event: unlike\ndata: {"kind":"unlike"}\n\n'
-    with pytest.raises(anyio.WouldBlock):
-        listener.frames.receive_nowait()
+    feed.event_published("other", b"{}")
+    feed.event_published("unlike", b'{\n"kind": "unlike"}')
+    assert feed.take(listener) == b'event: unlike\ndata: {"kind":"unlike"}\n\n'
 
 
-async def _follow_with(feed: LiveFeed, plays: int) -> None:
-    """``follow``'s loop without a bus: plays heard, then what it told."""
-    class Bus:
-        async def subscribe(self, subject, cb):
-            class Sub:
-                async def unsubscribe(self):
-                    pass
-            return Sub()
-
+@pytest.mark.anyio
+async def test_a_waiting_listener_wakes_on_the_next_event():
+    feed = LiveFeed(max_listeners=2)
+    a = feed.join()
     async with anyio.create_task_group() as tg:
-        await tg.start(feed.follow, Bus(), "kryten", "default")
-        for _ in range(plays):
-            feed.event_heard("play", b'{"kind":"play"}')
+        tg.start_soon(feed.more, a)
         await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+        feed.event_published("like", _like(1))
+    assert feed.take(a) == frame("like", _like(1))
 
 
 @pytest.mark.anyio
@@ -76,15 +80,15 @@ async def test_a_burst_of_plays_asks_once_and_a_change_is_told_once():
 
     feed = LiveFeed(max_listeners=1, now_playing=now_playing)
     listener = feed.join()
-    await _follow_with(feed, plays=3)  # heard before the loop runs: one question
+    async with anyio.create_task_group() as tg:
+        await tg.start(feed.run)
+        for _ in range(3):
+            feed.event_published("play", b'{"kind":"play"}')  # heard before run's loop wakes: one question
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
     assert len(asked) == 1
     await feed._tell_now_playing()  # the same answer again: not told twice
     await feed._tell_now_playing()
-    told = []
-    while True:
-        try:
-            told.append(listener.frames.receive_nowait())
-        except anyio.WouldBlock:
-            break
-    assert [f for f in told if f.startswith(b"event: now_playing")] == [
+    told = feed.take(listener).split(b"\n\n")
+    assert [f + b"\n\n" for f in told if f.startswith(b"event: now_playing")] == [
         frame("now_playing", b'{"video_id":"v1"}'), frame("now_playing", b'{"video_id":"v2"}')]

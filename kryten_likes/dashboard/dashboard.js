@@ -244,7 +244,7 @@
     // legible on a phone instead of being scaled down with the drawing.
     draw() {
       const hours = this.hours;
-      const width = Math.max(300, Math.min(1100, Math.round(this.container.clientWidth) || 700));
+      const width = Math.max(300, Math.min(1600, Math.round(this.container.clientWidth) || 700));
       const height = 220;
       const left = 34, right = width - 6, top = 26, bottom = height - 24;
       const max = Math.max(1, ...hours.map((h) => Math.max(h.likes, h.plays)));
