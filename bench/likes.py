@@ -118,7 +118,7 @@ class BusPhase:
 
     # --- scenarios ------------------------------------------------------------------
 
-    async def hot_item(self, warmup: int) -> None:
+    async def warm_hot_item(self, warmup: int) -> None:
         await play(self.js, HOT, title="The hot item")
         await wait_playing(self.nc, HOT, self.daemon)
         # Warm both sides (connections, inboxes, first batches) before measuring.
@@ -127,6 +127,9 @@ class BusPhase:
         self.hot_expected += warmup
         await drive(self.nc, "bench.ceiling", [body(username=f"warm-{i}") for i in range(warmup)], 16,
                     watch=self.procs["ceiling"])
+
+    async def hot_item(self, warmup: int) -> None:
+        await self.warm_hot_item(warmup)
         for c in self.sizes.inflight:
             n = self.sizes.likes[c]
             users = [body(username=f"h{c}-{i}") for i in range(n)]

@@ -83,6 +83,12 @@ def targets(results: dict, smoke: bool) -> list[dict]:
     if s and "ratio" in s:
         judge("spread likes vs ceiling (same 0.7 bar; hot vs spread)", f"×{s['ratio']} ({s['rate']:,}/s; hot "
               f"{hot[top]['rate']:,}/s)" if top in hot else f"×{s['ratio']}", s["ratio"] >= 0.7)
+    for r in rows:
+        if r["scenario"].endswith("live streams open") and "ratio" in r:
+            judge(f"likes with live streams open ≥ 0.9 × without ({r['scenario'][20:]})",
+                  f"×{r['ratio']} ({r['rate']:,} vs {r['ceiling_rate']:,}/s; RSS {r['rss_mb_before']} → "
+                  f"{r['rss_mb_with']} MB; every stream read every like: {r['streams_complete']})",
+                  r["ratio"] >= 0.9 and r["streams_complete"])
     checks = [r for r in rows + results.get("query_rows", []) if str(r.get("check", "")).startswith("exact")]
     n_checks = len(checks) + len(results.get("records", {}).get("checks", []))
     error = (results.get("error") or "").splitlines()

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from importlib import resources
 
-import anyio
 from aiohttp import web
 
 from .http_asks import LocalAsks
-from .http_live import PACE_SECONDS, WRITE_SECONDS, Behind, LiveFeed
+from .http_live import GZIP_HEADER, Behind, LiveFeed, deflated
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ NOT_FOR_HTTP = ("correlation_id", "status", "error")
 INTEGER = re.compile(r"[+-]?\d{1,18}")
 ACTIVITY_HOURS = 7 * 24
 STATS_LIMIT_MAX = 50  # kryten-playlist's stats routes: 1-50, default 10
-KEEPALIVE_SECONDS = 15.0  # an idle stream says so, or proxies close it
+HELLO = b"retry: 3000\n: live\n\n"  # the browser reconnects 3 s after a stream ends
+GZIP_HELLO = deflated(HELLO)
 # The page and its two files, and nothing else: no inline script or style, no
 # other origin (the page is built from text nodes; a hostile title stays text).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -130,28 +131,32 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
     # --- the live stream -----------------------------------------------------------------
 
     async def stream(request: web.Request) -> web.StreamResponse:
-        listener = feed.join()
+        gzip = "gzip" in request.headers.get("Accept-Encoding", "")  # browsers ask for it
+        listener = feed.join(gzip)
         if listener is None:
             return web.json_response({"error": "unavailable", "detail": "too many live streams open; retry later"},
                                      status=503, headers={"Retry-After": "30"})
         try:
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                               "X-Accel-Buffering": "no"})  # nginx: pass each event on at once
+            headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                       "X-Accel-Buffering": "no", "Vary": "Accept-Encoding"}  # nginx: pass each event on at once
+            if gzip:
+                headers["Content-Encoding"] = "gzip"
+            resp = web.StreamResponse(headers=headers)
             await resp.prepare(request)
-            await resp.write(b"retry: 3000\n: live\n\n")
+            await resp.write(GZIP_HEADER + GZIP_HELLO if gzip else HELLO)
+            if request.transport is not None:
+                listener.abort = request.transport.abort  # the feed's way to end a write that does not drain
+            # No timer per write: the feed sends keep-alives and aborts stuck writes (http_live).
             while True:
-                with anyio.move_on_after(KEEPALIVE_SECONDS):
-                    await feed.more(listener)
-                chunk = feed.take(listener) or b": keep-alive\n\n"
-                with anyio.fail_after(WRITE_SECONDS):  # a client that does not read is not waited for
-                    await resp.write(chunk)
-                await anyio.sleep(PACE_SECONDS)  # pacing, not waiting on anything: what came meanwhile goes as one
+                await feed.more(listener)
+                chunk = feed.take(listener)
+                listener.writing_since = time.monotonic()
+                await resp.write(chunk)
+                listener.writing_since = None
         except Behind as exc:
             log.info("a live stream fell %s; dropped (its browser connects again)", exc)
-        except TimeoutError:
-            log.info("a live stream's client stopped reading; dropped")
         except (ConnectionError, RuntimeError):
-            pass  # the client went away
+            pass  # the client went away, or was dropped for not reading
         finally:
             feed.leave(listener)
         return resp

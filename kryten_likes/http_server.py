@@ -87,7 +87,9 @@ async def serve_http(host: str, port: int, app: web.Application,
                      task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on host:port until cancelled; ``started()`` gives the bound port."""
     # access_log=None: a log line per scrape would drown the daemon's own lines.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+    # handler_cancellation: a live stream whose client went away ends at once
+    # (its place is given back), not at its next write.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
                            keepalive_timeout=KEEPALIVE_SECONDS, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     try:

@@ -7,11 +7,12 @@ only when it changed."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import anyio
 import pytest
 
-from kryten_likes.http_live import Behind, LiveFeed, frame
+from kryten_likes.http_live import GZIP_HEADER, WRITE_SECONDS, Behind, LiveFeed, frame
 
 
 def _like(n: int) -> bytes:
@@ -19,13 +20,14 @@ def _like(n: int) -> bytes:
 
 
 def test_each_listener_takes_what_is_new_as_one_chunk_and_one_a_ring_behind_is_dropped():
-    feed = LiveFeed(max_listeners=3, ring_frames=4)
+    feed = LiveFeed(max_listeners=3, ring_bytes=3 * len(frame("like", _like(0))))
     reader, stuck = feed.join(), feed.join()
     got = []
     for n in range(10):
-        feed.event_published("like", _like(n))  # never waits: an append to the ring
+        feed.event_published("like", _like(n))  # never waits: an append
         if n % 2:
-            got.append(feed.take(reader))  # two frames at a time, as one chunk
+            feed.seal()  # two frames at a time, as one chunk
+            got.append(feed.take(reader))
     assert got == [frame("like", _like(n - 1)) + frame("like", _like(n)) for n in range(1, 10, 2)]
     assert feed.take(reader) == b""
     with pytest.raises(Behind):
@@ -33,13 +35,25 @@ def test_each_listener_takes_what_is_new_as_one_chunk_and_one_a_ring_behind_is_d
     assert feed.dropped == 1
 
 
-def test_nothing_is_kept_while_no_one_listens_and_a_listener_starts_at_the_next_event():
-    feed = LiveFeed(max_listeners=1)
-    feed.event_published("like", _like(1))
-    assert len(feed.ring) == 0
-    listener = feed.join()
-    feed.event_published("play", b'{"kind":"play"}')
-    assert feed.take(listener) == frame("play", b'{"kind":"play"}')
+def test_a_gzip_listener_reads_the_same_events_from_chunks_compressed_once():
+    feed = LiveFeed(max_listeners=3)
+    plain, packed = feed.join(), feed.join(gzip=True)
+    written_plain, written_gzip = b"", GZIP_HEADER
+    for n in range(50):
+        feed.event_published("like", _like(n))
+        if n % 7 == 0:
+            feed.seal()
+            written_gzip += feed.take(packed)
+        if n % 11 == 0:
+            feed.seal()
+            written_plain += feed.take(plain)
+    feed.seal()
+    written_plain += feed.take(plain)
+    written_gzip += feed.take(packed)
+    want = b"".join(frame("like", _like(n)) for n in range(50))
+    assert written_plain == want
+    assert zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(written_gzip) == want  # no trailer: still read
+    assert len(written_gzip) < len(want) / 3
 
 
 def test_at_most_max_listeners_and_a_place_is_given_back_on_leaving():
@@ -55,6 +69,7 @@ def test_only_likes_unlikes_and_plays_go_out_and_each_on_one_line():
     listener = feed.join()
     feed.event_published("other", b"{}")
     feed.event_published("unlike", b'{\n"kind": "unlike"}')
+    feed.seal()
     assert feed.take(listener) == b'event: unlike\ndata: {"kind":"unlike"}\n\n'
 
 
@@ -66,6 +81,7 @@ async def test_a_waiting_listener_wakes_on_the_next_event():
         tg.start_soon(feed.more, a)
         await anyio.wait_all_tasks_blocked()
         feed.event_published("like", _like(1))
+        feed.seal()
     assert feed.take(a) == frame("like", _like(1))
 
 
@@ -89,6 +105,17 @@ async def test_a_burst_of_plays_asks_once_and_a_change_is_told_once():
     assert len(asked) == 1
     await feed._tell_now_playing()  # the same answer again: not told twice
     await feed._tell_now_playing()
+    feed.seal()
     told = feed.take(listener).split(b"\n\n")
     assert [f + b"\n\n" for f in told if f.startswith(b"event: now_playing")] == [
         frame("now_playing", b'{"video_id":"v1"}'), frame("now_playing", b'{"video_id":"v2"}')]
+
+
+def test_a_write_that_does_not_drain_in_time_ends_its_connection():
+    feed = LiveFeed(max_listeners=2)
+    stuck, fine = feed.join(), feed.join()
+    aborted = []
+    stuck.abort, fine.abort = (lambda: aborted.append("stuck")), (lambda: aborted.append("fine"))
+    stuck.writing_since, fine.writing_since = 100.0, 109.0
+    feed.drop_stuck(now=100.0 + WRITE_SECONDS + 0.5)
+    assert aborted == ["stuck"] and feed.listeners == {fine} and feed.dropped == 1
