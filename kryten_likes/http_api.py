@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
 from .http_asks import LocalAsks
-from .http_live import GZIP_HEADER, Behind, LiveFeed, deflated
+from .http_live import GZIP_HEADER, LiveFeed, deflated
 
 log = logging.getLogger(__name__)
 
@@ -144,22 +144,16 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
             resp = web.StreamResponse(headers=headers)
             await resp.prepare(request)
             await resp.write(GZIP_HEADER + GZIP_HELLO if gzip else HELLO)
-            if request.transport is not None:
-                listener.abort = request.transport.abort  # the feed's way to end a write that does not drain
-            # No timer per write: the feed sends keep-alives and aborts stuck writes (http_live).
-            while True:
-                await feed.more(listener)
-                chunk = feed.take(listener)
-                listener.writing_since = time.monotonic()
-                await resp.write(chunk)
-                listener.writing_since = None
-        except Behind as exc:
-            log.info("a live stream fell %s; dropped (its browser connects again)", exc)
-        except (ConnectionError, RuntimeError):
-            pass  # the client went away, or was dropped for not reading
+            if request.transport is None:  # gone already
+                return resp
+            # From here the feed writes to the socket itself (http_live: no
+            # task per listener wakes per event); this waits for the end: the
+            # feed dropped it, or the client went away (the handler is cancelled).
+            listener.outlet = SocketOutlet(request.transport, resp.headers.get("Transfer-Encoding") == "chunked")
+            await listener.gone.wait()
+            return resp
         finally:
             feed.leave(listener)
-        return resp
 
     table = [
         web.get("/api/v1/now-playing", now_playing),
@@ -177,6 +171,29 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
     if dashboard:
         table += [web.get(path, dashboard_file(name, kind)) for path, (name, kind) in DASHBOARD_FILES.items()]
     return table
+
+
+class SocketOutlet:
+    """A live stream's socket, written by the feed without waiting (``http_live.Outlet``).
+
+    After the response began through aiohttp, the bytes go to the transport
+    directly, in HTTP/1.1 chunks when the response is chunked; aiohttp ends
+    the body (its last chunk) when the handler returns."""
+
+    def __init__(self, transport: Any, chunked: bool) -> None:
+        self.transport = transport
+        self.chunked = chunked
+
+    def write(self, data: bytes) -> None:
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        self.transport.write(data)
+
+    def backlog(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def end(self) -> None:
+        self.transport.abort()
 
 
 def dashboard_file(name: str, content_type: str):

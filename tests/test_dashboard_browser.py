@@ -55,6 +55,8 @@ def test_the_page_shows_likes_live_switches_windows_and_keeps_titles_as_text(har
             page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
             page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            streams: list[dict] = []
+            page.on("response", lambda r: streams.append(r.headers) if r.url.endswith("/api/v1/stream") else None)
             page.goto(f"http://127.0.0.1:{h.config.http.port}/")
             expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=10_000)
 
@@ -81,6 +83,9 @@ def test_the_page_shows_likes_live_switches_windows_and_keeps_titles_as_text(har
             expect(page.locator("#top-curators li .title")).to_have_text(["Carol"])
             page.click("#window-switch button[data-window=all]")
             expect(liked).to_have_text(["An old favourite", HOSTILE], timeout=5_000)
+
+            # The live stream the page read was gzipped, as the browser asked.
+            assert streams and streams[0].get("content-encoding") == "gzip", streams
 
             # The chart is drawn (an SVG with shapes in it).
             assert page.locator("#chart svg *").count() > 10
