@@ -10,6 +10,7 @@ temp dir and a daemon in-process, and stops both on the way out.
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -110,6 +111,12 @@ async def _healths(nc: Any) -> list[dict]:
     return found
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @asynccontextmanager
 async def standalone(config: Config, namespace: str, store: Path | None,
                      say: Any) -> AsyncIterator[tuple[str, Config]]:
@@ -124,17 +131,21 @@ async def standalone(config: Config, namespace: str, store: Path | None,
         # Off a worker thread: it waits for the server's "ready" line.
         server = await anyio.to_thread.run_sync(partial(start_nats_server, where / "jetstream", port=None))
         try:
-            # Our own server: no credentials or TLS, HTTP and chat off, one replica.
+            # Our own server: no credentials or TLS, chat off, one replica; HTTP
+            # on a free loopback port, so the show can be watched on the dashboard.
+            http_port = _free_port()
             local = attrs.evolve(
                 config, nats=NatsSection(servers=(server.url,), subject_prefix=config.nats.subject_prefix),
                 analytics=attrs.evolve(config.analytics, namespace=namespace),
                 storage=attrs.evolve(config.storage, data_dir=str(where), replicas=1),
-                http=attrs.evolve(config.http, port=0), chat=attrs.evolve(config.chat, enabled=False))
+                http=attrs.evolve(config.http, host="127.0.0.1", port=http_port, dashboard=True),
+                chat=attrs.evolve(config.chat, enabled=False))
             async with anyio.create_task_group() as tg:
                 daemon = await tg.start(partial(serve, local, nats_url=server.url))
                 try:
                     with anyio.fail_after(30):  # its own server: it takes the lease at once
                         await daemon.serving_started.wait()
+                    say(f"demo: watch it live on the dashboard: http://127.0.0.1:{http_port}/")
                     yield server.url, local
                 finally:
                     daemon.stop()

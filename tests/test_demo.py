@@ -126,3 +126,48 @@ def test_with_no_server_at_all_the_demo_brings_its_own(capsys) -> None:
     assert "its temp dir is removed" in out
     temp = re.search(r"^demo: starting a nats-server and a kryten-likes of its own in (\S+)$", out, re.M)[1]
     assert not Path(temp).exists()
+
+
+def test_the_demos_own_daemon_shows_its_likes_live_on_the_dashboard(tmp_path: Path) -> None:
+    """The URL the demo prints serves the page, and its live stream carries
+    the show's likes as they are counted (read by a thread, as a browser would)."""
+    import threading
+    import urllib.request
+
+    from kryten_likes.config import parse_config
+    from kryten_likes.demo import demo
+
+    lines: list[str] = []
+    seen: dict = {"page": None, "likes": []}
+
+    def watch(base: str) -> None:
+        with urllib.request.urlopen(base, timeout=10) as page:
+            seen["page"] = page.read()
+        try:
+            with urllib.request.urlopen(base + "api/v1/stream", timeout=30) as stream:
+                for raw in stream:  # until the demo stops its daemon
+                    line = raw.decode()
+                    if line.startswith("data: ") and '"kind":"like"' in line:
+                        seen["likes"].append(json.loads(line[6:]))
+        except OSError:
+            pass  # the connection ended with the daemon
+
+    watcher: list[threading.Thread] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if m := re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)$", line):
+            watcher.append(threading.Thread(target=watch, args=(m[1],), daemon=True))
+            watcher[0].start()
+
+    config = parse_config({"nats": {"subject_prefix": "demo-live"}})
+    code = anyio.run(demo, "nats://127.0.0.1:1", config, "demo", 3.0, None, say)
+    assert code == 0, lines
+    assert watcher, lines
+    watcher[0].join(timeout=10)
+    assert b"/static/dashboard.js" in seen["page"]
+    out = "\n".join(lines)
+    counted = {(m[1], int(m[3])) for m in COUNTED.finditer(out)}
+    live = {(e["username"], e["like_count"]) for e in seen["likes"]}
+    # The page opened as the show began: it saw the likes counted after (most of them), each as counted.
+    assert len(live) >= 4 and live <= counted, (live, counted)
