@@ -189,7 +189,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
         body = await asks.ask("now_playing", {})
         return public(body) if body.get("status") == "ok" else None  # standby: the active one's page tells
 
-    feed = LiveFeed(config.http.max_stream_clients, now_playing)
+    feed = status.live = LiveFeed(config.http.max_stream_clients, now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
                                        [metrics.observe, speak, asks.heard], feed.event_published)
     if config.chat.enabled:

@@ -230,6 +230,7 @@ def test_at_most_max_stream_clients_then_503(harness):
     try:
         status, headers, body = get(h, "/api/v1/stream")
         assert status == 503 and json.loads(body)["error"] == "unavailable" and headers["Retry-After"]
+        assert b"kryten_likes_stream_clients 2.0" in get(h, "/metrics")[2]
     finally:
         a.close()
     # The place is given back once the server finds the client gone (writing it an event fails).
@@ -250,3 +251,13 @@ def test_at_most_max_stream_clients_then_503(harness):
         wait_until(a_third_gets_in)
     finally:
         b.close()
+
+
+def test_a_standby_daemon_says_so_and_the_active_one_answers(harness):
+    active = harness(http_config())
+    c = active.config
+    standby = harness(attrs.evolve(c, http=attrs.evolve(c.http, port=http_config().http.port)))
+    assert json.loads(get(standby, "/health")[2])["role"] == "standby"
+    status, body = api(standby, "/api/v1/top/liked")
+    assert status == 503 and body["error"] == "unavailable" and "standby" in body["detail"]
+    assert api(active, "/api/v1/top/liked") == (200, {"window": "all", "items": []})
