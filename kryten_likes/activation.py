@@ -44,7 +44,7 @@ class Surroundings:
     analytics: AtomicBucket
     likes: AtomicBucket
     bus_watchers: list[Callable]  # metrics, the chat voice, HTTP's requests
-    published: Callable[[str, bytes], None] | None = None  # each event as published (HTTP's live stream)
+    published: Callable[[str, str, bytes], None] | None = None  # each event as published (HTTP's live stream)
 
 
 @attrs.define

@@ -67,7 +67,7 @@ class Cast:
     stream_identity: dict
     _first_users: set = attrs.Factory(lambda: {"playback", "dedupe_ledger", "counter_writer"})
     writer: CounterWriter | None = None  # the current incarnation's core: what is stored
-    published: Callable[[str, bytes], None] | None = None  # each event once the stream took it (the live stream)
+    published: Callable[[str, str, bytes], None] | None = None  # each event once the stream took it (the live stream)
 
     @property
     def ns(self) -> str:

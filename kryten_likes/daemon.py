@@ -58,6 +58,7 @@ class Daemon:
     activation: Activation | None = None  # while active
     serving: anyio.CancelScope | None = None
     keeper: Any = None
+    live: Any = None  # the HTTP live stream's feed (http_live.LiveFeed)
     serving_started: anyio.Event = attrs.Factory(anyio.Event)
     serving_ended: anyio.Event = attrs.Factory(anyio.Event)
     failure: Exception | None = None  # why an activation could not start (the daemon stops)
@@ -114,6 +115,8 @@ class Daemon:
         """Lease lost: stop taking requests, let what is held be answered
         (every commit is Fenced now: ``unavailable``), then stop serving."""
         a, scope = self.activation, self.serving
+        if self.live is not None:
+            self.live.drop_all("this daemon stepped down")
         if a is not None:
             await a.stop_taking_requests()
             with anyio.move_on_after(STEP_DOWN_DRAIN_SECONDS):
@@ -189,7 +192,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
         body = await asks.ask("now_playing", {})
         return public(body) if body.get("status") == "ok" else None  # standby: the active one's page tells
 
-    feed = status.live = LiveFeed(config.http.max_stream_clients, now_playing)
+    feed = status.live = daemon.live = LiveFeed(config.http.max_stream_clients, now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
                                        [metrics.observe, speak, asks.heard], feed.event_published)
     if config.chat.enabled:

@@ -63,7 +63,7 @@ def out_subject(prefix: str, namespace: str, kind: str) -> str:
 
 class OutStream:
     def __init__(self, js: Any, prefix: str, channel: str, replicas: int, namespace: str, nc: Any,
-                 published: Callable[[str, bytes], None] | None = None) -> None:
+                 published: Callable[[str, str, bytes], None] | None = None) -> None:
         self.js = js
         self.published = published  # told each event of the namespace once acknowledged (the live stream)
         self.nc = nc
@@ -125,12 +125,12 @@ class OutStream:
                                                 for e, body in chunk if e["namespace"] in streamed])
             await self._acks.wait(waiting)
             if self.published is not None:
-                try:
-                    for e, body in chunk:
-                        if e["namespace"] == self.namespace:
-                            self.published(e["kind"], body)
-                except Exception:  # an observer's bug must not fail a publish the stream took
-                    log.exception("event watcher failed")
+                for e, body in chunk:
+                    if e["namespace"] == self.namespace:
+                        try:
+                            self.published(e["event_id"], e["kind"], body)
+                        except Exception:  # an observer's bug must not fail a publish the stream took
+                            log.exception("event watcher failed")
 
     def _subject(self, event: dict) -> str:
         return out_subject(self.prefix, event["namespace"], event["kind"])

@@ -16,24 +16,45 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from .http_asks import LocalAsks
-from .http_live import GZIP_HEADER, LiveFeed, deflated
+from .http_live import LiveFeed
 
 log = logging.getLogger(__name__)
 
 # What a status word is over HTTP; any other error word of a read command is a 404.
 HTTP_STATUS = {"invalid_request": 400, "unavailable": 503, "internal_error": 500}
 NOT_FOR_HTTP = ("correlation_id", "status", "error")
-INTEGER = re.compile(r"[+-]?\d{1,18}")
+INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 ACTIVITY_HOURS = 7 * 24
 STATS_LIMIT_MAX = 50  # kryten-playlist's stats routes: 1-50, default 10
-HELLO = b"retry: 3000\n: live\n\n"  # the browser reconnects 3 s after a stream ends
-GZIP_HELLO = deflated(HELLO)
+# A vanished client (a laptop asleep, a NAT forgetting it) holds a stream's
+# place until TCP notices: ask it to, within about two minutes.
+TCP_KEEPALIVE = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),) + tuple(
+    (socket.IPPROTO_TCP, getattr(socket, name), v) for name, v in
+    (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)) if hasattr(socket, name))
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether ``Accept-Encoding`` admits gzip (``gzip`` or ``*`` with q > 0)."""
+    weights = {}
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            name, _, value = p.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[coding.strip().lower()] = q
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 # The page and its two files, and nothing else: no inline script or style, no
 # other origin (the page is built from text nodes; a hostile title stays text).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -131,7 +152,10 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
     # --- the live stream -----------------------------------------------------------------
 
     async def stream(request: web.Request) -> web.StreamResponse:
-        gzip = "gzip" in request.headers.get("Accept-Encoding", "")  # browsers ask for it
+        if asks.activation() is None:  # a standby hears no events: its page would wait for nothing
+            return web.json_response({"error": "unavailable", "detail": "this daemon is standby: the active "
+                                      "daemon of the namespace streams"}, status=503, headers={"Retry-After": "5"})
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))  # browsers ask for it
         listener = feed.join(gzip)
         if listener is None:
             return web.json_response({"error": "unavailable", "detail": "too many live streams open; retry later"},
@@ -143,9 +167,16 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
                 headers["Content-Encoding"] = "gzip"
             resp = web.StreamResponse(headers=headers)
             await resp.prepare(request)
-            await resp.write(GZIP_HEADER + GZIP_HELLO if gzip else HELLO)
+            await resp.write(feed.hello(gzip))
             if request.transport is None:  # gone already
                 return resp
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:
+                for option in TCP_KEEPALIVE:
+                    try:
+                        sock.setsockopt(*option)
+                    except OSError:
+                        pass
             # From here the feed writes to the socket itself (http_live: no
             # task per listener wakes per event); this waits for the end: the
             # feed dropped it, or the client went away (the handler is cancelled).
@@ -163,7 +194,7 @@ def api_routes(asks: LocalAsks, feed: LiveFeed, *, dashboard: bool) -> list[web.
         web.get("/api/v1/items/{video_id}", item),
         web.get("/api/v1/users/{username}/likes", user_likes),
         web.get("/api/v1/activity", activity),
-        web.get("/api/v1/stream", stream),
+        web.get("/api/v1/stream", stream, allow_head=False),  # a HEAD must not take a place, nor get a body
         web.get("/api/v1/stats/current", stats_current),
         web.get("/api/v1/stats/top-played", stats_top("played")),
         web.get("/api/v1/stats/top-liked", stats_top("liked")),

@@ -45,6 +45,7 @@ class LocalAsks:
         self.namespace = namespace
         self._tickets = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
+        self._flying: dict[tuple[str, bytes], asyncio.Future] = {}  # questions in flight, by command and body
 
     def heard(self, r: Reply) -> None:
         """A bus watcher: a reply to one of our tickets ends its wait."""
@@ -56,9 +57,21 @@ class LocalAsks:
             waiting.set_result(r.body)
 
     async def ask(self, command: str, body: dict) -> dict:
-        """The reply body (``status``, ``error``, the command's fields)."""
-        to = ReplyTo(None, None, command, time.monotonic(), ticket=next(self._tickets))
-        return await self._ask(to, decode(Inbound(to, dump_bytes(body)), self.namespace))
+        """The reply body (``status``, ``error``, the command's fields).
+
+        The same question asked while it is in flight shares its answer: 200
+        pages hear an event at once and refresh their lists about together;
+        the actors answer each list once (the answer is only read)."""
+        data = dump_bytes(body)
+        key = (command, data)
+        flying = self._flying.get(key)
+        if flying is None:
+            to = ReplyTo(None, None, command, time.monotonic(), ticket=next(self._tickets))
+            flying = self._flying[key] = asyncio.ensure_future(
+                self._ask(to, decode(Inbound(to, data), self.namespace)))
+            flying.add_done_callback(lambda _: self._flying.pop(key, None))
+        # Shielded: one page going away (its handler cancelled) must not end the others' question.
+        return await asyncio.shield(flying)
 
     async def activity(self, hours: int) -> dict:
         """The channel's likes and plays by hour (no NATS command asks this)."""

@@ -39,6 +39,7 @@ import json
 import logging
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ PACE_SECONDS = 0.25  # how often what came is sealed and written (the page is "l
 BACKLOG_BYTES = 256 << 10  # unread by its client: a few seconds of the busiest channel, gzipped
 KEEPALIVE_SECONDS = 15.0
 KEEPALIVE = b": keep-alive\n\n"
+HELLO = b"retry: 3000\n: live\n\n"  # the browser reconnects 3 s after a stream ends
+TOLD_KEPT = 8192  # event ids remembered: more than a group and its retries hold
 # gzip's member header (no name, no time, OS unknown). The trailer (CRC and
 # size) is never sent: the stream ends when the connection does.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -98,7 +101,9 @@ class LiveFeed:
         self.dropped = 0  # listeners dropped for not reading
         self.pending: list[bytes] = []  # frames not sealed yet
         self._now_playing = now_playing
-        self._last_now_playing: bytes | None = None
+        self._last_now_playing: bytes | None = None  # the last now_playing frame sent
+        self._told: set[str] = set()  # event ids sent lately
+        self._told_order: deque[str] = deque()
         self._plays: Any = None  # while ``run``s: a play was heard
 
     # --- listeners ---------------------------------------------------------------
@@ -143,7 +148,7 @@ class LiveFeed:
 
     def drop(self, listener: Listener, why: str) -> None:
         log.info("a live stream dropped: %s (its browser connects again)", why)
-        self.dropped += 1
+        self.dropped += 1  # not reading, its connection failed, or the daemon stepped down
         self.leave(listener)
         listener.gone.set()
         try:
@@ -152,10 +157,16 @@ class LiveFeed:
         except Exception:
             pass
 
-    def event_published(self, kind: str, data: bytes) -> None:
-        """An event of the namespace, as published (``OutStream``'s watcher)."""
-        if kind not in KINDS:
+    def event_published(self, event_id: str, kind: str, data: bytes) -> None:
+        """An event of the namespace, as published (``OutStream``'s watcher).
+        A group published again (a later chunk's ack failed; a restart) tells
+        an event twice: the stream sends it once, as JetStream keeps it once."""
+        if kind not in KINDS or event_id in self._told:
             return
+        self._told.add(event_id)
+        self._told_order.append(event_id)
+        if len(self._told_order) > TOLD_KEPT:
+            self._told.discard(self._told_order.popleft())
         if self.listeners:
             self.offer(frame(kind, _one_line(data)))
         if kind == "play" and self._plays is not None:
@@ -200,10 +211,22 @@ class LiveFeed:
             return
         if body is None:
             return
-        data = dump_bytes(body)
-        if data != self._last_now_playing:
-            self._last_now_playing = data
-            self.offer(frame("now_playing", data))
+        told = frame("now_playing", dump_bytes(body))
+        if told != self._last_now_playing:
+            self._last_now_playing = told
+            self.offer(told)
+
+    def hello(self, gzip: bool) -> bytes:
+        """A new stream's first bytes: the browser's retry time, and what
+        plays now when known (a page that reconnects after a gap hears it)."""
+        plain = HELLO + (self._last_now_playing or b"")
+        return GZIP_HEADER + deflated(plain) if gzip else plain
+
+    def drop_all(self, why: str) -> None:
+        """Every listener's stream ends (the daemon steps down: its pages
+        connect again, through a proxy perhaps to the active daemon)."""
+        for listener in list(self.listeners):
+            self.drop(listener, why)
 
 
 def _one_line(data: bytes) -> bytes:

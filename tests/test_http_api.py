@@ -17,7 +17,7 @@ from support.events import event_bytes, event_subject, queue_item
 from test_http import get, http_config
 
 from kryten_likes.actors.window_counts import hour_label, hour_of
-from kryten_likes.http_api import CSP
+from kryten_likes.http_api import CSP, accepts_gzip
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 DAY = 86400
@@ -258,6 +258,42 @@ def test_a_standby_daemon_says_so_and_the_active_one_answers(harness):
     c = active.config
     standby = harness(attrs.evolve(c, http=attrs.evolve(c.http, port=http_config().http.port)))
     assert json.loads(get(standby, "/health")[2])["role"] == "standby"
-    status, body = api(standby, "/api/v1/top/liked")
-    assert status == 503 and body["error"] == "unavailable" and "standby" in body["detail"]
+    for path in ("/api/v1/top/liked", "/api/v1/stream"):
+        status, body = api(standby, path)
+        assert status == 503 and body["error"] == "unavailable" and "standby" in body["detail"], path
     assert api(active, "/api/v1/top/liked") == (200, {"window": "all", "items": []})
+
+
+def test_the_stream_takes_no_head_and_gzip_only_when_asked():
+    assert accepts_gzip("gzip, deflate, br") and accepts_gzip("GZIP") and accepts_gzip("*")
+    assert accepts_gzip("br;q=1.0, gzip;q=0.5")
+    assert not accepts_gzip("") and not accepts_gzip("gzip;q=0, identity") and not accepts_gzip("identity")
+    assert not accepts_gzip("*;q=0")
+
+
+def test_head_of_the_stream_is_refused_and_takes_no_place(harness):
+    c = http_config()
+    h = harness(attrs.evolve(c, http=attrs.evolve(c.http, max_stream_clients=1)))
+    for _ in range(3):
+        status, _, body = get(h, "/api/v1/stream", method="HEAD")
+        assert status == 405 and body == b""
+    s = Stream(h)  # the one place is free
+    s.close()
+    assert get(h, "/api/v1/now-playing", method="HEAD")[0] == 200
+
+
+def test_a_stream_opened_after_a_play_hears_what_plays_now_first(harness):
+    h = harness(http_config())
+    first = Stream(h)
+    try:
+        h.change_media("v1", title="One")
+        playing(h, "v1")
+        first.until("now_playing")
+    finally:
+        first.close()
+    late = Stream(h)
+    try:
+        assert late.next() == ("now_playing", {k: v for k, v in h.request("now_playing", {}).items()
+                                               if k in ("video_id", "title", "started_at")})
+    finally:
+        late.close()

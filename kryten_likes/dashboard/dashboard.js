@@ -150,12 +150,14 @@
     },
     // Not a trailing debounce: a steady stream of events must not postpone
     // the refresh forever, so the first event of a burst fixes the time.
+    // Jittered: every open page hears the same events at the same moment;
+    // their refreshes should not reach the daemon at the same moment too.
     refreshSoon() {
       if (this.pendingRefresh) return;
       this.pendingRefresh = setTimeout(() => {
         this.pendingRefresh = null;
         this.load();
-      }, TOP_AFTER_EVENT_MS);
+      }, TOP_AFTER_EVENT_MS + Math.random() * TOP_AFTER_EVENT_MS);
     },
     select(chosen) {
       if (chosen === this.window) return;
@@ -309,14 +311,25 @@
 
   // EventSource retries by itself after network errors, but gives up for
   // good on a bad HTTP answer (readyState CLOSED); reopen it ourselves then.
+  // After a gap (a reconnect) what plays and the lists may have moved on:
+  // they are read again. A refused stream (503: too many, or a standby) is
+  // tried again later and later.
+  let streamOpened = false;
+  let retryMs = STREAM_RETRY_MS;
   function connectStream() {
     const stream = new EventSource('/api/v1/stream');
-    stream.addEventListener('open', () => statusLine.setStream('live', true));
+    stream.addEventListener('open', () => {
+      statusLine.setStream('live', true);
+      retryMs = STREAM_RETRY_MS;
+      if (streamOpened) { nowPlaying.load(); topLists.load(); activityChart.load(); }
+      streamOpened = true;
+    });
     stream.addEventListener('error', () => {
       if (stream.readyState === EventSource.CLOSED) {
         statusLine.setStream('disconnected, retrying…', false);
         stream.close();
-        setTimeout(connectStream, STREAM_RETRY_MS);
+        setTimeout(connectStream, retryMs);
+        retryMs = Math.min(retryMs * 2, 60000);
       } else {
         statusLine.setStream('reconnecting…', false);
       }
