@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .daemon import cmd
+from .daemon import cmd, play, wait_playing
 from .harness import Miscount, all_ok, body
-from .likes import ROUNDS, pooled, row
+from .likes import HOT, ROUNDS, pooled, row
 
 LISTENERS = 200
 COUNTING = 10  # of them inflate and count every like (the rest read and drop the bytes)
@@ -67,6 +67,9 @@ class Listeners:
 async def live_listeners(phase: Any, port: int, likes: int, inflight: int = 256,
                          listeners: int = LISTENERS) -> dict:
     """The rows: without listeners, with them, and the check."""
+    # The hot item plays again (after the bus phase's other scenarios, something else plays).
+    await play(phase.js, HOT, title="The hot item")
+    await wait_playing(phase.nc, HOT, phase.daemon)
     users = {kind: [body(username=f"live-{kind}-{i}") for i in range(likes)] for kind in ("with", "without")}
     rounds = ROUNDS if likes >= ROUNDS * 4 * inflight else 1
     size = -(-likes // rounds)
