@@ -109,7 +109,7 @@ class CounterBook:
             liked_at = parse_iso(v["liked_at"])
         except (KeyError, TypeError, ValueError):
             return  # a record we cannot read lists no one; the counts do not depend on it
-        self.records.liked(vid, user, str(v.get("username") or user), liked_at)
+        self.records.load(vid, user, str(v.get("username") or user), liked_at)
         if isinstance(v.get("curator"), str) and v["curator"]:
             self.curators.credited(vid, user, liked_at, v["curator"])
 

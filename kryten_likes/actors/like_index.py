@@ -5,18 +5,27 @@ Theory of operation
 -------------------
 A like record (``ns/{ns}/liked.{item}.{user}``, docs/kv-schema.md) is a
 user's latest counted like of an item. Here each record is two 8-byte
-entries: ``liked_at << 32 | user id`` in its item's array and ``liked_at <<
-32 | item id`` in its user's array, each array sorted, so a page newest
-first is a slice read from the end, and a cursor is the entry a page ended
-on. Ids are interned once per namespace. At a million records over 100 000
-items and 100 000 users that is 16 MB of entries and some 20 MB of arrays
-holding them (an array is about 80 bytes before its first entry), against
-some 200 MB as Python objects.
+entries: ``liked_at << 32 | user id`` on its item's side and ``liked_at << 32
+| item id`` on its user's side, each side's entries of one id sorted, so a
+page newest first is read from the end, and a cursor is the entry a page
+ended on. Ids are interned once per namespace.
 
-A user's array is short (the items one person liked), so "did this user
-like this item before" is a scan of it; the item's old entry is then found
-by bisection. A cursor names its namespace, its kind and its item or user,
-so a cursor from another listing is refused, never followed.
+Two layers, because most records are old:
+
+- the *base*: the records read at start, in one flat array per side with
+  each id's entries a sorted run in it (``offsets``: where each id's run
+  starts). Built once (``freeze``), by bucketing what ``load`` staged: a
+  million records are 16 MB of entries, with no object per item or user;
+- the *recent*: records counted since start, a small sorted array per id
+  that has any. A record taken out of the base (unliked, or liked again) is
+  marked dead (``dead``: its item and user ids as one int) and skipped.
+
+So the memory is the entries, plus an array object per item or user
+touched since start: a channel's day, not its history. A page merges an
+id's base run and recent array from the newest end. A user's records are
+few (what one person liked), so "did this user like this item" is a scan
+of theirs. A cursor names its namespace, its kind and its item or user, so
+a cursor from another listing is refused, never followed.
 """
 
 from __future__ import annotations
@@ -26,18 +35,55 @@ import bisect
 import json
 import sys
 from array import array
+from collections.abc import Callable
 
 from ..clock import iso
 
 MAX_TIME = 2**32 - 1
+MASK = 0xFFFFFFFF
+FORGOTTEN = -1  # a staged word that the pair has no record
 
 
 class BadCursor(ValueError):
     """A cursor this listing did not hand out."""
 
 
-def _entry(t: float, ident: int) -> int:
-    return min(max(int(t), 0), MAX_TIME) << 32 | ident
+def _grouped(keys: array, ids: array, n: int) -> tuple[array, array]:
+    """``keys`` grouped by ``ids[key]`` (a counting sort: stable), and where each id's group starts."""
+    starts = array("Q", bytes(8 * (n + 1)))
+    for k in keys:
+        starts[ids[k] + 1] += 1
+    for x in range(n):
+        starts[x + 1] += starts[x]
+    grouped = array(keys.typecode, bytes(keys.itemsize * len(keys)))
+    at = array("Q", starts)
+    for k in keys:
+        x = ids[k]
+        grouped[at[x]] = k
+        at[x] += 1
+    return grouped, starts
+
+
+def _bucketed(keep: array, ids: array, others: array, times: array, n: int) -> tuple[array, array]:
+    """The entries ``liked_at << 32 | other id`` of the kept staged records,
+    grouped by id, each id's run sorted; and the runs' starts."""
+    grouped, starts = _grouped(keep, ids, n)
+    flat = array("Q", (times[k] << 32 | others[k] for k in grouped))
+    del grouped
+    for x in range(n):
+        lo, hi = starts[x], starts[x + 1]
+        if hi - lo > 1:
+            flat[lo:hi] = array("Q", sorted(flat[lo:hi]))
+    return flat, starts
+
+
+def _remove(arrays: dict[int, array], ident: int, entry: int) -> None:
+    a = arrays[ident]
+    k = bisect.bisect_left(a, entry)
+    if k < len(a) and a[k] == entry:
+        del a[k]
+    if not a:
+        del arrays[ident]
 
 
 class LikeIndex:
@@ -48,21 +94,26 @@ class LikeIndex:
         self.names: list[str] = []  # as first seen, by id
         self._item_id: dict[str, int] = {}
         self.items: list[str] = []  # video ids, by id
-        # By id (a list, not a dict: 100 000 users cost 0.8 MB, not 5); None: no record.
-        self._by_item: list[array | None] = []
-        self._by_user: list[array | None] = []
         self.given = array("q")  # likes_given, by user id
         self.user_rev = array("q")  # the revision of the user's totals document, by user id
+        # Staged by ``load`` until ``freeze``: (item id, user id, liked_at or
+        # FORGOTTEN), in the order read; the last word on a pair wins.
+        self._staged: tuple[array, array, array] | None = (array("L"), array("L"), array("q"))
+        # The base, by side: one flat array, and where each id's run starts.
+        self._base = {"item": array("Q"), "user": array("Q")}
+        self._starts = {"item": array("Q", [0]), "user": array("Q", [0])}
+        self._recent: dict[str, dict[int, array]] = {"item": {}, "user": {}}
+        self.dead: set[int] = set()  # item id << 32 | user id of base entries taken out
 
     def __len__(self) -> int:
-        return sum(len(a) for a in self._by_item if a is not None)
+        self.freeze()
+        return len(self._base["item"]) - len(self.dead) + sum(len(a) for a in self._recent["item"].values())
 
     def _user(self, user: str, username: str) -> int:
         u = self._user_id.get(user)
         if u is None:
             u = self._user_id[user] = len(self.users)
             self.users.append(user)
-            self._by_user.append(None)
             self.names.append(user if not username or username == user else username)  # one string when equal
             self.given.append(0)
             self.user_rev.append(0)
@@ -74,7 +125,6 @@ class LikeIndex:
             video_id = sys.intern(video_id)  # the item table's string (it interns its ids)
             i = self._item_id[video_id] = len(self.items)
             self.items.append(video_id)
-            self._by_item.append(None)
         return i
 
     def name_of(self, user: str) -> str | None:
@@ -99,62 +149,141 @@ class LikeIndex:
             self.names[u] = username
         self.given[u], self.user_rev[u] = likes_given, revision
 
+    # --- the start: staged, then frozen into the base -------------------------------------
+
+    def load(self, video_id: str, user: str, username: str, liked_at: float | None) -> None:
+        """A record read at start (``liked_at`` None: there is none, or it
+        was unliked). Before ``freeze``; after it, the same as ``liked``/``forget``."""
+        if liked_at is None:
+            self.forget(video_id, user)
+            return
+        if self._staged is None:
+            self.liked(video_id, user, username, liked_at)
+            return
+        items, users, times = self._staged
+        items.append(self._item(video_id))
+        users.append(self._user(user, username))
+        times.append(min(max(int(liked_at), 0), MAX_TIME))
+
+    def freeze(self) -> None:
+        """Build the base from what ``load`` staged (once; every other use
+        freezes first). Bucketed by id in two passes: no sort of the whole."""
+        if self._staged is None:
+            return
+        items, users, times = self._staged
+        self._staged = None
+        # The last word on each pair: staged words grouped by item, in the
+        # order read (a counting sort is stable); within an item, the last
+        # word of each user. Sets only as large as one item's likers.
+        by_item, starts = _grouped(array("L", range(len(items))), items, len(self.items))
+        keep_flags = bytearray(len(items))
+        for x in range(len(self.items)):
+            heard: set[int] = set()
+            for n in range(starts[x + 1] - 1, starts[x] - 1, -1):
+                k = by_item[n]
+                if users[k] not in heard:
+                    heard.add(users[k])
+                    keep_flags[k] = times[k] != FORGOTTEN
+        del by_item, starts
+        keep = array("L", (k for k in range(len(items)) if keep_flags[k]))
+        del keep_flags
+        self._base["item"], self._starts["item"] = _bucketed(keep, items, users, times, len(self.items))
+        self._base["user"], self._starts["user"] = _bucketed(keep, users, items, times, len(self.users))
+
+    def _run(self, side: str, ident: int) -> tuple[int, int]:
+        starts = self._starts[side]
+        return (starts[ident], starts[ident + 1]) if ident + 1 < len(starts) else (0, 0)
+
     # --- changes ---------------------------------------------------------------------------
 
     def liked(self, video_id: str, user: str, username: str, liked_at: float) -> None:
         """A counted like: the user's record of the item is now this one."""
+        self.freeze()
         i, u = self._item(video_id), self._user(user, username)
         self.forget(video_id, user)
-        if self._by_item[i] is None:
-            self._by_item[i] = array("Q")
-        if self._by_user[u] is None:
-            self._by_user[u] = array("Q")
-        bisect.insort(self._by_item[i], _entry(liked_at, u))
-        bisect.insort(self._by_user[u], _entry(liked_at, i))
+        t = min(max(int(liked_at), 0), MAX_TIME)
+        bisect.insort(self._recent["item"].setdefault(i, array("Q")), t << 32 | u)
+        bisect.insort(self._recent["user"].setdefault(u, array("Q")), t << 32 | i)
 
     def forget(self, video_id: str, user: str) -> None:
         """The record is gone (unliked, or replaced by a newer like)."""
         i, u = self._item_id.get(video_id), self._user_id.get(user)
-        if i is None or u is None or self._by_user[u] is None:
+        if i is None or u is None:
+            return  # nothing of the pair is known: no record to take out
+        if self._staged is not None:
+            items, users, times = self._staged
+            items.append(i)
+            users.append(u)
+            times.append(FORGOTTEN)
             return
-        mine = self._by_user[u]
-        old = next((e for e in mine if e & 0xFFFFFFFF == i), None)
-        if old is None:
+        mine = self._recent["user"].get(u)
+        old = next((e for e in mine if e & MASK == i), None) if mine is not None else None
+        if old is not None:
+            _remove(self._recent["user"], u, old)
+            _remove(self._recent["item"], i, (old >> 32) << 32 | u)
             return
-        mine.remove(old)
-        theirs = self._by_item[i]
-        k = bisect.bisect_left(theirs, (old >> 32) << 32 | u)
-        if k < len(theirs) and theirs[k] == (old >> 32) << 32 | u:
-            del theirs[k]
+        if self._base_entry(u, i) is not None:
+            self.dead.add(i << 32 | u)
+
+    def _base_entry(self, u: int, i: int) -> int | None:
+        """The user's live base entry of the item, if any."""
+        if i << 32 | u in self.dead:
+            return None
+        lo, hi = self._run("user", u)
+        base = self._base["user"]
+        return next((base[k] for k in range(lo, hi) if base[k] & MASK == i), None)
 
     def liked_at(self, video_id: str, user: str) -> int | None:
+        self.freeze()
         i, u = self._item_id.get(video_id), self._user_id.get(user)
         if i is None or u is None:
             return None
-        return next((e >> 32 for e in self._by_user[u] or () if e & 0xFFFFFFFF == i), None)
+        recent = next((e >> 32 for e in self._recent["user"].get(u, ()) if e & MASK == i), None)
+        if recent is not None:
+            return recent
+        e = self._base_entry(u, i)
+        return e >> 32 if e is not None else None
 
     # --- pages -------------------------------------------------------------------------------
 
     def likers(self, video_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        self.freeze()
+        before = self._position(cursor, "item", video_id)
         i = self._item_id.get(video_id)
-        column = (self._by_item[i] if i is not None else None) or array("Q")
-        page, more = self._page(column, limit, self._position(cursor, "item", video_id))
-        users = [{"username": self.names[e & 0xFFFFFFFF], "liked_at": iso(e >> 32)} for e in page]
+        page, more = self._page("item", i, limit, before, lambda e: i << 32 | (e & MASK))
+        users = [{"username": self.names[e & MASK], "liked_at": iso(e >> 32)} for e in page]
         return users, self._cursor("item", video_id, page[-1]) if more else None
 
     def user_likes(self, user: str, limit: int, cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
         """``[(video_id, liked_at), …]`` newest first, and the next page's cursor."""
+        self.freeze()
+        before = self._position(cursor, "user", user)
         u = self._user_id.get(user)
-        column = (self._by_user[u] if u is not None else None) or array("Q")
-        page, more = self._page(column, limit, self._position(cursor, "user", user))
-        items = [(self.items[e & 0xFFFFFFFF], iso(e >> 32)) for e in page]
+        page, more = self._page("user", u, limit, before, lambda e: (e & MASK) << 32 | u)
+        items = [(self.items[e & MASK], iso(e >> 32)) for e in page]
         return items, self._cursor("user", user, page[-1]) if more else None
 
-    @staticmethod
-    def _page(column: array, limit: int, before: int | None) -> tuple[list[int], bool]:
-        end = len(column) if before is None else bisect.bisect_left(column, before)
-        start = max(0, end - limit)
-        return list(reversed(column[start:end])), start > 0
+    def _page(self, side: str, ident: int | None, limit: int, before: int | None,
+              pair_of: Callable[[int], int]) -> tuple[list[int], bool]:
+        """Up to ``limit`` live entries below ``before``, newest first, merged
+        from the id's base run and its recent array; and whether more follow."""
+        if ident is None:
+            return [], False
+        base, (lo, hi) = self._base[side], self._run(side, ident)
+        recent = self._recent[side].get(ident) or array("Q")
+        j = hi if before is None else bisect.bisect_left(base, before, lo, hi)
+        k = len(recent) if before is None else bisect.bisect_left(recent, before)
+        dead = self.dead
+        out: list[int] = []
+        while len(out) <= limit and (j > lo or k > 0):
+            if k > 0 and (j <= lo or recent[k - 1] > base[j - 1]):
+                k -= 1
+                out.append(recent[k])
+            else:
+                j -= 1
+                if not dead or pair_of(base[j]) not in dead:
+                    out.append(base[j])
+        return out[:limit], len(out) > limit
 
     def _cursor(self, kind: str, subject: str, last: int) -> str:
         raw = json.dumps([self.namespace, kind, subject, last], separators=(",", ":")).encode()
