@@ -65,6 +65,8 @@ async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float
     for bucket in (analytics, likes):
         await scan_each(bucket, known.wrap(take))
     known.raise_if_unknown()
+    for book in books.values():
+        book.records.freeze()  # now, before the start-up heap is frozen and trimmed, not at the first query
     return Snapshot(books, claims)
 
 
