@@ -96,18 +96,23 @@ class LikeIndex:
         self.items: list[str] = []  # video ids, by id
         self.given = array("q")  # likes_given, by user id
         self.user_rev = array("q")  # the revision of the user's totals document, by user id
+        # Each part made when first needed: a namespace's book that never
+        # sees a record holds none of them (a channel's namespaces may be
+        # many; every object is one more for the collector to walk).
         # Staged by ``load`` until ``freeze``: (item id, user id, liked_at or
         # FORGOTTEN), in the order read; the last word on a pair wins.
-        self._staged: tuple[array, array, array] | None = (array("L"), array("L"), array("q"))
+        self._staged: tuple[array, array, array] | None = None
+        self._frozen = False
         # The base, by side: one flat array, and where each id's run starts.
-        self._base = {"item": array("Q"), "user": array("Q")}
-        self._starts = {"item": array("Q", [0]), "user": array("Q", [0])}
-        self._recent: dict[str, dict[int, array]] = {"item": {}, "user": {}}
-        self.dead: set[int] = set()  # item id << 32 | user id of base entries taken out
+        self._base: dict[str, array] | None = None
+        self._starts: dict[str, array] | None = None
+        self._recent: dict[str, dict[int, array]] | None = None  # by side, by id
+        self.dead: set[int] | None = None  # item id << 32 | user id of base entries taken out
 
     def __len__(self) -> int:
         self.freeze()
-        return len(self._base["item"]) - len(self.dead) + sum(len(a) for a in self._recent["item"].values())
+        return (len(self._base["item"]) if self._base else 0) - len(self.dead or ()) + \
+            sum(len(a) for a in (self._recent or {}).get("item", {}).values())
 
     def _user(self, user: str, username: str) -> int:
         u = self._user_id.get(user)
@@ -157,9 +162,11 @@ class LikeIndex:
         if liked_at is None:
             self.forget(video_id, user)
             return
-        if self._staged is None:
+        if self._frozen:
             self.liked(video_id, user, username, liked_at)
             return
+        if self._staged is None:
+            self._staged = (array("L"), array("L"), array("q"))
         items, users, times = self._staged
         items.append(self._item(video_id))
         users.append(self._user(user, username))
@@ -168,6 +175,9 @@ class LikeIndex:
     def freeze(self) -> None:
         """Build the base from what ``load`` staged (once; every other use
         freezes first). Bucketed by id in two passes: no sort of the whole."""
+        if self._frozen:
+            return
+        self._frozen = True
         if self._staged is None:
             return
         items, users, times = self._staged
@@ -187,10 +197,15 @@ class LikeIndex:
         del by_item, starts
         keep = array("L", (k for k in range(len(items)) if keep_flags[k]))
         del keep_flags
+        if not keep:
+            return
+        self._base, self._starts = {}, {}
         self._base["item"], self._starts["item"] = _bucketed(keep, items, users, times, len(self.items))
         self._base["user"], self._starts["user"] = _bucketed(keep, users, items, times, len(self.users))
 
     def _run(self, side: str, ident: int) -> tuple[int, int]:
+        if self._starts is None:
+            return 0, 0
         starts = self._starts[side]
         return (starts[ident], starts[ident + 1]) if ident + 1 < len(starts) else (0, 0)
 
@@ -202,6 +217,8 @@ class LikeIndex:
         i, u = self._item(video_id), self._user(user, username)
         self.forget(video_id, user)
         t = min(max(int(liked_at), 0), MAX_TIME)
+        if self._recent is None:
+            self._recent = {"item": {}, "user": {}}
         bisect.insort(self._recent["item"].setdefault(i, array("Q")), t << 32 | u)
         bisect.insort(self._recent["user"].setdefault(u, array("Q")), t << 32 | i)
 
@@ -210,26 +227,32 @@ class LikeIndex:
         i, u = self._item_id.get(video_id), self._user_id.get(user)
         if i is None or u is None:
             return  # nothing of the pair is known: no record to take out
-        if self._staged is not None:
+        if not self._frozen:
+            if self._staged is None:
+                return  # nothing staged: nothing of the pair to take out
             items, users, times = self._staged
             items.append(i)
             users.append(u)
             times.append(FORGOTTEN)
             return
-        mine = self._recent["user"].get(u)
+        mine = self._recent["user"].get(u) if self._recent is not None else None
         old = next((e for e in mine if e & MASK == i), None) if mine is not None else None
         if old is not None:
             _remove(self._recent["user"], u, old)
             _remove(self._recent["item"], i, (old >> 32) << 32 | u)
             return
         if self._base_entry(u, i) is not None:
+            if self.dead is None:
+                self.dead = set()
             self.dead.add(i << 32 | u)
 
     def _base_entry(self, u: int, i: int) -> int | None:
         """The user's live base entry of the item, if any."""
-        if i << 32 | u in self.dead:
+        if self.dead is not None and i << 32 | u in self.dead:
             return None
         lo, hi = self._run("user", u)
+        if lo == hi:
+            return None
         base = self._base["user"]
         return next((base[k] for k in range(lo, hi) if base[k] & MASK == i), None)
 
@@ -238,7 +261,8 @@ class LikeIndex:
         i, u = self._item_id.get(video_id), self._user_id.get(user)
         if i is None or u is None:
             return None
-        recent = next((e >> 32 for e in self._recent["user"].get(u, ()) if e & MASK == i), None)
+        mine = self._recent["user"].get(u, ()) if self._recent is not None else ()
+        recent = next((e >> 32 for e in mine if e & MASK == i), None)
         if recent is not None:
             return recent
         e = self._base_entry(u, i)
@@ -269,8 +293,9 @@ class LikeIndex:
         from the id's base run and its recent array; and whether more follow."""
         if ident is None:
             return [], False
-        base, (lo, hi) = self._base[side], self._run(side, ident)
-        recent = self._recent[side].get(ident) or array("Q")
+        lo, hi = self._run(side, ident)
+        base = self._base[side] if self._base is not None else array("Q")
+        recent = (self._recent[side].get(ident) if self._recent is not None else None) or array("Q")
         j = hi if before is None else bisect.bisect_left(base, before, lo, hi)
         k = len(recent) if before is None else bisect.bisect_left(recent, before)
         dead = self.dead
