@@ -56,6 +56,9 @@ class Activation:
     router: Router
     inboxes: dict
     commands: CommandSubscriptions
+    # False once it steps down or stops: requests from inside the process
+    # (HTTP, chat) are refused as the bus's are by closing the subscriptions.
+    taking_requests: bool = True
 
     def global_counters(self, ns: str) -> dict:
         writer = self.supervisor.incarnations.get("counter_writer")
@@ -65,6 +68,7 @@ class Activation:
         return {n: self.inboxes[n].statistics().current_buffer_used for n in ACTORS}
 
     async def stop_taking_requests(self) -> None:
+        self.taking_requests = False
         await self.commands.close()
 
 

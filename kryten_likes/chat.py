@@ -164,8 +164,8 @@ async def hear(event: Any, activation: Any, cfg: ChatSection, namespace: str) ->
     (the active daemon hears it too), is ignored."""
     from .bus import admit
 
-    if activation is None:
-        return
+    if activation is None or not activation.taking_requests:
+        return  # standby, or stepping down: the active daemon hears it too
     line = ChatLine(getattr(event, "username", ""), getattr(event, "message", ""),
                     bool(getattr(event, "shadow", False)))  # kryten-py's ChatMessageEvent
     request = chat_request(line, cfg, namespace)

@@ -82,7 +82,7 @@ class LocalAsks:
         if isinstance(request, Reply):  # refused by decode: nothing went in
             return request.body
         activation = self.activation()
-        if activation is None:
+        if activation is None or not activation.taking_requests:
             return unavailable("this daemon is standby: the active daemon of the namespace answers")
         answer = asyncio.get_running_loop().create_future()
         self._waiting[to.ticket] = answer

@@ -32,6 +32,7 @@ class Router:
 class Activation:
     def __init__(self, room: bool = True) -> None:
         self.bus, self.router = Bus(room), Router()
+        self.taking_requests = True
 
 
 @pytest.mark.anyio
@@ -74,3 +75,7 @@ async def test_refused_at_the_door_standby_or_at_capacity_is_an_answer():
     assert standby["error"] == "unavailable" and "standby" in standby["detail"]
     full = await LocalAsks(lambda: Activation(room=False), "default").ask("now_playing", {})
     assert full["error"] == "unavailable" and "capacity" in full["detail"]
+    stepping_down = Activation()
+    stepping_down.taking_requests = False
+    refused = await LocalAsks(lambda: stepping_down, "default").ask("now_playing", {})
+    assert refused["error"] == "unavailable" and stepping_down.router.sent == []
