@@ -45,6 +45,16 @@ class LikeIndexMachine(RuleBasedStateMachine):
         else:
             self.model[(item, user)] = t
 
+    @rule(user=st.sampled_from(USERS + ("u6",)), given=st.integers(0, 9), revision=st.integers(1, 50))
+    def totals_heard(self, user, given, revision):
+        """A user's totals read (an older store's users/ document, or a record):
+        their id exists, with or without records of theirs."""
+        before = self.index.totals(user)
+        self.index.offer_totals(user, user.upper(), given, revision)
+        self.order.setdefault(user, len(self.order))
+        want = (given, revision) if revision > before[1] else before
+        assert self.index.totals(user) == want
+
     @rule()
     def freeze(self):
         self.index.freeze()
@@ -82,7 +92,7 @@ class LikeIndexMachine(RuleBasedStateMachine):
                               reverse=True)
                 got = self._all_pages(self.index.likers, item, limit)
                 assert [(g["username"], g["liked_at"]) for g in got] == [(u.upper(), iso(t)) for t, _, u in want]
-            for user in USERS:
+            for user in USERS + ("u6",):
                 mine = sorted(((t, self.order[i], i) for (i, u), t in self.model.items() if u == user), reverse=True)
                 got = self._all_pages(self.index.user_likes, user, limit)
                 assert got == [(i, iso(t)) for t, _, i in mine]
