@@ -99,10 +99,11 @@ class _SnapshotCollector:
             ("kryten_likes_kv_conflicts", "atomic batches refused on a changed revision", s["kv_conflicts"]),
             ("kryten_likes_kv_lost_answers", "atomic batches whose answer was lost and resolved", s["kv_lost"]),
             ("kryten_likes_stream_clients", "live streams (/api/v1/stream) open", s.get("stream_clients", 0)),
-            ("kryten_likes_streams_dropped", "live streams dropped for not reading, since start",
-             s.get("streams_dropped", 0)),
         ):
             yield GaugeMetricFamily(name, help_, value=value)
+        # Only grows: a counter (exposed as ..._total), so rate() reads it.
+        yield CounterMetricFamily("kryten_likes_streams_dropped", "live streams the daemon ended since start: "
+                                  "not reading, a failed write, or stepping down", value=s.get("streams_dropped", 0))
         restarts = GaugeMetricFamily("kryten_likes_actor_restarts", "restarts per actor", labels=["actor"])
         depth = GaugeMetricFamily("kryten_likes_mailbox_depth", "messages waiting per actor", labels=["actor"])
         for actor, n in s["restarts"].items():

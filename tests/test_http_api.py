@@ -230,7 +230,9 @@ def test_at_most_max_stream_clients_then_503(harness):
     try:
         status, headers, body = get(h, "/api/v1/stream")
         assert status == 503 and json.loads(body)["error"] == "unavailable" and headers["Retry-After"]
-        assert b"kryten_likes_stream_clients 2.0" in get(h, "/metrics")[2]
+        metrics = get(h, "/metrics")[2]
+        assert b"kryten_likes_stream_clients 2.0" in metrics
+        assert b"# TYPE kryten_likes_streams_dropped_total counter" in metrics
     finally:
         a.close()
     # The place is given back once the server finds the client gone (writing it an event fails).
