@@ -27,7 +27,6 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .connection import StartError, connect
 from .discovery import warn_about_neighbours
-from .http_api import public
 from .http_asks import LocalAsks
 from .http_live import LiveFeed
 from .http_server import build_app, endpoint_url, serve_http
@@ -187,12 +186,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
         await hear_set_current(event, daemon.activation)
 
     asks = LocalAsks(lambda: daemon.activation, ns)  # the HTTP routes' requests
-
-    async def now_playing() -> dict | None:
-        body = await asks.ask("now_playing", {})
-        return public(body) if body.get("status") == "ok" else None  # standby: the active one's page tells
-
-    feed = status.live = daemon.live = LiveFeed(config.http.max_stream_clients, now_playing)
+    feed = daemon.live = LiveFeed(config.http.max_stream_clients, asks.now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
                                        [metrics.observe, speak, asks.heard], feed.event_published)
     if config.chat.enabled:

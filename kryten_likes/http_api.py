@@ -22,14 +22,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .http_asks import LocalAsks
+from .http_asks import LocalAsks, public
 from .http_live import LiveFeed
 
 log = logging.getLogger(__name__)
 
 # What a status word is over HTTP; any other error word of a read command is a 404.
 HTTP_STATUS = {"invalid_request": 400, "unavailable": 503, "internal_error": 500}
-NOT_FOR_HTTP = ("correlation_id", "status", "error")
 INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 ACTIVITY_HOURS = 7 * 24
 STATS_LIMIT_MAX = 50  # kryten-playlist's stats routes: 1-50, default 10
@@ -71,10 +70,6 @@ def answered(body: dict) -> web.Response:
         return web.json_response({"error": word, "detail": body.get("detail")},
                                  status=HTTP_STATUS.get(word, 404))
     return web.json_response(public(body))
-
-
-def public(body: dict) -> dict:
-    return {k: v for k, v in body.items() if k not in NOT_FOR_HTTP}
 
 
 def invalid(detail: str) -> web.Response:

@@ -33,6 +33,14 @@ from .messages import ActivityAsked, Inbound, ReplyTo
 ASK_SECONDS = 10.0
 
 
+NOT_FOR_HTTP = ("correlation_id", "status", "error")
+
+
+def public(body: dict) -> dict:
+    """A reply's fields as HTTP answers them: without the NATS envelope's."""
+    return {k: v for k, v in body.items() if k not in NOT_FOR_HTTP}
+
+
 def unavailable(detail: str) -> dict:
     return {"status": "error", "error": "unavailable", "detail": detail}
 
@@ -72,6 +80,12 @@ class LocalAsks:
             flying.add_done_callback(lambda _: self._flying.pop(key, None))
         # Shielded: one page going away (its handler cancelled) must not end the others' question.
         return await asyncio.shield(flying)
+
+    async def now_playing(self) -> dict | None:
+        """What plays now, for the live stream; None when not answered ok
+        (a standby: the active daemon's streams tell)."""
+        body = await self.ask("now_playing", {})
+        return public(body) if body.get("status") == "ok" else None
 
     async def activity(self, hours: int) -> dict:
         """The channel's likes and plays by hour (no NATS command asks this)."""

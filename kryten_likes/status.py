@@ -21,7 +21,6 @@ class DaemonStatus:
         self.analytics = analytics
         self.likes = likes
         self.started_at = time.monotonic()
-        self.live: Any = None  # the HTTP live stream's feed (http_live.LiveFeed), when HTTP is on
         self.metrics_endpoint: str | None = None  # system.ping's; set once HTTP serves
 
     @property
@@ -29,13 +28,13 @@ class DaemonStatus:
         return self.daemon.config.analytics.namespace
 
     def snapshot(self) -> dict:
-        a = self.daemon.activation
+        a, live = self.daemon.activation, self.daemon.live
         return {"global": a.global_counters(self.ns) if a else {}, "in_flight": a.bus.in_flight if a else 0,
                 "restarts": dict(a.supervisor.restarts) if a else {}, "mailboxes": a.mailbox_depths() if a else {},
                 "kv_conflicts": self.analytics.conflicts + self.likes.conflicts,
                 "kv_lost": self.analytics.lost_answers + self.likes.lost_answers,
-                "stream_clients": len(self.live.listeners) if self.live is not None else 0,
-                "streams_dropped": self.live.dropped if self.live is not None else 0}
+                "stream_clients": len(live.listeners) if live is not None else 0,
+                "streams_dropped": live.dropped if live is not None else 0}
 
     async def health(self) -> dict:
         # A NATS round trip within 2 s, not the connection flag: a hung server
