@@ -48,6 +48,11 @@ class BadCursor(ValueError):
     """A cursor this listing did not hand out."""
 
 
+def _seconds(t: float) -> int:
+    """A time as an entry's high 32 bits hold it."""
+    return min(max(int(t), 0), MAX_TIME)
+
+
 def _grouped(keys: array, ids: array, n: int) -> tuple[array, array]:
     """``keys`` grouped by ``ids[key]`` (a counting sort: stable), and where each id's group starts."""
     starts = array("Q", bytes(8 * (n + 1)))
@@ -170,7 +175,7 @@ class LikeIndex:
         items, users, times = self._staged
         items.append(self._item(video_id))
         users.append(self._user(user, username))
-        times.append(min(max(int(liked_at), 0), MAX_TIME))
+        times.append(_seconds(liked_at))
 
     def freeze(self) -> None:
         """Build the base from what ``load`` staged (once; every other use
@@ -216,7 +221,7 @@ class LikeIndex:
         self.freeze()
         i, u = self._item(video_id), self._user(user, username)
         self.forget(video_id, user)
-        t = min(max(int(liked_at), 0), MAX_TIME)
+        t = _seconds(liked_at)
         if self._recent is None:
             self._recent = {"item": {}, "user": {}}
         bisect.insort(self._recent["item"].setdefault(i, array("Q")), t << 32 | u)
