@@ -18,7 +18,7 @@ import os
 import shutil
 
 import pytest
-from test_http_api import DAY, HOSTILE, _queue_and_play
+from test_http_api import HOSTILE, _channel, _queue_and_play
 from test_http import http_config
 
 CHROMIUM = os.environ.get("KRYTEN_LIKES_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,12 +40,7 @@ def test_the_page_shows_likes_live_switches_windows_and_keeps_titles_as_text(har
     executable = _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    h = harness(http_config())
-    _queue_and_play(h, "v-old", "Bob", 1, "An old favourite")
-    for user in ("ann", "ben", "cat"):
-        assert h.request("like", {"username": user})["status"] == "ok"
-    h.clock.advance(2 * DAY)
-    _queue_and_play(h, "v-now", "Carol", 2, HOSTILE)
+    h = _channel(harness, "An old favourite", now_likers=())
 
     problems: list[str] = []
     with sync_playwright() as p:

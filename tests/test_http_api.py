@@ -38,16 +38,16 @@ def _queue_and_play(h, vid: str, by: str, uid: int, title: str = "") -> None:
     wait_until(lambda: plays_of(h, vid) == n)
 
 
-def _channel(harness):
+def _channel(harness, old_title: str = "Old one", now_likers: tuple[str, ...] = ("Ann", "dan")):
     """Two items: v-old liked by three two days ago (curator Bob), v-now
-    (a hostile title, curator Carol) playing with two likes."""
+    (a hostile title, curator Carol) playing, liked by ``now_likers``."""
     h = harness(http_config())
-    _queue_and_play(h, "v-old", "Bob", 1, "Old one")
+    _queue_and_play(h, "v-old", "Bob", 1, old_title)
     for user in ("ann", "ben", "cat"):
         assert h.request("like", {"username": user})["status"] == "ok"
     h.clock.advance(2 * DAY)
     _queue_and_play(h, "v-now", "Carol", 2, HOSTILE)
-    for user in ("Ann", "dan"):
+    for user in now_likers:
         assert h.request("like", {"username": user})["status"] == "ok"
     return h
 
