@@ -37,6 +37,14 @@ STATS_LIMIT_MAX = 50  # kryten-playlist's stats routes: 1-50, default 10
 TCP_KEEPALIVE = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),) + tuple(
     (socket.IPPROTO_TCP, getattr(socket, name), v) for name, v in
     (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)) if hasattr(socket, name))
+# The page and its two files, and nothing else: no inline script or style, no
+# other origin (the page is built from text nodes; a hostile title stays text).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+DASHBOARD_FILES = {"/": ("index.html", "text/html"), "/static/dashboard.js": ("dashboard.js", "text/javascript"),
+                   "/static/dashboard.css": ("dashboard.css", "text/css")}
 
 
 def accepts_gzip(header: str) -> bool:
@@ -54,14 +62,6 @@ def accepts_gzip(header: str) -> bool:
                     q = 0.0
         weights[coding.strip().lower()] = q
     return weights.get("gzip", weights.get("*", 0.0)) > 0
-# The page and its two files, and nothing else: no inline script or style, no
-# other origin (the page is built from text nodes; a hostile title stays text).
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-DASHBOARD_FILES = {"/": ("index.html", "text/html"), "/static/dashboard.js": ("dashboard.js", "text/javascript"),
-                   "/static/dashboard.css": ("dashboard.css", "text/css")}
 
 
 def answered(body: dict) -> web.Response:
