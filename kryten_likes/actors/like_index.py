@@ -38,6 +38,7 @@ from array import array
 from collections.abc import Callable
 
 from ..clock import iso
+from .run_columns import grouped_by, sorted_runs
 
 MAX_TIME = 2**32 - 1
 MASK = 0xFFFFFFFF
@@ -51,35 +52,6 @@ class BadCursor(ValueError):
 def _seconds(t: float) -> int:
     """A time as an entry's high 32 bits hold it."""
     return min(max(int(t), 0), MAX_TIME)
-
-
-def _grouped(keys: array, ids: array, n: int) -> tuple[array, array]:
-    """``keys`` grouped by ``ids[key]`` (a counting sort: stable), and where each id's group starts."""
-    starts = array("Q", bytes(8 * (n + 1)))
-    for k in keys:
-        starts[ids[k] + 1] += 1
-    for x in range(n):
-        starts[x + 1] += starts[x]
-    grouped = array(keys.typecode, bytes(keys.itemsize * len(keys)))
-    at = array("Q", starts)
-    for k in keys:
-        x = ids[k]
-        grouped[at[x]] = k
-        at[x] += 1
-    return grouped, starts
-
-
-def _bucketed(keep: array, ids: array, others: array, times: array, n: int) -> tuple[array, array]:
-    """The entries ``liked_at << 32 | other id`` of the kept staged records,
-    grouped by id, each id's run sorted; and the runs' starts."""
-    grouped, starts = _grouped(keep, ids, n)
-    flat = array("Q", (times[k] << 32 | others[k] for k in grouped))
-    del grouped
-    for x in range(n):
-        lo, hi = starts[x], starts[x + 1]
-        if hi - lo > 1:
-            flat[lo:hi] = array("Q", sorted(flat[lo:hi]))
-    return flat, starts
 
 
 def _remove(arrays: dict[int, array], ident: int, entry: int) -> None:
@@ -190,7 +162,7 @@ class LikeIndex:
         # The last word on each pair: staged words grouped by item, in the
         # order read (a counting sort is stable); within an item, the last
         # word of each user. Sets only as large as one item's likers.
-        by_item, starts = _grouped(array("L", range(len(items))), items, len(self.items))
+        by_item, starts = grouped_by(array("L", range(len(items))), items, len(self.items))
         keep_flags = bytearray(len(items))
         for x in range(len(self.items)):
             heard: set[int] = set()
@@ -205,8 +177,8 @@ class LikeIndex:
         if not keep:
             return
         self._base, self._starts = {}, {}
-        self._base["item"], self._starts["item"] = _bucketed(keep, items, users, times, len(self.items))
-        self._base["user"], self._starts["user"] = _bucketed(keep, users, items, times, len(self.users))
+        self._base["item"], self._starts["item"] = sorted_runs(keep, items, users, times, len(self.items))
+        self._base["user"], self._starts["user"] = sorted_runs(keep, users, items, times, len(self.users))
 
     def _run(self, side: str, ident: int) -> tuple[int, int]:
         if self._starts is None:
