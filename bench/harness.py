@@ -390,5 +390,20 @@ async def kv_json_many(kv: Any, keys: Iterable[str], inflight: int = 128) -> dic
     return out
 
 
+async def kv_settled(kv: Any, want: dict[str, int], field: str = "like_count",
+                     within: float = 5.0) -> tuple[dict[str, dict | None], float]:
+    """The documents once each holds ``want[key]`` in ``field`` (or, after
+    ``within`` seconds, as they are), and how long after the call they did.
+    A like answered alone is stored in its item's document a few ms after its
+    answer (its record is its journal, kryten_likes/actors/like_journal.py),
+    so a reader of the documents waits for that, not for the replies."""
+    t0 = time.perf_counter()
+    while True:
+        docs = await kv_json_many(kv, want)
+        if all((docs[k] or {}).get(field, 0) == n for k, n in want.items()) or time.perf_counter() - t0 > within:
+            return docs, time.perf_counter() - t0
+        await asyncio.sleep(0.01)  # polling an outside reader's view: nothing signals "stored"
+
+
 def body(**fields: Any) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()

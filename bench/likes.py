@@ -30,6 +30,7 @@ from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, dedupe_key, item_
 
 from .daemon import NAMESPACE, cmd, play, stats, wait_playing
 from .harness import (Child, CpuMeter, Drive, Miscount, Progress, all_ok, body, drive, kv_json, kv_json_many,
+                      kv_settled,
                       pct, pooled)
 
 HOT = "hot"
@@ -95,12 +96,13 @@ class BusPhase:
         self.progress.say(" | ".join(cells))
 
     async def check_hot(self, what: str) -> str:
-        doc = await kv_json(self.kv_likes, likes_key(NAMESPACE, HOT))
-        stored = doc["like_count"] if doc else 0
         answered = (await stats(self.nc, video_id=HOT))["item"]["like_count"]
+        key = likes_key(NAMESPACE, HOT)
+        docs, after = await kv_settled(self.kv_likes, {key: self.hot_expected})
+        stored = (docs[key] or {}).get("like_count", 0)
         if stored != self.hot_expected or answered != self.hot_expected:
             raise Miscount(f"{what}: KV holds {stored}, stats says {answered}, {self.hot_expected} likes answered ok")
-        return f"exact: KV {stored} = {self.hot_expected} ok"
+        return f"exact: KV {stored} = {self.hot_expected} ok ({after * 1000:.0f} ms)"
 
     async def group_sizes(self, ns: str, video_id: str, users: list[str]) -> str:
         """How the likes were grouped into atomic batches, read back from their claims'
@@ -177,7 +179,7 @@ class BusPhase:
         d = await self.run("daemon", cmd("like"), bodies, c, f"spread over {items}")
         all_ok(d, "spread likes")
         expected = {k: n // items + (1 if k < n % items else 0) for k in range(items)}
-        docs = await kv_json_many(self.kv_likes, [likes_key(f"sp{k}", HOT) for k in range(items)])
+        docs, _ = await kv_settled(self.kv_likes, {likes_key(f"sp{k}", HOT): e for k, e in expected.items()})
         wrong = [(k, (docs[likes_key(f"sp{k}", HOT)] or {}).get("like_count", 0), e)
                  for k, e in expected.items() if (docs[likes_key(f"sp{k}", HOT)] or {}).get("like_count", 0) != e]
         if wrong:
@@ -208,7 +210,7 @@ class BusPhase:
         elapsed = time.perf_counter() - t0
         meter.stop()
         self.progress.stop()
-        docs = await kv_json_many(self.kv_likes, [likes_key(NAMESPACE, f"r{k}") for k in range(items)])
+        docs, _ = await kv_settled(self.kv_likes, {likes_key(NAMESPACE, f"r{k}"): burst for k in range(items)})
         wrong = {k: (v or {}).get("like_count") for k, v in docs.items() if (v or {}).get("like_count") != burst}
         if wrong:
             raise Miscount(f"rotation: {len(wrong)} items miscounted, e.g. {list(wrong.items())[:3]}")

@@ -45,6 +45,7 @@ class Surroundings:
     likes: AtomicBucket
     bus_watchers: list[Callable]  # metrics, the chat voice, HTTP's requests
     published: Callable[[str, str, bytes], None] | None = None  # each event as published (HTTP's live stream)
+    journal: AtomicBucket | None = None  # the lone likes' journal (None: every like goes in a group)
 
 
 @attrs.define
@@ -64,6 +65,11 @@ class Activation:
         writer = self.supervisor.incarnations.get("counter_writer")
         return writer.core.book(ns).global_value() if writer is not None else {}
 
+    def likes_unstored(self) -> int:
+        """Likes answered and not yet in their documents (actors/like_journal.py)."""
+        writer = self.supervisor.incarnations.get("counter_writer")
+        return writer.core.likes.unstored() if writer is not None else 0
+
     def mailbox_depths(self) -> dict:
         return {n: self.inboxes[n].statistics().current_buffer_used for n in ACTORS}
 
@@ -78,7 +84,8 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
                                      config.storage.replicas)
     router, inboxes = open_mailboxes(ACTORS, config.limits.max_in_flight)
     bus = Bus(s.nc, config.limits.max_in_flight, watchers=list(s.bus_watchers))
-    first = bound_to_stream(await load_snapshot(s.analytics, s.likes, s.clock.now()), ns, source.identity)
+    first = bound_to_stream(await load_snapshot(s.analytics, s.likes, s.clock.now(), s.journal), ns,
+                            source.identity)
     # The start-up state is long-lived: keep it out of every later collection
     # (100 000 items are many objects; scanning them costs pauses).
     gc.collect()
@@ -87,7 +94,7 @@ async def serve_active(s: Surroundings, task_status: Any = anyio.TASK_STATUS_IGN
     # The feed reads from the first event not stored; what is stored, the cast knows (its writer's book).
     feed = EventFeed(s.nc.jetstream(), source, router, config.storage.replicas, lambda: cast.stored_up_to())
     cast = Cast(config, s.nc, s.kryten, s.clock, s.analytics, s.likes, feed, router, first, source.identity,
-                published=s.published)
+                published=s.published, journal=s.journal)
     feed.rewind(first_unstored(first.books.get(ns)))
     sv = config.supervisor
     policy = RestartPolicy(sv.max_restarts, sv.period_seconds, sv.backoff_initial_seconds, sv.backoff_max_seconds)

@@ -30,6 +30,7 @@ import attrs
 from .actors.apply import Applies
 from .actors.apply_shell import ApplyShell
 from .actors.counter_writer import CounterWriter
+from .actors.like_journal import JOURNAL_MAX
 from .actors.counter_writer_shell import CounterWriterShell
 from .actors.dedupe_ledger import DedupeLedger
 from .actors.gateway import Gateway
@@ -68,6 +69,7 @@ class Cast:
     _first_users: set = attrs.Factory(lambda: {"playback", "dedupe_ledger", "counter_writer"})
     writer: CounterWriter | None = None  # the current incarnation's core: what is stored
     published: Callable[[str, str, bytes], None] | None = None  # each event once the stream took it (the live stream)
+    journal: AtomicBucket | None = None  # the lone likes' journal (None: every like goes in a group)
 
     @property
     def ns(self) -> str:
@@ -84,7 +86,8 @@ class Cast:
             ActorSpec("playback", self.playback, after_crash=self.read_events_again),
             ActorSpec("dedupe_ledger", self.dedupe_ledger, ticks=True),
             ActorSpec("counter_writer", self.counter_writer,
-                      partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes},
+                      partial(CounterWriterShell, buckets={"analytics": self.analytics, "likes": self.likes,
+                                                           "journal": self.journal},
                               out=OutStream(self.nc.jetstream(), c.nats.subject_prefix, c.cytube.channel,
                                             c.storage.replicas, self.ns, self.nc, self.published)),
                       ticks=True, after_crash=self.writer_died),
@@ -100,7 +103,7 @@ class Cast:
         if name in self._first_users:
             self._first_users.discard(name)
             return self.first
-        return bound_to_stream(await load_snapshot(self.analytics, self.likes, self.clock.now()), self.ns,
+        return bound_to_stream(await load_snapshot(self.analytics, self.likes, self.clock.now(), self.journal), self.ns,
                                self.stream_identity)
 
     # --- core factories ---------------------------------------------------------------
@@ -143,7 +146,7 @@ class Cast:
                                     recover=first_life, retry_window=likes.retry_window_seconds,
                                     epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
                                     await_applies=not first_life, unlike_window=likes.unlike_window_seconds,
-                                    publish_events=True)
+                                    publish_events=True, journal_max=JOURNAL_MAX if self.journal else 0)
         return self.writer
 
     async def applies(self) -> Applies:

@@ -34,7 +34,7 @@ from .lease_keeper import LeaseKeeper
 from .operations import Metrics
 from .startup import loop_options
 from .status import DaemonStatus
-from .store import open_buckets
+from .store import open_buckets, open_journal
 from .store.reconnects import Reconnects
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     the lease; an activation whenever the lease is ours."""
     config, nc, ns = daemon.config, daemon.nc, daemon.config.analytics.namespace
     analytics, likes = await open_buckets(nc, config.storage.replicas, daemon.reconnects)
+    journal = await open_journal(nc, config.storage.replicas, daemon.reconnects)
     status = DaemonStatus(daemon, analytics, likes)
     metrics = Metrics(status.snapshot)
     voice = ChatVoice(config.chat)
@@ -188,13 +189,13 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     asks = LocalAsks(lambda: daemon.activation, ns)  # the HTTP routes' requests
     feed = daemon.live = LiveFeed(config.http.max_stream_clients, asks.now_playing)
     daemon.surroundings = Surroundings(nc, kryten, config, clock, fault, tick_seconds, analytics, likes,
-                                       [metrics.observe, speak, asks.heard], feed.event_published)
+                                       [metrics.observe, speak, asks.heard], feed.event_published, journal)
     if config.chat.enabled:
         kryten.on("chatmsg")(on_chat)
     kryten.on("setcurrent")(on_set_current)
     async with anyio.create_task_group() as tg:
         daemon.cancel_scope, daemon.tasks = tg.cancel_scope, tg
-        keeper = daemon.keeper = LeaseKeeper([analytics, likes], likes, ns, config.ha.lease_seconds,
+        keeper = daemon.keeper = LeaseKeeper([analytics, likes, journal], likes, ns, config.ha.lease_seconds,
                                              on_active=daemon.on_active, on_standby=daemon.on_standby)
         service_sub = await nc.subscribe("kryten.likes.command", cb=status.on_service_command)
         tg.start_soon(mouth.run, chat_in)

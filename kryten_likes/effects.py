@@ -30,9 +30,10 @@ class AckEvent:
 
 @frozen
 class Commit:
-    """Store ``writes`` as one atomic batch in ``bucket``; report a CommitFinished."""
+    """Store ``writes`` as one atomic batch in ``bucket`` (one unconditional
+    write: as a plain write); report a CommitFinished."""
 
-    bucket: Literal["analytics", "likes"]
+    bucket: Literal["analytics", "likes", "journal"]
     group_id: str
     writes: tuple = ()
     marker_key: str = ""
@@ -45,6 +46,14 @@ class PutDocument:
     bucket: Literal["analytics", "likes"]
     key: str
     value: dict = attrs.field(hash=False)
+
+
+@frozen
+class PurgeJournal:
+    """Remove the namespace's journal entries up to ``revision`` (stored: actors/like_journal.py)."""
+
+    namespace: str
+    revision: int
 
 
 @frozen

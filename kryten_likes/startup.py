@@ -15,6 +15,7 @@ import attrs
 
 from .actors.counter_book import CounterBook
 from .actors.dedupe_ledger import LiveClaims
+from .actors.like_journal import recover
 from .clock import parse_iso
 from .config import Config
 from .event_marks import MARKS, EventStream, bind_marks
@@ -32,16 +33,21 @@ class Snapshot:
     claims: LiveClaims
 
 
-async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float) -> Snapshot:
-    """Both buckets, read into books and live claims as the keys arrive."""
-    books: dict[str, CounterBook] = {}
-    claims = LiveClaims()
+class SnapshotBuilder:
+    """Keys as the scan finds them (``take``), into books and live claims
+    (``done``): the start-up scan without its I/O."""
 
-    def take(key: str, entry: StoredEntry | None) -> None:
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.books: dict[str, CounterBook] = {}
+        self.claims = LiveClaims()
+
+    def take(self, key: str, entry: StoredEntry | None) -> None:
         split = split_key(key)
         if split is None:
             return
         ns, parts = split
+        books, claims, now = self.books, self.claims, self.now
         if parts[0] == "dedupe" and len(parts) == 3:
             try:
                 if entry is None or not entry.value:
@@ -57,17 +63,29 @@ async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float
         elif ns in books:
             books[ns].load(parts, entry)
         elif entry is not None:
-            books[ns] = CounterBook(ns)
-            books[ns].advance(now)  # hours older than the month are dropped as documents load
-            books[ns].load(parts, entry)
+            self._new_book(ns).load(parts, entry)
 
+    def _new_book(self, ns: str) -> CounterBook:
+        book = self.books[ns] = CounterBook(ns)
+        book.advance(self.now)  # hours older than the month are dropped as documents load
+        return book
+
+    def done(self) -> Snapshot:
+        recover(self.books, self.claims, self.now, self._new_book)  # journalled likes not stored yet
+        for book in self.books.values():
+            book.records.freeze()  # now, before the start-up heap is frozen and trimmed, not at the first query
+        return Snapshot(self.books, self.claims)
+
+
+async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float,
+                        journal: AtomicBucket | None = None) -> Snapshot:
+    """The buckets, read into books and live claims as the keys arrive."""
+    builder = SnapshotBuilder(now)
     known = SchemaCheck()  # a document of a later schema stops the start (store/schema.py)
-    for bucket in (analytics, likes):
-        await scan_each(bucket, known.wrap(take))
+    for bucket in (analytics, likes, *((journal,) if journal is not None else ())):
+        await scan_each(bucket, known.wrap(builder.take))
     known.raise_if_unknown()
-    for book in books.values():
-        book.records.freeze()  # now, before the start-up heap is frozen and trimmed, not at the first query
-    return Snapshot(books, claims)
+    return builder.done()
 
 
 def bound_to_stream(snapshot: Snapshot, ns: str, stream: EventStream) -> Snapshot:

@@ -96,7 +96,22 @@ class Harness:
         self.publish_event("changeMedia", change_media(video_id, title=title or None, seconds=seconds,
                                                        current_time=current_time, media_type=media_type))
 
+    def stored(self) -> None:
+        """Until every like answered is in its documents: a lone like is
+        answered once its journal entry lands, its item's document a batch
+        later (kryten_likes/actors/like_journal.py)."""
+        wait_until(self._all_stored, timeout=10)
+
+    def _all_stored(self) -> bool:
+        activation = self.daemon.activation if self.daemon is not None else None
+        if activation is None or self.portal.call(activation.likes_unstored) == 0:
+            return True
+        self._answers(f"{self.config.nats.subject_prefix}.playlist.cmd.now_playing")  # one round trip, then again
+        return False
+
     def kv(self, bucket: str, key: str) -> dict | None:
+        self.stored()
+
         async def get():
             kv = await self.nc.jetstream().key_value(bucket)
             try:

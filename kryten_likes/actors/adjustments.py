@@ -130,7 +130,7 @@ class Corrections:
         r, gid = a.request, self.new_id()
         book = self.read.book(r.namespace)
         if r.field == "like_count":
-            current, old = book.likes_entry(r.video_id), book.like_count(r.video_id)
+            current, old = book.likes_entry(r.video_id), book.stored_like_count(r.video_id)
             fresh = docs.likes_value(r.video_id, 0, now, book.title(r.video_id), gid)
         else:
             current, old = book.item_entry(r.video_id), book.play_count(r.video_id)

@@ -39,7 +39,18 @@ class CounterBook:
         self._changes = 0  # moves with every document the book takes (titles included)
         self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
         t = self.table
-        self.top_liked = Leaderboard(RANKED, lambda: t.every(t.like_count))
+        # Likes journalled (their records stored, ``staged``) and not yet in
+        # their item's document: counted in every answer, not in the document.
+        self.staged_likes: dict[str, int] = {}
+        # This namespace's daemon's journal as the start-up scan found it:
+        # entries (revision, value) and the mark up to which they are stored
+        # (actors/like_journal.py); the unstored ones, for the writer.
+        self.staged_given: dict[str, int] = {}  # a user's staged likes: in no record's totals yet
+        self.journal_entries: list[tuple[int, dict]] = []
+        self.journal_mark: StoredEntry | None = None
+        self.staged_records: list[tuple[int, dict]] = []
+        self.top_liked = Leaderboard(RANKED, lambda: ((vid, n + self.staged_likes.get(vid, 0))
+                                                      for vid, n in t.every(t.like_count)))
         self.top_played = Leaderboard(RANKED, lambda: t.every(t.play_count))
         # Counts by hour of the last 30 days, from the documents' ``hours``
         # (window_counts): the day, week and month rankings.
@@ -75,6 +86,11 @@ class CounterBook:
                 # A store from before the totals rode on records.
                 if entry is not None and isinstance(v.get("likes_given"), int):
                     self.records.offer_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
+            case ("journal", _):
+                if entry is not None and v:
+                    self.journal_entries.append((entry.revision, v))
+            case ("journal_mark",):
+                self.journal_mark = entry
             case ("events", "published"):
                 self.event_marks = {b: v[b] for b in ("likes", "analytics") if type(v.get(b)) is int}
             case ("curators", tok):
@@ -128,7 +144,34 @@ class CounterBook:
     # --- reading ---------------------------------------------------------------
 
     def like_count(self, video_id: str) -> int:
+        """Every like answered ``ok`` (staged ones included)."""
+        return self.table.likes_of(video_id) + self.staged_likes.get(video_id, 0)
+
+    def likes_given(self, user: str) -> int:
+        """The user's counted likes minus unlikes (staged ones included)."""
+        return self.records.totals(user)[0] + self.staged_given.get(user, 0)
+
+    def stage_given(self, user: str, n: int) -> None:
+        left = self.staged_given.get(user, 0) + n
+        if left:
+            self.staged_given[user] = left
+        else:
+            self.staged_given.pop(user, None)
+
+    def stored_like_count(self, video_id: str) -> int:
+        """The item's likes document's count: what a compare-and-set of it builds on."""
         return self.table.likes_of(video_id)
+
+    def stage_likes(self, video_id: str, n: int) -> None:
+        """``n`` journalled likes of the item counted (or, negative, now in its document)."""
+        old = self.like_count(video_id)
+        left = self.staged_likes.get(video_id, 0) + n
+        if left:
+            self.staged_likes[video_id] = left
+        else:
+            self.staged_likes.pop(video_id, None)
+        self._changes += 1
+        self.top_liked.update(video_id, old, self.like_count(video_id))
 
     def play_count(self, video_id: str) -> int:
         return self.table.plays_of(video_id)
@@ -223,7 +266,7 @@ class CounterBook:
         self._changes += 1
         old = self.like_count(video_id)
         self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
-        self.top_liked.update(video_id, old, like_count)
+        self.top_liked.update(video_id, old, self.like_count(video_id))
         self.like_windows.replace(video_id, hours)
 
     def set_item(self, video_id: str, entry: StoredEntry | None) -> None:

@@ -67,7 +67,9 @@ from ..store.values import Fenced, Landed
 from .adjustments import Corrections
 from .analytics_committer import AnalyticsCommitter
 from .counter_book import CounterBook
-from .groups import MAX_CONFLICTS, AnalyticsGroup, CorrectionGroup, GroupsInFlight, LikeGroup, UnlikeGroup
+from .groups import (
+    MAX_CONFLICTS, AnalyticsGroup, CorrectionGroup, GroupsInFlight, JournalGroup, LikeGroup, UnlikeGroup,
+)
 from .likes_committer import MAX_LIKE_GROUPS, PIPELINE_MIN, LikesCommitter
 from .read_model import ReadModel
 from .request_memory import RequestMemory
@@ -82,7 +84,7 @@ class CounterWriter:
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
                  max_remembered_requests: int = 100_000,
                  max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
-                 unlike_window: float = 600.0, publish_events: bool = False) -> None:
+                 unlike_window: float = 600.0, publish_events: bool = False, journal_max: int = 0) -> None:
         self.namespace = namespace
         self._prefix = group_prefix
         self._seq = 0
@@ -98,7 +100,9 @@ class CounterWriter:
                 requests.load(ns, entry)
             b.requests.clear()
         self.likes = LikesCommitter(self.read, self.flying, self._new_id, requests, max_batch=max_batch,
-                                    max_groups=max_like_groups, pipeline_min=pipeline_min)
+                                    max_groups=max_like_groups, pipeline_min=pipeline_min, journal_max=journal_max,
+                                    home=namespace)
+        self._republish += self.likes.staged_events()
         self.analytics = AnalyticsCommitter(self.read, self.flying, self._new_id, max_batch=max_batch, epoch=epoch,
                                             recover=recover, await_applies=await_applies)
         self.corrections = Corrections(self.read, self.flying, self._new_id)
@@ -115,7 +119,7 @@ class CounterWriter:
             CommitFinished: self._finished, Tick: self._tick, EventsPublished: self._published,
         }
         # Whose a finished group is; corrections first in flush: likes must not starve them.
-        self._committers = {LikeGroup: self.likes, AnalyticsGroup: self.analytics, CorrectionGroup: self.corrections,
+        self._committers = {LikeGroup: self.likes, JournalGroup: self.likes, AnalyticsGroup: self.analytics, CorrectionGroup: self.corrections,
                             UnlikeGroup: self.unlikes}
 
     def _new_id(self) -> str:
@@ -220,7 +224,7 @@ class CounterWriter:
 
     def _tick(self, msg: Tick, now: float) -> list:
         self.likes.requests.evict(now)
-        out = self.read.materialise(now)
+        out = self.read.materialise(now) + self.likes.purge()
         marks = self.outbox.marks_to_store()
         if marks is not None:
             out.append(PutDocument("likes", events_mark_key(self.namespace),

@@ -40,7 +40,35 @@ class LikeGroup:
     counts: list[int]  # the count each like gets, in order
     now: float
     hours: dict[str, dict[int, int]] = attrs.field(factory=dict)  # counter document key -> its likes by hour
+    staged: list[StagedLike] = attrs.field(factory=list)  # journalled likes it stores (answered already)
     bucket: Literal["likes"] = "likes"
+
+
+@attrs.frozen
+class StagedLike:
+    """A like whose journal entry landed (it was answered), waiting for a
+    likes group to store what it counts (actors/like_journal.py). ``like``'s
+    reply is spent; one found at start has none."""
+
+    like: LikeReserved
+    count: int  # the count it was answered with (its event's and record's)
+    event_id: str
+    at: float  # when it was counted (its record's ``liked_at``)
+    revision: int  # its entry's revision in the journal bucket
+
+
+@attrs.define
+class JournalGroup:
+    """One lone like as one write: its journal entry (actors/like_journal.py)."""
+
+    group_id: str
+    writes: tuple[KvWrite, ...]
+    like: LikeReserved
+    count: int
+    values: dict[str, dict]  # its user's key: groups with likes of its user wait meanwhile
+    now: float
+    floor: int  # the journal's highest revision seen when it was sent: it lands above
+    bucket: Literal["likes"] = "likes"  # (its write goes to the journal bucket; it holds likes' keys)
 
 
 @attrs.define
@@ -87,7 +115,7 @@ class UnlikeGroup:
     bucket: Literal["likes"] = "likes"
 
 
-Group = Union[LikeGroup, AnalyticsGroup, CorrectionGroup, UnlikeGroup]
+Group = Union[LikeGroup, JournalGroup, AnalyticsGroup, CorrectionGroup, UnlikeGroup]
 
 
 class GroupsInFlight:

@@ -24,13 +24,15 @@ the first claim, else the first record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..clock import iso
 from ..messages import LikeReserved
 from ..store import documents as docs
 from ..contract import fold_user
 from ..store.keys import curator_key, dedupe_key, likes_key, record_key, user_key
 from ..store.values import KvWrite
-from .groups import LikeGroup
+from .groups import LikeGroup, StagedLike
 from .read_model import ReadModel
 from .request_memory import RequestKey, request_key
 from .window_counts import hours_field
@@ -55,24 +57,40 @@ def liker(like: LikeReserved) -> str:
 
 
 def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], read: ReadModel,
-                revisions: dict[str, int], window: float, now: float) -> LikeGroup:
-    """``revisions``: claim and request keys' revisions learnt from a conflict."""
+                revisions: dict[str, int], window: float, now: float,
+                staged: Sequence[StagedLike] = (), mark: tuple[str, dict, int] | None = None) -> LikeGroup:
+    """``revisions``: claim and request keys' revisions learnt from a conflict.
+    ``staged``: journalled likes stored by this group too (counted in
+    ``per_item``), with the counts and event ids they were answered with;
+    ``mark``: the journal's mark that says so (key, value, its revision)."""
     writes = [_claim(like, gid, revisions) for like in likes if like.claim is not None]
+    writes += [_staged_claim(s.like.claim, gid, revisions, now) for s in staged
+               if s.like.claim is not None and s.like.claim.expires_at > now]
     values: dict[str, dict] = {}
     hours: dict[str, dict[int, int]] = {}
-    before = _counts(per_item, likes, read, gid, now, values, hours, writes)
+    before = _counts(per_item, likes + [s.like for s in staged], read, gid, now, values, hours, writes)
     counts: list[int] = []
     seen: dict[Item, int] = {}
-    given: dict[tuple[str, str], int] = {}
-    for like in likes:
+    for s in staged:  # they come first: the new likes' counts follow theirs
+        item = (s.like.namespace, s.like.media.video_id)
+        seen[item] = seen.get(item, 0) + 1
+    given: dict[tuple[str, str], int] = {}  # each user's likes stored by this group (their records carry the sum)
+    for like in [*likes, *(s.like for s in staged)]:
         user = liker(like)
         if user:
             given[(like.namespace, user)] = given.get((like.namespace, user), 0) + 1
-    names = {(l.namespace, liker(l)): l.username for l in likes}
+    names = {(l.namespace, liker(l)): l.username for l in [*likes, *(s.like for s in staged)]}
     for (ns, user), n in given.items():
         records = read.book(ns).records
         values[user_key(ns, user)] = docs.user_value(user, records.name_of(user) or names[(ns, user)] or user,
                                                      records.totals(user)[0] + n, now, gid)
+    for s in staged:  # its record, with what it was answered
+        like, user = s.like, liker(s.like)
+        totals = values[user_key(like.namespace, user)]
+        value = docs.record_value(like.media.video_id, user, like.username or user, s.at, like.play_at,
+                                  s.event_id, gid, like.curator, like.media.media_type, s.count,
+                                  totals["likes_given"], totals["username"])
+        writes.append(KvWrite(record_key(like.namespace, like.media.video_id, user), docs.dump(value), None))
     for i, like in enumerate(likes):
         item = (like.namespace, like.media.video_id)
         seen[item] = seen.get(item, 0) + 1
@@ -87,8 +105,12 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         rk = request_key_of(like)
         if rk is not None:
             writes.append(_request(rk, like, counts[-1], now, gid, window, revisions))
-    _credit(likes, read, gid, now, values, hours, writes)
-    return LikeGroup(gid, tuple(writes), likes, before, values, counts, now, hours)
+    _credit(likes + [s.like for s in staged], read, gid, now, values, hours, writes)
+    if mark is not None:
+        key, value, rev = mark
+        values[key] = {**value, "batch": gid}
+        writes.append(KvWrite(key, docs.dump(values[key]), rev))
+    return LikeGroup(gid, tuple(writes), likes, before, values, counts, now, hours, list(staged))
 
 
 def take_totals_of_records(read: ReadModel, conflict) -> None:
@@ -135,7 +157,7 @@ def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadMode
     for (ns, vid), n in per_item.items():
         book = read.book(ns)
         book.advance(now)
-        before[(ns, vid)] = count = book.like_count(vid)
+        before[(ns, vid)] = count = book.stored_like_count(vid)
         key = likes_key(ns, vid)
         hours[key] = book.like_windows.after(vid, now, n)
         values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid,
@@ -150,6 +172,13 @@ def _claim(like: LikeReserved, gid: str, revisions: dict[str, int]) -> KvWrite:
     key = claim_key_of(like)
     return KvWrite(key, docs.claim_bytes(c, gid), revisions.get(key, c.expected_revision),
                    ttl_seconds=c.expires_at - c.liked_at)
+
+
+def _staged_claim(c, gid: str, revisions: dict[str, int], now: float) -> KvWrite:
+    """A journalled like's claim, for what is left of its window."""
+    key = dedupe_key(c.namespace, c.video_id, c.user)
+    return KvWrite(key, docs.claim_bytes(c, gid), revisions.get(key, c.expected_revision),
+                   ttl_seconds=c.expires_at - now)
 
 
 def _request(rk: RequestKey, like: LikeReserved, count: int, now: float, gid: str, window: float,

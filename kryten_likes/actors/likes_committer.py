@@ -12,21 +12,25 @@ published (outbox.py), or when this group already holds that record.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 import attrs
 
 from .. import wire
-from ..clock import parse_iso
+from ..clock import iso, parse_iso
 from ..messages import ClaimsSettled, LikeDuplicate, LikeReserved
-from ..effects import Commit
-from ..store.keys import curator_key, likes_key, record_key, user_key
+from ..effects import Commit, PurgeJournal
+from ..store import documents as docs
+from ..store.keys import curator_key, journal_mark_key, likes_key, record_key, user_key
 from ..store.values import Conflict, Landed, StoredEntry
 from .event_bodies import like_events
-from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, LikeGroup
+from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, JournalGroup, LikeGroup, StagedLike
+from .like_journal import draft_journal, journal_event, journalable, mark_of, staged_in_memory
 from .read_model import ReadModel
-from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of, take_totals_of_records
+from .like_writes import (
+    Item, claim_key_of, curator_of, draft_group, liker, request_key_of, take_totals_of_records,
+)
 from .request_memory import RequestMemory, request_key
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
@@ -34,7 +38,8 @@ PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in fl
 
 class LikesCommitter:
     def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str], requests: RequestMemory,
-                 *, max_batch: int, max_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN) -> None:
+                 *, max_batch: int, max_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
+                 journal_max: int = 0, home: str = "") -> None:
         self.read = read
         self.flying = flying  # shared with the other committers
         self.new_id = new_id
@@ -43,6 +48,21 @@ class LikesCommitter:
         self.max_groups = max_groups
         self.pipeline_min = pipeline_min
         self.pending: deque[LikeReserved] = deque()
+        # The lone-like path (like_journal.py): at most ``journal_max`` journal
+        # writes in flight (0: every like goes in a group).
+        self.journal_max = journal_max
+        self.home = home  # the daemon's namespace: its journal and the journal's mark
+        self.journaling: Counter[Item] = Counter()  # journal writes in flight, by item
+        self.staged: deque[StagedLike] = deque()  # journalled, answered, not yet stored; in journal order
+        book = read.books.get(home)
+        # The mark: entries up to ``journal_stored`` are stored; its document's revision.
+        self.journal_stored, self.mark_revision = mark_of(book)
+        self.journal_seen = self.journal_stored  # the journal's highest revision seen
+        self.purged = 0  # entries up to here are removed from the journal
+        if book is not None:  # what a previous life journalled and did not store (like_journal.recover)
+            self.staged.extend(s for _, s in book.staged_records)
+            self.journal_seen = max([self.journal_seen, *(s.revision for s in self.staged)])
+            book.staged_records = []
         self.claim_revisions: dict[str, int] = {}  # claim and request keys' revisions, learnt from a conflict
         self.conflicts_in_row = 0
 
@@ -63,11 +83,19 @@ class LikesCommitter:
         return [wire.duplicate(msg.reply, video_id=msg.media.video_id, like_count=count)]
 
     def waiting(self, pair: tuple[str, str, str]) -> bool:
-        """Is a like of (namespace, video_id, user) taken and not stored yet?"""
-        return any((l.namespace, l.media.video_id, liker(l)) == pair for l in self.held())
+        """Is a like of (namespace, video_id, user) taken and not stored yet
+        (its record not final: journalled likes too)?"""
+        return any((l.namespace, l.media.video_id, liker(l)) == pair
+                   for l in [*self.held(), *(s.like for s in self.staged)])
 
     def held(self) -> list[LikeReserved]:
-        return list(self.pending) + [l for g in self.flying.of_kind(LikeGroup) for l in g.likes]
+        """The likes taken and not answered yet."""
+        return (list(self.pending) + [l for g in self.flying.of_kind(LikeGroup) for l in g.likes]
+                + [g.like for g in self.flying.of_kind(JournalGroup)])
+
+    def unstored(self) -> int:
+        """Journalled likes (and journal writes in flight) not yet in their documents."""
+        return len(self.staged) + sum(self.journaling.values())
 
     def held_waiters(self) -> list:
         return [w for ws in self.requests.waiters.values() for w in ws]
@@ -75,10 +103,13 @@ class LikesCommitter:
     # --- sending ----------------------------------------------------------------------
 
     def groups(self, now: float) -> list[Commit]:
-        out: list[Commit] = []
-        while self.pending and not self.flying.outbox.full("likes"):
-            flying = len(self.flying.in_bucket("likes"))
-            if flying and (flying >= self.max_groups or len(self.pending) < self.pipeline_min):
+        # Alone or few, likes go as single writes; many, they wait for a group,
+        # which costs the bus less per like (like_journal.py).
+        few = 0 < len(self.pending) <= self.journal_max
+        out: list[Commit] = self._journal(now) if few else []
+        while (self.pending or self.staged) and not self.flying.outbox.full("likes"):
+            flying = sum(1 for g in self.flying.in_bucket("likes") if type(g) is not JournalGroup)
+            if flying and (flying >= self.max_groups or len(self.pending) + len(self.staged) < self.pipeline_min):
                 break  # small groups cost the server more than waiting for the one in flight
             commit = self._group(now)
             if commit is None:
@@ -86,8 +117,42 @@ class LikesCommitter:
             out.append(commit)
         return out
 
-    def _choose(self) -> tuple[list[LikeReserved], dict[Item, int]]:
-        """The waiting likes that fit one batch, in order; the rest keep theirs."""
+    def _journal(self, now: float) -> list[Commit]:
+        """Each waiting like that may go alone goes as one write (like_journal.py)."""
+        out: list[Commit] = []
+        busy = self.flying.keys_written("likes")
+        outbox = self.flying.outbox
+        in_flight = sum(self.journaling.values())
+        kept: deque[LikeReserved] = deque()
+        held_back: set[Item] = set()  # items with an earlier like left waiting: theirs keep their order
+        for like in self.pending:
+            item = (like.namespace, like.media.video_id)
+            if (in_flight >= self.journal_max or outbox.full("likes") or item in held_back
+                    or not journalable(like, busy, self.read, now)):
+                kept.append(like)
+                held_back.add(item)
+                continue
+            group = draft_journal(self.new_id(), self.home, like, self._next_count(item), self.journal_seen,
+                                  self.read, now)
+            self.flying.add(group)
+            self.journaling[item] += 1
+            in_flight += 1
+            busy.update(group.values)  # the user's next like waits for this one
+            out.append(Commit("journal", group.group_id, group.writes, marker_key=group.writes[0].key))
+        self.pending = kept
+        return out
+
+    def _next_count(self, item: Item) -> int:
+        """The count a like of ``item`` sent now is answered with: every like
+        answered so far, and those in flight before it."""
+        ns, vid = item
+        ahead = self.journaling[item] + sum(1 for g in self.flying.of_kind(LikeGroup) for l in g.likes
+                                            if (l.namespace, l.media.video_id) == item)
+        return self.read.book(ns).like_count(vid) + ahead + 1
+
+    def _choose(self) -> tuple[list[LikeReserved], dict[Item, int], list[StagedLike]]:
+        """The waiting likes that fit one batch, in order; the rest keep theirs.
+        Journalled likes first: theirs are the counts answered already."""
         likes: list[LikeReserved] = []
         per_item: dict[Item, int] = {}
         cost = 0
@@ -96,6 +161,39 @@ class LikesCommitter:
         later: list[LikeReserved] = []
         busy = self.flying.keys_written("likes")
         curators: set[tuple[str, str]] = set()
+        staged: list[StagedLike] = []
+        outbox = self.flying.outbox
+        # Journalled likes go as a prefix of the journal (the mark says "up to
+        # N"), below every journal write in flight (it lands above its floor).
+        floor = min((g.floor for g in self.flying.of_kind(JournalGroup)), default=None)
+        if self.staged and journal_mark_key(self.home) not in busy:
+            cost = 1  # the mark
+            for s in self.staged:
+                like = s.like
+                item = (like.namespace, like.media.video_id)
+                user, curator = liker(like), curator_of(like)
+                extra = (1 + (item not in per_item) + (like.claim is not None)
+                         + (bool(curator) and (like.namespace, curator) not in curators))
+                rk = record_key(like.namespace, item[1], user)
+                if (cost + extra > self.max_batch or (floor is not None and s.revision > floor)
+                        or likes_key(*item) in busy or user_key(like.namespace, user) in busy or outbox.is_busy(rk)
+                        or (curator and curator_key(like.namespace, curator) in busy) or (item, user) in records
+                        or (like.claim is not None and claim_key_of(like) in claims)):
+                    break
+                records.add((item, user))
+                if like.claim is not None:
+                    claims.add(claim_key_of(like))
+                cost += extra
+                if curator:
+                    curators.add((like.namespace, curator))
+                staged.append(s)
+                per_item[item] = per_item.get(item, 0) + 1
+            for _ in staged:
+                self.staged.popleft()
+            cost = cost if staged else 0
+        # A new like of an item with journalled likes not in this group waits:
+        # its count comes after theirs.
+        unstored = {(s.like.namespace, s.like.media.video_id) for s in self.staged} | set(self.journaling)
         while self.pending:
             like = self.pending[0]
             item = (like.namespace, like.media.video_id)
@@ -108,6 +206,9 @@ class LikesCommitter:
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
+            if item in unstored:
+                later.append(like)
+                continue
             if (busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)
                           or (curator and curator_key(like.namespace, curator) in busy))
                     or (user and self.flying.outbox.is_busy(record_key(like.namespace, item[1], user)))):
@@ -133,21 +234,35 @@ class LikesCommitter:
             likes.append(like)
             per_item[item] = per_item.get(item, 0) + 1
         self.pending.extendleft(reversed(later))
-        return likes, per_item
+        return likes, per_item, staged
 
     def _group(self, now: float) -> Commit | None:
-        likes, per_item = self._choose()
-        if not likes:
+        likes, per_item, staged = self._choose()
+        if not likes and not staged:
             return None
+        mark = None
+        if staged:
+            mark = (journal_mark_key(self.home), {"revision": staged[-1].revision, "updated_at": iso(now),
+                                                  "schema_version": docs.SCHEMA}, self.mark_revision)
         group = draft_group(self.new_id(), likes, per_item, self.read, self.claim_revisions, self.requests.window,
-                            now)
+                            now, staged, mark)
         self.flying.add(group)
         marker = next((w.key for w in group.writes if w.key not in group.values), next(iter(group.values)))
         return Commit("likes", group.group_id, group.writes, marker_key=marker)
 
     # --- outcomes -----------------------------------------------------------------------
 
-    def landed(self, g: LikeGroup, landed: Landed, now: float) -> list:
+    def landed(self, g: LikeGroup | JournalGroup, landed: Landed, now: float) -> list:
+        if isinstance(g, JournalGroup):
+            return self._journal_landed(g, landed)
+        for s in g.staged:  # in their item's document and their user's totals now
+            book = self.read.book(s.like.namespace)
+            book.stage_likes(s.like.media.video_id, -1)
+            book.stage_given(liker(s.like), -1)
+        if g.staged:
+            mark = journal_mark_key(self.home)
+            self.journal_stored = max(self.journal_stored, g.values[mark]["revision"])
+            self.mark_revision = max(self.mark_revision, landed.revisions.get(mark, 0))
         for (ns, vid) in g.before:
             key = likes_key(ns, vid)
             rev = landed.revisions.get(key)
@@ -180,6 +295,54 @@ class LikesCommitter:
         keys, events = like_events(g, self.read.book) if outbox.enabled else ((), ())
         return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events)
 
+    def _journal_landed(self, g: JournalGroup, landed: Landed) -> list:
+        """The like is counted: its journal entry holds it. Answered now; a
+        group stores its document, claim, curator and record next (``staged``)."""
+        like = g.like
+        ns, vid, user = like.namespace, like.media.video_id, liker(like)
+        item = (ns, vid)
+        self.journaling[item] -= 1
+        if not self.journaling[item]:
+            del self.journaling[item]
+        rev = landed.revisions[g.writes[0].key]
+        self.journal_seen = max(self.journal_seen, rev)
+        s = StagedLike(like, g.count, f"{g.group_id}.0", g.now, rev)
+        book = self.read.book(ns)
+        book.records.liked(vid, user, like.username or user, g.now)
+        staged_in_memory(book, s)
+        self.read.ranking_moved(ns, "liked")
+        if self.staged and self.staged[-1].revision > rev:  # (answers come in order but for a lost one)
+            self.staged = deque(sorted([*self.staged, s], key=lambda x: x.revision))
+        else:
+            self.staged.append(s)
+        out: list = [wire.ok(like.reply, video_id=vid, like_count=g.count)]
+        if like.claim is not None:
+            out.append(ClaimsSettled(confirmed=(like.claim,)))
+        outbox = self.flying.outbox
+        if not outbox.enabled:
+            return out
+        # Its record waits for its event; the likes bucket's mark stays below what it will land at.
+        return out + outbox.stored(g.group_id, "likes", outbox.last_landed["likes"] + 1,
+                                   (record_key(ns, vid, user),), (journal_event(s, book),))
+
+    def staged_events(self) -> list:
+        """At a start: the events of the journal's entries not stored (a crash
+        may have left them unpublished; published twice, an event is dropped)."""
+        outbox = self.flying.outbox
+        if not outbox.enabled or not self.staged:
+            return []
+        ss = list(self.staged)
+        keys = tuple(record_key(s.like.namespace, s.like.media.video_id, liker(s.like)) for s in ss)
+        return outbox.stored(f"{self.new_id()}-journal", "likes", outbox.last_landed["likes"] + 1, keys,
+                             tuple(journal_event(s, self.read.book(s.like.namespace)) for s in ss))
+
+    def purge(self) -> list:
+        """Entries up to the mark are stored: out of the journal."""
+        if self.journal_stored <= self.purged:
+            return []
+        self.purged = self.journal_stored
+        return [PurgeJournal(self.home, self.purged)]
+
     def _records_landed(self, g: LikeGroup, landed: Landed) -> None:
         newest: dict[tuple[str, str], int] = {}  # the revision of each user's newest record of the group
         for like in g.likes:
@@ -189,6 +352,9 @@ class LikesCommitter:
                 book.records.liked(like.media.video_id, user, like.username or user, g.now)
                 if like.curator:
                     book.curators.credited(like.media.video_id, user, g.now, like.curator)
+        for like in [*g.likes, *(s.like for s in g.staged)]:
+            user = liker(like)
+            if user:
                 rev = landed.revisions.get(record_key(like.namespace, like.media.video_id, user), 0)
                 if rev > newest.get((like.namespace, user), 0):
                     newest[(like.namespace, user)] = rev
@@ -206,6 +372,7 @@ class LikesCommitter:
 
 
     def conflicted(self, g: LikeGroup, conflict: Conflict, now: float) -> list:
+        assert isinstance(g, LikeGroup), "a journal write expects nothing but the fence"
         take_totals_of_records(self.read, conflict)
         for key, v in g.values.items():
             if "likes_received" in v:
@@ -230,6 +397,17 @@ class LikesCommitter:
             else:
                 retry.append(like)
         self.pending.extendleft(reversed(retry))
+        for s in g.staged:  # counted and answered: only KV's revisions are news
+            if s.like.claim is not None:
+                entry = conflict.current.get(claim_key_of(s.like))
+                self.claim_revisions[claim_key_of(s.like)] = entry.revision if entry is not None else 0
+        if g.staged:
+            entry = conflict.current.get(journal_mark_key(self.home))
+            self.mark_revision = entry.revision if entry is not None else 0
+        if g.staged and give_up:
+            # Someone else keeps writing keys of likes we counted: start again from KV.
+            raise RuntimeError(f"likes group {g.group_id}: its journalled likes' keys keep changing under us")
+        self.staged.extendleft(reversed(g.staged))
         self.conflicts_in_row = 0 if give_up else self.conflicts_in_row + 1
         if confirmed or released:
             out.append(ClaimsSettled(tuple(confirmed), tuple(released)))
@@ -263,12 +441,18 @@ class LikesCommitter:
         self.claim_revisions[key] = entry.revision if entry is not None else 0
         return None
 
-    def fenced(self, g: LikeGroup, now: float) -> list:
+    def fenced(self, g: LikeGroup | JournalGroup, now: float) -> list:
         """Nothing of the group was stored and nothing more will be: another
-        daemon is active. Each like hears so, truly."""
+        daemon is active. Each like hears so, truly. (Journalled likes it
+        held stay staged in KV: the active daemon stores them.)"""
         out: list = []
         released = []
-        for like in g.likes:
+        if isinstance(g, JournalGroup):
+            item = (g.like.namespace, g.like.media.video_id)
+            self.journaling[item] -= 1
+            if not self.journaling[item]:
+                del self.journaling[item]
+        for like in g.likes if isinstance(g, LikeGroup) else [g.like]:
             rk = request_key_of(like)
             for r in [like] + (self.requests.settled(rk, None, now) if rk is not None else []):
                 out.append(wire.error(r.reply, "unavailable", FENCED))

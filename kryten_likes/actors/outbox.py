@@ -65,7 +65,7 @@ class Outbox:
     # --- the writer's groups ---------------------------------------------------------------
 
     def sent(self, group_id: str, bucket: str) -> None:
-        if self.enabled:
+        if self.enabled and bucket in self.last_landed:  # (not the journal: its likes hold the mark themselves)
             self.floors[group_id] = (bucket, self.last_landed[bucket] + 1)
 
     def finished(self, group_id: str, revisions: dict[str, int] | None) -> None:

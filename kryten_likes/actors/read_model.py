@@ -92,7 +92,7 @@ class ReadModel:
             return [wire.error(msg.reply, "invalid_request", f"cursor: {exc}")]
         items = [{"video_id": vid, "title": book.title(vid), "liked_at": at} for vid, at in liked]
         name = book.records.name_of(msg.user) or book.curators.name_of(msg.user) or msg.username
-        return [wire.ok(msg.reply, username=name, likes_given=book.records.totals(msg.user)[0],
+        return [wire.ok(msg.reply, username=name, likes_given=book.likes_given(msg.user),
                         likes_received=book.curators.of("likes", msg.user)[0],
                         plays=book.curators.of("analytics", msg.user)[0], items=items, cursor=cursor)]
 

@@ -121,7 +121,9 @@ class Unlikes:
             why = f"liked at {iso(liked_at)}; likes can be taken back for {self.window:g} s"
             return self._answer(msg, lambda to: wire.error(to, "unlike_window_passed", why), now)
         gid = self.new_id()
-        count = book.like_count(vid)
+        # The document counts what it stores; the answer also what is journalled
+        # and not in it yet (counter_book's ``staged_likes``).
+        count, shown = book.stored_like_count(vid), book.like_count(vid)
         given = book.records.totals(user)[0]
         name = book.records.name_of(user) or msg.username or user
         book.advance(now)
@@ -131,7 +133,7 @@ class Unlikes:
         totals = docs.user_value(user, name, max(0, given - 1), now, gid)
         curator = book.curators.credit_of(vid, user)
         record = docs.record_value(vid, user, name, liked_at, 0.0, f"{gid}.0", gid, curator,
-                                   msg.media.media_type, max(0, count - 1), totals["likes_given"], name)
+                                   msg.media.media_type, max(0, shown - 1), totals["likes_given"], name)
         record["unliked_at"] = iso(now)
         claim = Claim(ns, vid, user, float(liked_at), now)
         writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
@@ -139,13 +141,13 @@ class Unlikes:
                   KvWrite(dedupe_key(ns, vid, user), docs.claim_bytes(claim, gid), None, ttl_seconds=1.0)]
         rk = self._rk(msg)
         if rk is not None:
-            value = {"user": user, "correlation_id": rk[2], "video_id": vid, "like_count": max(0, count - 1),
+            value = {"user": user, "correlation_id": rk[2], "video_id": vid, "like_count": max(0, shown - 1),
                      "status": "ok", "liked_at": iso(now), "expires_at": iso(now + self.requests.window),
                      "schema_version": docs.SCHEMA, "batch": gid}
             writes.append(KvWrite(request_key(rk), docs.dump(value), None, ttl_seconds=self.requests.window))
         # The user's totals ride on the record; their key in ``values`` keeps
         # the user's likes waiting while this flies (``_busy``, the likes committer).
-        values = {likes_key(ns, vid): likes, user_key(ns, user): totals}
+        values = {likes_key(ns, vid): likes, user_key(ns, user): totals, record_key(ns, vid, user): record}
         if curator is not None:
             writes.append(self._uncredit(ns, fold_user(curator), curator, liked_at, now, gid, values, hours))
         self.flying.add(UnlikeGroup(gid, tuple(writes), msg, values, claim, conflicts, now, hours))
@@ -183,10 +185,11 @@ class Unlikes:
             if "likes_received" in v and rev is not None and rev > book.curators.of("likes", v["user"])[1]:
                 book.curators.set("likes", v["user"], v["username"], v["likes_received"], rev, g.hours[key])
         self.read.ranking_moved(ns, "liked")
-        outcome = {"video_id": vid, "like_count": likes["like_count"]}
+        shown = g.values[record_key(ns, vid, user)]["like_count"]
+        outcome = {"video_id": vid, "like_count": shown}
         ev = event(f"{g.group_id}.0", "unlike", ns, username=totals["username"], user=user, video_id=vid,
                    media_type=msg.media.media_type, title=book.title(vid), curator=curator,
-                   like_count=likes["like_count"], play_count=book.play_count(vid), at=iso(g.now))
+                   like_count=shown, play_count=book.play_count(vid), at=iso(g.now))
         published = self.flying.outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0),
                                               (record_key(ns, vid, user),), (ev,))
         return [*self._answer(msg, lambda to: wire.ok(to, **outcome), g.now, outcome),

@@ -30,7 +30,7 @@ from .keys import (
 # name → the I/O module (nats) that holds it, imported when the name is first asked for
 _LAZY = {
     "AtomicBucket": "batch", "BatchRefused": "batch",
-    "StoreError": "buckets", "open_buckets": "buckets", "scan": "buckets", "scan_each": "buckets",
+    "StoreError": "buckets", "open_buckets": "buckets", "open_journal": "buckets", "scan": "buckets", "scan_each": "buckets",
 }
 
 

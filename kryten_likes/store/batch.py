@@ -93,6 +93,10 @@ class AtomicBucket:
                 tg.start_soon(one, k)
         return out
 
+    async def purge_below(self, key_filter: str, revision: int) -> None:
+        """Remove the keys matching ``key_filter`` written below ``revision``."""
+        await self._js.purge_stream(self._stream, subject=f"$KV.{self.bucket}.{key_filter}", seq=revision)
+
     async def put(self, key: str, value: dict) -> int:
         return await self._kv.put(key, json.dumps(value, separators=(",", ":")).encode())
 
@@ -150,6 +154,8 @@ class AtomicBucket:
                 break  # not landed: send the same group again
 
     async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict | Fenced:
+        if len(writes) == 1 and writes[0].expected_revision is None:
+            return await self._attempt_single(group_id, writes[0])
         batch_id = f"{group_id}-{uuid.uuid4().hex[:8]}"
         fence = self.fence
         ahead = 0
@@ -196,6 +202,39 @@ class AtomicBucket:
                     self.fence_moved = True
                     return Fenced(group_id)
             return Conflict(group_id, current)
+        if err.get("code") == 503:
+            raise nats.errors.NoRespondersError
+        raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
+
+
+    async def _attempt_single(self, group_id: str, w: KvWrite) -> Landed | Fenced:
+        """One unconditional write needs no batch: the server stages every
+        atomic batch in a store made for it (about 4 ms on an R1 file stream,
+        however small), a plain publish costs a tenth of that. The fence's
+        expectation rides on the write itself (a message carries one
+        expectation, and this write has none of its own). ``Nats-Msg-Id`` is
+        the group id: an attempt delayed past a lost answer and the attempt
+        that replaced it are one message to the stream's duplicate window, so
+        a write found landed and written over since is never stored again."""
+        headers = {"Nats-Msg-Id": group_id}
+        fence = self.fence
+        if fence is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(fence.revision)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = f"$KV.{self.bucket}.{fence.key}"
+        if w.ttl_seconds is not None:
+            headers["Nats-TTL"] = _ttl(w.ttl_seconds)
+        reply = await self._nc.request(f"$KV.{self.bucket}.{w.key}", w.value, headers=headers,
+                                       timeout=self._timeout)
+        ack = json.loads(reply.data)
+        err = ack.get("error")
+        if err is None:
+            if ack.get("duplicate"):  # an earlier attempt landed: its revision is the key's, unless written since
+                return _landed_from(group_id, {w.key: await self.read(w.key)})
+            return Landed(group_id, {w.key: int(ack["seq"])})
+        if err.get("err_code") == WRONG_LAST_SEQUENCE and fence is not None:
+            log.warning("write %s refused: the fence moved (another daemon is active)", group_id)
+            self.fence_moved = True
+            return Fenced(group_id)
         if err.get("code") == 503:
             raise nats.errors.NoRespondersError
         raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")

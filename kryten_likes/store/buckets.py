@@ -22,7 +22,7 @@ from nats.js.kv import KV_DEL, KV_PURGE
 
 from .batch import AtomicBucket, StoredEntry
 from .reconnects import Reconnects
-from .keys import ANALYTICS_BUCKET, LIKES_BUCKET
+from .keys import ANALYTICS_BUCKET, JOURNAL_BUCKET, LIKES_BUCKET
 from .last_per_key import last_per_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ async def open_buckets(nc: NatsClient, replicas: int,
     analytics = await open_bucket(nc, js, ANALYTICS_BUCKET, replicas, reconnects)
     likes = await open_bucket(nc, js, LIKES_BUCKET, replicas, reconnects)
     return analytics, likes
+
+
+async def open_journal(nc: NatsClient, replicas: int, reconnects: Reconnects | None = None) -> AtomicBucket:
+    """The lone likes' journal (actors/like_journal.py)."""
+    return await open_bucket(nc, nc.jetstream(), JOURNAL_BUCKET, replicas, reconnects)
 
 
 async def scan(bucket: AtomicBucket) -> dict[str, StoredEntry]:

@@ -21,6 +21,9 @@ MAX_KEY_TOKEN = 3000
 
 ANALYTICS_BUCKET = "kryten_playlist_analytics"
 LIKES_BUCKET = "kryten_playlist_likes"
+# The lone likes' journal (actors/like_journal.py): a bucket of the project's own,
+# so that its single writes never queue behind the likes bucket's batches.
+JOURNAL_BUCKET = "kryten_likes_journal"
 
 
 class KeyError_(ValueError):
@@ -117,6 +120,19 @@ def user_key(ns: str, user: str) -> str:
 def events_mark_key(ns: str) -> str:
     """Up to which KV revision of each bucket every change's bus event is published."""
     return f"{_ns(ns)}/events/published"
+
+
+def journal_key(ns: str, entry_id: str) -> str:
+    """A journalled like (bucket ``JOURNAL_BUCKET``); ``entry_id`` is its
+    group's id, key-safe by its author."""
+    if not SAFE_ID.fullmatch(entry_id):
+        raise KeyError_(f"not a safe journal entry id: {entry_id!r}")
+    return f"{_ns(ns)}/journal/{entry_id}"
+
+
+def journal_mark_key(ns: str) -> str:
+    """Up to which revision of ``JOURNAL_BUCKET`` the journalled likes are stored (likes bucket)."""
+    return f"{_ns(ns)}/journal_mark"
 
 
 def curator_key(ns: str, user: str) -> str:

@@ -1,0 +1,169 @@
+"""The lone like's path: one write to a journal, then a group stores it.
+
+Theory of operation
+-------------------
+nats-server stages every atomic batch in a store made for it (on an R1 file
+stream about 4 ms of server time, however small the batch), and while it
+does, the stream's other writes wait. Group commit shares a batch among the
+likes that wait, but a like that is alone (one viewer, a quiet channel, the
+first likes of a burst) paid all of it. So a like that may go alone is
+counted by **one write** to a bucket of the project's own,
+``kryten_likes_journal``, whose writes no batch holds up: the *entry*
+``ns/{ns}/journal/{id}`` (``ns``: the daemon's namespace) carries everything
+the like changes (its namespace, item, user, names, curator, count,
+``event_id``, claim). It expects only the fence (that bucket has its own
+``writer`` key, moved with the others: store/batch.py, ``_attempt_single``),
+so a daemon that lost its lease stores nothing. Once it lands the like is
+answered ``ok`` and its event published; the like is then **staged**:
+counted in every answer (counter_book's ``staged_likes``), in the like index
+and its user's totals, not yet in its item's document.
+
+The next likes group stores staged likes (likes_committer's ``_choose``,
+staged likes first, in journal order): their items' documents, claims (for
+what is left of the window), curators, records, and the **mark**
+``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
+atomic batch of the likes bucket. The mark says: every entry of this
+daemon's journal at a revision up to N is stored. So a group takes staged
+likes as a prefix of the journal, and only below every journal write still
+in flight (whose revision is not known yet: its *floor*, the highest journal
+revision seen when it was sent, bounds it). Whatever instant a crash comes
+at, an entry above the mark is a like counted nowhere else: a writer that
+starts (or restarts) reads the journal, counts those entries in its answers,
+index and totals, gives their claims to the ledger (``recover``) and stores
+them first. Entries at or below the mark are removed (``PurgeJournal``).
+
+When a like may go alone (``journalable``):
+
+- it has a user and no ``correlation_id`` (a retried request must find its
+  request key, which only a group writes);
+- no group in flight writes for its user (their totals must not cross);
+- with dedupe on, its user has no like of the item younger than the window
+  in the like index: the ledger's memory is then not the only word on a
+  duplicate (a ledger restarted while a group flew may not know a claim),
+  and such a like goes in a group, whose create-if-absent of the claim
+  decides;
+- few likes wait (at most ``journal_max``), at most that many journal writes
+  fly, and no earlier like of its item waits for a group.
+
+Many likes at once wait for groups as before: a batch carrying a hundred
+likes costs the bus less per like than a hundred writes would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..clock import iso, parse_iso
+from ..domain import Claim, Media
+from ..messages import LikeReserved, ReplyTo
+from ..store import documents as docs
+from ..store.keys import journal_key, user_key
+from ..store.values import KvWrite
+from .event_bodies import event
+from .groups import JournalGroup, StagedLike
+from .like_writes import liker
+from .read_model import ReadModel
+
+if TYPE_CHECKING:
+    from .counter_book import CounterBook
+    from .dedupe_ledger import LiveClaims
+
+JOURNAL_MAX = 32  # likes waiting (and journal writes in flight) up to which a like goes alone
+
+
+def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float) -> bool:
+    user = liker(like)
+    if not user or like.reply.correlation_id is not None:
+        return False
+    ns, vid = like.namespace, like.media.video_id
+    if user_key(ns, user) in busy:
+        return False
+    c = like.claim
+    if c is not None:
+        liked_at = read.book(ns).records.liked_at(vid, user)
+        if liked_at is not None and liked_at + (c.expires_at - c.liked_at) > now:
+            return False
+    return True
+
+
+def draft_journal(gid: str, home: str, like: LikeReserved, count: int, floor: int, read: ReadModel,
+                  now: float) -> JournalGroup:
+    """``home``: the daemon's namespace (whose journal and fence these are)."""
+    ns, vid, user = like.namespace, like.media.video_id, liker(like)
+    c = like.claim
+    value = {"namespace": ns, "video_id": vid, "user": user, "username": like.username or user,
+             "liked_at": iso(now), "play_started_at": iso(like.play_at) if like.play_at else None,
+             "curator": like.curator, "type": like.media.media_type or None, "title": like.media.title or None,
+             "like_count": count, "event_id": f"{gid}.0",
+             "claim_liked_at": iso(c.liked_at) if c is not None else None,
+             "claim_expires_at": iso(c.expires_at) if c is not None else None,
+             "schema_version": docs.SCHEMA, "batch": gid}
+    key = journal_key(home, gid)
+    return JournalGroup(gid, (KvWrite(key, docs.dump(value), None),), like, count,
+                        {user_key(ns, user): {}}, now, floor)
+
+
+def staged_from_entry(revision: int, v: dict) -> StagedLike | None:
+    """A journal entry, as the like a group must store."""
+    try:
+        ns, vid, user = str(v["namespace"]), str(v["video_id"]), str(v["user"])
+        at = parse_iso(v["liked_at"])
+        ends = v.get("claim_expires_at")
+        claim = Claim(ns, vid, user, parse_iso(v.get("claim_liked_at") or v["liked_at"]), parse_iso(ends)) \
+            if ends else None
+        play = v.get("play_started_at")
+        like = LikeReserved(ReplyTo(None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
+                            claim, user, str(v.get("username") or user), parse_iso(play) if play else 0.0,
+                            v.get("curator") or None)
+        return StagedLike(like, int(v["like_count"]), str(v["event_id"]), at, revision)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def journal_event(s: StagedLike, book: CounterBook) -> dict:
+    like = s.like
+    vid, user = like.media.video_id, liker(like)
+    return event(s.event_id, "like", like.namespace, username=like.username or user, user=user, video_id=vid,
+                 media_type=like.media.media_type, title=like.media.title or book.title(vid),
+                 curator=like.curator, like_count=s.count, play_count=book.play_count(vid), at=iso(s.at))
+
+
+def staged_in_memory(book: CounterBook, s: StagedLike) -> None:
+    """A journalled like, counted by the book's answers, index and totals
+    (its item's document, curator and record hold it once a group stores it)."""
+    like = s.like
+    vid, user = like.media.video_id, liker(like)
+    book.stage_likes(vid, 1)
+    book.stage_given(user, 1)
+    if like.curator:
+        book.curators.credited(vid, user, s.at, like.curator)
+
+
+def mark_of(book: CounterBook | None) -> tuple[int, int]:
+    """``(N, revision of the mark document)``: entries up to N are stored."""
+    entry = book.journal_mark if book is not None else None
+    if entry is None or not entry.value:
+        return 0, entry.revision if entry is not None else 0
+    n = entry.value.get("revision")
+    return (n if type(n) is int else 0), entry.revision
+
+
+def recover(books: dict[str, CounterBook], claims: LiveClaims, now: float, new_book) -> None:
+    """At a start, before the like index is frozen: each book's journal
+    entries above its mark, counted (``staged_in_memory``), indexed, their
+    claims given to the ledger; the book keeps them for its writer."""
+    for book in list(books.values()):
+        if not book.journal_entries:
+            continue
+        n, _ = mark_of(book)
+        found = [s for s in (staged_from_entry(rev, v) for rev, v in sorted(book.journal_entries, key=lambda e: e[0])
+                             if rev > n) if s is not None]
+        book.journal_entries = []
+        for s in found:
+            like = s.like
+            target = books.get(like.namespace) or new_book(like.namespace)
+            target.records.load(like.media.video_id, like.user, like.username, s.at)
+            staged_in_memory(target, s)
+            if like.claim is not None and like.claim.expires_at > now:
+                claims.add((like.namespace, like.media.video_id, like.user), like.claim.expires_at)
+        book.staged_records = [(s.revision, s) for s in found]

@@ -1,0 +1,253 @@
+"""The lone-like path (actors/like_journal.py) as a state machine, with
+``kill -9`` at any step.
+
+The writer (journal on), the real dedupe ledger and a fake KV per bucket
+(``support.counter_writer_rig.FakeKV``). Likes come with dedupe on (through
+the ledger) or off, alone or many; unlikes come too; commits land in any
+order; events are published whenever. A crash may come between any two
+steps: each write in flight lands or is lost (drawn), nobody hears of it,
+and a new writer and ledger are built from what KV holds, exactly as a
+start builds them (``startup.SnapshotBuilder``).
+
+The model counts what must be stored: every like answered ``ok``, plus each
+like whose write landed at a crash unanswered (its fate was unknown to its
+sender), minus every unlike answered ``ok``. Once everything lands, each
+item's document holds exactly that, no record is left ``staged``, each
+user's totals are their counted likes, and with dedupe on no user is
+counted twice for one item.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from kryten_likes.actors.counter_writer import CounterWriter
+from kryten_likes.actors.dedupe_ledger import DedupeLedger
+from kryten_likes.actors.groups import JournalGroup, LikeGroup, UnlikeGroup
+from kryten_likes.effects import Commit, PublishEvents, PurgeJournal, PutDocument, Reply
+from kryten_likes.messages import (
+    CommitFinished, EventsPublished, LikeForItem, LikeReserved, ReplyTo, Tick, UnlikeForItem,
+)
+from kryten_likes.startup import SnapshotBuilder
+from kryten_likes.store import likes_key
+from kryten_likes.store.keys import journal_mark_key
+from support.counter_writer_rig import NS, T0, V1, V2, WINDOW, FakeKV, to
+from support.effect_router import EffectRouter
+
+ITEMS = [V1, V2]
+CLAIMED = ["ann", "bo", "cy"]  # dedupe on: through the ledger
+UNCLAIMED = ["zed", "yu"]  # dedupe off: no claim
+
+
+class LikeJournalMachine(RuleBasedStateMachine):
+    @initialize(journal_max=st.integers(1, 4))
+    def setup(self, journal_max: int) -> None:
+        self.journal_max = journal_max
+        self.kv = {"likes": FakeKV(), "analytics": FakeKV(), "journal": FakeKV()}
+        self.now = T0
+        self.life = 0
+        self.n = 0
+        self.in_flight: dict[str, Commit] = {}
+        self.unpublished: list[str] = []
+        self.requests: dict[str, tuple[str, str, str]] = {}  # subject -> (kind, video_id, user)
+        self.answered: set[str] = set()
+        self.counted: Counter = Counter()  # (video_id, user) -> likes counted minus unlikes
+        self.journalled = 0
+        self._start(None, None)
+
+    def _start(self, books, claims) -> None:
+        self.life += 1
+        self.w = CounterWriter(books or {}, NS, group_prefix=f"g{self.life}-", publish_events=True,
+                               journal_max=self.journal_max, unlike_window=WINDOW)
+        self.ledger = DedupeLedger(WINDOW, claims=claims)
+
+    # --- routing -----------------------------------------------------------------------------------
+
+    def route(self, effects: list) -> None:
+        EffectRouter(
+            {"dedupe_ledger": lambda m: self.ledger.step(m, self.now), "counter_writer": self.step},
+            {Reply: self.reply, Commit: self.sent, PutDocument: lambda e: None, PurgeJournal: self.purge,
+             PublishEvents: lambda e: self.unpublished.append(e.group_id)},
+        ).route(effects)
+
+    def purge(self, p: PurgeJournal) -> None:
+        kv = self.kv["journal"]
+        for key in [k for k, e in kv.entries.items()
+                    if k.startswith(f"ns/{p.namespace}/journal/") and e.revision <= p.revision]:
+            del kv.entries[key]
+
+    def step(self, msg) -> list:
+        return self.w.step(msg, self.now)
+
+    def sent(self, c: Commit) -> None:
+        assert c.group_id not in self.in_flight
+        if isinstance(self.w.flying.get(c.group_id), JournalGroup):
+            assert len(c.writes) == 1 and c.writes[0].expected_revision is None, "a journal write is one plain write"
+            self.journalled += 1
+        self.in_flight[c.group_id] = c
+
+    def reply(self, r: Reply) -> None:
+        subject = r.to.subject
+        assert subject in self.requests, f"a reply to nobody: {r}"
+        assert subject not in self.answered, f"answered twice: {subject}"
+        self.answered.add(subject)
+        kind, vid, user = self.requests[subject]
+        body = r.body
+        if body["status"] != "ok":
+            assert body["status"] == "duplicate" or body.get("error") == "not_liked", body
+            return
+        self.counted[(vid, user)] += 1 if kind == "like" else -1
+
+    # --- rules ---------------------------------------------------------------------------------------
+
+    def _ask(self, kind: str, vid: str, user: str) -> str:
+        self.n += 1
+        subject = f"inbox.{self.n}"
+        self.requests[subject] = (kind, vid, user)
+        return subject
+
+    @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED), flush=st.booleans())
+    def like(self, media, user: str, flush: bool) -> None:
+        reply = ReplyTo(self._ask("like", media.video_id, user))
+        if user in CLAIMED:
+            self.route([LikeForItem(reply, NS, user, media, username=user.title())])
+        else:
+            self.route([LikeReserved(reply, NS, media, None, user=user, username=user.title())])
+        if flush:
+            self.flush()
+
+    @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED))
+    def unlike(self, media, user: str) -> None:
+        reply = ReplyTo(self._ask("unlike", media.video_id, user))
+        self.route([UnlikeForItem(reply, NS, user, media, username=user.title())])
+
+    @rule()
+    def flush(self) -> None:
+        self.route(self.w.flush(self.now))
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data())
+    def finish(self, data) -> None:
+        gid = data.draw(st.sampled_from(sorted(self.in_flight)))
+        commit = self.in_flight.pop(gid)
+        # (A conflict: an unliked claim the fake KV keeps, where the server removes it after 1 s.)
+        self.route(self.step(CommitFinished(gid, self.kv[commit.bucket].apply(commit))))
+
+    @precondition(lambda self: self.unpublished)
+    @rule(data=st.data())
+    def publish(self, data) -> None:
+        gid = data.draw(st.sampled_from(self.unpublished))
+        self.unpublished.remove(gid)
+        self.route(self.step(EventsPublished(gid)))
+
+    @rule(seconds=st.sampled_from([1.0, 60.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        self.route(self.step(Tick()))
+
+    @rule(data=st.data())
+    def crash(self, data) -> None:
+        """kill -9: each write in flight landed or not; nobody hears; a new
+        life starts from KV."""
+        for gid in sorted(self.in_flight):
+            commit = self.in_flight[gid]
+            if data.draw(st.booleans(), label=f"{gid} landed"):
+                self.kv[commit.bucket].apply(commit)
+                g = self.w.flying.get(gid)
+                if isinstance(g, JournalGroup):
+                    self.counted[(g.like.media.video_id, g.like.user)] += 1
+                elif isinstance(g, LikeGroup):
+                    for like in g.likes:  # (its staged likes were counted when answered)
+                        self.counted[(like.media.video_id, like.user)] += 1
+                elif isinstance(g, UnlikeGroup):
+                    self.counted[(g.unlike.media.video_id, g.unlike.user)] -= 1
+        self.in_flight.clear()
+        self.unpublished.clear()
+        for subject in self.requests:  # their senders time out: no answer will come
+            self.answered.add(subject)
+        builder = SnapshotBuilder(self.now)
+        for bucket in ("analytics", "likes", "journal"):
+            for key, entry in self.kv[bucket].entries.items():
+                builder.take(key, entry)
+        snap = builder.done()
+        self._start(snap.books, snap.claims)
+
+    # --- invariants ------------------------------------------------------------------------------------
+
+    @invariant()
+    def never_counted_twice_with_dedupe_on(self) -> None:
+        for (vid, user), n in self.counted.items():
+            if user in CLAIMED:
+                assert n <= 1, f"{user} counted {n} times for {vid} within the window"
+            assert n >= 0, (vid, user, n)
+
+    @invariant()
+    def answers_count_every_answered_like(self) -> None:
+        book = self.w.read.peek(NS)
+        for m in ITEMS:
+            stored = (self.kv["likes"].value(likes_key(NS, m.video_id)) or {}).get("like_count", 0)
+            # Stored: never more than counted; answered: at least what is stored.
+            assert stored <= self._expected(m.video_id), (m.video_id, stored, self._expected(m.video_id))
+            assert book.like_count(m.video_id) >= stored
+
+    def _expected(self, vid: str) -> int:
+        return sum(n for (v, _), n in self.counted.items() if v == vid)
+
+    # --- the end: everything lands --------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if not hasattr(self, "w"):
+            return
+        for _ in range(200):
+            self.route(self.w.flush(self.now))
+            for gid in list(self.unpublished):
+                self.unpublished.remove(gid)
+                self.route(self.step(EventsPublished(gid)))
+            if not self.in_flight and not self.unpublished:
+                break
+            for gid in sorted(self.in_flight, key=lambda g: int(g.rpartition("-")[2])):
+                commit = self.in_flight.pop(gid)
+                self.route(self.step(CommitFinished(gid, self.kv[commit.bucket].apply(commit))))
+        assert not self.in_flight and not self.w.likes.staged and not self.w.likes.journaling
+        assert set(self.requests) == self.answered, f"never answered: {set(self.requests) - self.answered}"
+        kv = self.kv["likes"]
+        book = self.w.read.peek(NS)
+        for m in ITEMS:
+            stored = (kv.value(likes_key(NS, m.video_id)) or {}).get("like_count", 0)
+            assert stored == self._expected(m.video_id), (m.video_id, stored, dict(self.counted))
+            assert book.like_count(m.video_id) == stored and not book.staged_likes
+        mark = (kv.value(journal_mark_key(NS)) or {}).get("revision", 0)
+        above = [k for k, e in self.kv["journal"].entries.items() if e.revision > mark]
+        assert not above, f"journal entries never stored: {above}"
+        for user in CLAIMED + UNCLAIMED:
+            counted = sum(n for (_, u), n in self.counted.items() if u == user)
+            assert kv.likes_given(NS, user) == counted, (user, kv.likes_given(NS, user), counted)
+
+
+LikeJournalMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=60, deadline=None)
+TestLikeJournalAgainstModel = LikeJournalMachine.TestCase
+
+
+def test_a_lone_like_is_one_plain_write_to_the_journal_answered_before_its_document() -> None:
+    """Without the journal a lone like waits for a batch; with it, one write."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=4)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    ledger = DedupeLedger(WINDOW)
+    effects = ledger.step(LikeForItem(to(1), NS, "ann", V1, username="Ann"), T0)
+    assert w.step(effects[0], T0) == []
+    (commit,) = w.flush(T0)
+    assert commit.bucket == "journal" and len(commit.writes) == 1 and commit.writes[0].expected_revision is None
+    out = w.step(CommitFinished(commit.group_id, kv["journal"].apply(commit)), T0)
+    (ok,) = [e for e in out if isinstance(e, Reply)]
+    assert ok.body["status"] == "ok" and ok.body["like_count"] == 1
+    assert kv["likes"].value(likes_key(NS, "v1")) is None, "answered before its document is stored"
+    assert w.read.peek(NS).like_count("v1") == 1  # yet every answer counts it
+    (group,) = [e for e in out if isinstance(e, Commit)]
+    assert group.bucket == "likes" and len(group.writes) > 1  # claim, document, record, mark: one batch
+    w.step(CommitFinished(group.group_id, kv["likes"].apply(group)), T0)
+    assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1
+    assert kv["likes"].value(journal_mark_key(NS))["revision"] == 1
+    assert w.step(Tick(), T0 + 1)[-1] == PurgeJournal(NS, 1)
