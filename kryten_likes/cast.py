@@ -146,7 +146,8 @@ class Cast:
                                     recover=first_life, retry_window=likes.retry_window_seconds,
                                     epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
                                     await_applies=not first_life, unlike_window=likes.unlike_window_seconds,
-                                    publish_events=True, journal_max=JOURNAL_MAX if self.journal else 0)
+                                    publish_events=True, journal_max=JOURNAL_MAX if self.journal else 0,
+                                    journal_identity=self.journal.identity if self.journal else None)
         return self.writer
 
     async def applies(self) -> Applies:

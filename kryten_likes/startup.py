@@ -37,8 +37,9 @@ class SnapshotBuilder:
     """Keys as the scan finds them (``take``), into books and live claims
     (``done``): the start-up scan without its I/O."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, journal_identity: str | None = None) -> None:
         self.now = now
+        self.journal_identity = journal_identity
         self.books: dict[str, CounterBook] = {}
         self.claims = LiveClaims()
 
@@ -71,7 +72,7 @@ class SnapshotBuilder:
         return book
 
     def done(self) -> Snapshot:
-        recover(self.books, self.claims, self.now, self._new_book)  # journalled likes not stored yet
+        recover(self.books, self.claims, self.now, self._new_book, self.journal_identity)  # journalled likes not stored yet
         for book in self.books.values():
             book.records.freeze()  # now, before the start-up heap is frozen and trimmed, not at the first query
         return Snapshot(self.books, self.claims)
@@ -80,7 +81,7 @@ class SnapshotBuilder:
 async def load_snapshot(analytics: AtomicBucket, likes: AtomicBucket, now: float,
                         journal: AtomicBucket | None = None) -> Snapshot:
     """The buckets, read into books and live claims as the keys arrive."""
-    builder = SnapshotBuilder(now)
+    builder = SnapshotBuilder(now, journal.identity if journal is not None else None)
     known = SchemaCheck()  # a document of a later schema stops the start (store/schema.py)
     for bucket in (analytics, likes, *((journal,) if journal is not None else ())):
         await scan_each(bucket, known.wrap(builder.take))

@@ -95,6 +95,13 @@ class Corrections:
         self.flying = flying  # shared with the other committers
         self.new_id = new_id
         self.pending: deque[Adjustment] = deque()
+        # Is a journalled like of the item not in its document yet (like_journal.py)? Set by the writer.
+        self.likes_unstored: Callable[[str, str], bool] = lambda ns, vid: False
+
+    def waiting_for(self, ns: str, video_id: str) -> bool:
+        """Does a correction of the item's like count wait? (Its likes then wait for it.)"""
+        return any(a.request.namespace == ns and a.request.video_id == video_id and a.request.field == "like_count"
+                   for a in self.pending)
 
     def take(self, msg: AdjustRequested, now: float) -> list:
         self.pending.append(Adjustment(msg, audit_key(msg.namespace, record_id(now, self.new_id()))))
@@ -108,7 +115,10 @@ class Corrections:
     def _busy(self, a: Adjustment) -> bool:
         if a.bucket == "analytics" and self.flying.in_bucket("analytics"):
             return True  # one analytics batch at a time: plays' documents are drafted from the book
-        return self.flying.writing(a.key)
+        r = a.request
+        # A like count's ``old`` is every like answered: journalled ones go in first.
+        return self.flying.writing(a.key) or (r.field == "like_count" and self.likes_unstored(r.namespace,
+                                                                                             r.video_id))
 
     def groups(self, now: float) -> list[Commit]:
         """A batch for every correction whose document no group in flight

@@ -84,7 +84,8 @@ class CounterWriter:
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
                  max_remembered_requests: int = 100_000,
                  max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
-                 unlike_window: float = 600.0, publish_events: bool = False, journal_max: int = 0) -> None:
+                 unlike_window: float = 600.0, publish_events: bool = False, journal_max: int = 0,
+                 journal_identity: str | None = None) -> None:
         self.namespace = namespace
         self._prefix = group_prefix
         self._seq = 0
@@ -101,11 +102,13 @@ class CounterWriter:
             b.requests.clear()
         self.likes = LikesCommitter(self.read, self.flying, self._new_id, requests, max_batch=max_batch,
                                     max_groups=max_like_groups, pipeline_min=pipeline_min, journal_max=journal_max,
-                                    home=namespace)
+                                    home=namespace, journal_identity=journal_identity)
         self._republish += self.likes.staged_events()
         self.analytics = AnalyticsCommitter(self.read, self.flying, self._new_id, max_batch=max_batch, epoch=epoch,
                                             recover=recover, await_applies=await_applies)
         self.corrections = Corrections(self.read, self.flying, self._new_id)
+        self.likes.correction_waiting = self.corrections.waiting_for
+        self.corrections.likes_unstored = self.likes.item_unstored
         self.unlikes = Unlikes(self.read, self.flying, self._new_id, requests, self.likes.waiting, unlike_window)
         a = self.analytics
         self._steps: dict[type, Callable[[object, float], list]] = {

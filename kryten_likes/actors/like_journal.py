@@ -58,7 +58,7 @@ from ..domain import Claim, Media
 from ..messages import LikeReserved, ReplyTo
 from ..store import documents as docs
 from ..store.keys import journal_key, user_key
-from ..store.values import KvWrite
+from ..store.values import KvWrite, StoredEntry
 from .event_bodies import event
 from .groups import JournalGroup, StagedLike
 from .like_writes import liker
@@ -139,23 +139,30 @@ def staged_in_memory(book: CounterBook, s: StagedLike) -> None:
         book.curators.credited(vid, user, s.at, like.curator)
 
 
-def mark_of(book: CounterBook | None) -> tuple[int, int]:
-    """``(N, revision of the mark document)``: entries up to N are stored."""
-    entry = book.journal_mark if book is not None else None
+def mark_of_entry(entry: StoredEntry | None, identity: str | None) -> tuple[int, int]:
+    """``(N, revision of the mark document)``: entries up to N are stored.
+    A mark of another journal (the bucket was made again since: its
+    revisions start again from 1) stores nothing of this one."""
     if entry is None or not entry.value:
         return 0, entry.revision if entry is not None else 0
     n = entry.value.get("revision")
-    return (n if type(n) is int else 0), entry.revision
+    if type(n) is not int or entry.value.get("journal") != identity:
+        return 0, entry.revision
+    return n, entry.revision
 
 
-def recover(books: dict[str, CounterBook], claims: LiveClaims, now: float, new_book) -> None:
+def mark_of(book: CounterBook | None, identity: str | None) -> tuple[int, int]:
+    return mark_of_entry(book.journal_mark if book is not None else None, identity)
+
+
+def recover(books: dict[str, CounterBook], claims: LiveClaims, now: float, new_book, identity: str | None) -> None:
     """At a start, before the like index is frozen: each book's journal
     entries above its mark, counted (``staged_in_memory``), indexed, their
     claims given to the ledger; the book keeps them for its writer."""
     for book in list(books.values()):
         if not book.journal_entries:
             continue
-        n, _ = mark_of(book)
+        n, _ = mark_of(book, identity)
         found = [s for s in (staged_from_entry(rev, v) for rev, v in sorted(book.journal_entries, key=lambda e: e[0])
                              if rev > n) if s is not None]
         book.journal_entries = []

@@ -26,12 +26,16 @@ from ..store.keys import curator_key, journal_mark_key, likes_key, record_key, u
 from ..store.values import Conflict, Landed, StoredEntry
 from .event_bodies import like_events
 from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, JournalGroup, LikeGroup, StagedLike
-from .like_journal import draft_journal, journal_event, journalable, mark_of, staged_in_memory
+from .like_journal import draft_journal, journal_event, journalable, mark_of, mark_of_entry, staged_in_memory
 from .read_model import ReadModel
 from .like_writes import (
     Item, claim_key_of, curator_of, draft_group, liker, request_key_of, take_totals_of_records,
 )
 from .request_memory import RequestMemory, request_key
+
+class JournalMarkMoved(RuntimeError):
+    """Another life of the writer stored journalled likes this one holds."""
+
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
 PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
@@ -39,7 +43,7 @@ PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in fl
 class LikesCommitter:
     def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str], requests: RequestMemory,
                  *, max_batch: int, max_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
-                 journal_max: int = 0, home: str = "") -> None:
+                 journal_max: int = 0, home: str = "", journal_identity: str | None = None) -> None:
         self.read = read
         self.flying = flying  # shared with the other committers
         self.new_id = new_id
@@ -52,12 +56,15 @@ class LikesCommitter:
         # writes in flight (0: every like goes in a group).
         self.journal_max = journal_max
         self.home = home  # the daemon's namespace: its journal and the journal's mark
+        self.journal_identity = journal_identity  # the journal stream's (its marks name it)
         self.journaling: Counter[Item] = Counter()  # journal writes in flight, by item
         self.staged: deque[StagedLike] = deque()  # journalled, answered, not yet stored; in journal order
         book = read.books.get(home)
         # The mark: entries up to ``journal_stored`` are stored; its document's revision.
-        self.journal_stored, self.mark_revision = mark_of(book)
+        self.journal_stored, self.mark_revision = mark_of(book, journal_identity)
         self.journal_seen = self.journal_stored  # the journal's highest revision seen
+        # Does a correction of the item's count wait? Its likes then go in groups after it. Set by the writer.
+        self.correction_waiting: Callable[[str, str], bool] = lambda ns, vid: False
         self.purged = 0  # entries up to here are removed from the journal
         if book is not None:  # what a previous life journalled and did not store (like_journal.recover)
             self.staged.extend(s for _, s in book.staged_records)
@@ -92,6 +99,10 @@ class LikesCommitter:
         """The likes taken and not answered yet."""
         return (list(self.pending) + [l for g in self.flying.of_kind(LikeGroup) for l in g.likes]
                 + [g.like for g in self.flying.of_kind(JournalGroup)])
+
+    def item_unstored(self, ns: str, video_id: str) -> bool:
+        return (ns, video_id) in self.journaling or any(
+            s.like.namespace == ns and s.like.media.video_id == video_id for s in self.staged)
 
     def unstored(self) -> int:
         """Journalled likes (and journal writes in flight) not yet in their documents."""
@@ -128,7 +139,7 @@ class LikesCommitter:
         for like in self.pending:
             item = (like.namespace, like.media.video_id)
             if (in_flight >= self.journal_max or outbox.full("likes") or item in held_back
-                    or not journalable(like, busy, self.read, now)):
+                    or self.correction_waiting(*item) or not journalable(like, busy, self.read, now)):
                 kept.append(like)
                 held_back.add(item)
                 continue
@@ -242,8 +253,9 @@ class LikesCommitter:
             return None
         mark = None
         if staged:
-            mark = (journal_mark_key(self.home), {"revision": staged[-1].revision, "updated_at": iso(now),
-                                                  "schema_version": docs.SCHEMA}, self.mark_revision)
+            mark = (journal_mark_key(self.home), {"revision": staged[-1].revision, "journal": self.journal_identity,
+                                                  "updated_at": iso(now), "schema_version": docs.SCHEMA},
+                    self.mark_revision)
         group = draft_group(self.new_id(), likes, per_item, self.read, self.claim_revisions, self.requests.window,
                             now, staged, mark)
         self.flying.add(group)
@@ -402,12 +414,19 @@ class LikesCommitter:
                 entry = conflict.current.get(claim_key_of(s.like))
                 self.claim_revisions[claim_key_of(s.like)] = entry.revision if entry is not None else 0
         if g.staged:
+            self.staged.extendleft(reversed(g.staged))
             entry = conflict.current.get(journal_mark_key(self.home))
             self.mark_revision = entry.revision if entry is not None else 0
-        if g.staged and give_up:
-            # Someone else keeps writing keys of likes we counted: start again from KV.
-            raise RuntimeError(f"likes group {g.group_id}: its journalled likes' keys keep changing under us")
-        self.staged.extendleft(reversed(g.staged))
+            stored, _ = mark_of_entry(entry, self.journal_identity)
+            if stored > self.journal_stored:
+                # A group of an earlier life of this writer landed after this one
+                # read KV (the old life's batch was still in flight when it died):
+                # what it stored, and the records and totals it wrote, are all in KV.
+                # Start again from there (the supervisor restarts the writer).
+                raise JournalMarkMoved(f"the journal's mark moved to {stored} under group {g.group_id}")
+            if give_up and any(s in self.staged for s in g.staged):
+                # Someone else keeps writing keys of likes we counted: start again from KV.
+                raise RuntimeError(f"likes group {g.group_id}: its journalled likes' keys keep changing under us")
         self.conflicts_in_row = 0 if give_up else self.conflicts_in_row + 1
         if confirmed or released:
             out.append(ClaimsSettled(tuple(confirmed), tuple(released)))

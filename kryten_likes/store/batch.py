@@ -67,6 +67,7 @@ class AtomicBucket:
         self._timeout = timeout
         self.conflicts = 0  # batches refused on a changed revision (for metrics)
         self.lost_answers = 0  # batches whose answer was lost and had to be resolved
+        self.identity: str | None = None  # the stream's creation time: tells a bucket made again apart
 
     async def read(self, key: str) -> StoredEntry | None:
         """What the stream's leader holds for ``key``. Only resolutions read

@@ -72,8 +72,12 @@ async def open_buckets(nc: NatsClient, replicas: int,
 
 
 async def open_journal(nc: NatsClient, replicas: int, reconnects: Reconnects | None = None) -> AtomicBucket:
-    """The lone likes' journal (actors/like_journal.py)."""
-    return await open_bucket(nc, nc.jetstream(), JOURNAL_BUCKET, replicas, reconnects)
+    """The lone likes' journal (actors/like_journal.py), named by its stream's creation time."""
+    js = nc.jetstream()
+    bucket = await open_bucket(nc, js, JOURNAL_BUCKET, replicas, reconnects)
+    info = await js.stream_info(f"KV_{JOURNAL_BUCKET}")
+    bucket.identity = str(info.created)
+    return bucket
 
 
 async def scan(bucket: AtomicBucket) -> dict[str, StoredEntry]:
