@@ -20,6 +20,7 @@ from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 from .curator_totals import CuratorTotals
 from .outbox import MAX_UNPUBLISHED
+from .staged_view import StagedView
 from .window_counts import WindowCounts, hour_label, hour_of, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
@@ -45,7 +46,7 @@ class CounterBook:
         # This namespace's daemon's journal as the start-up scan found it:
         # entries (revision, value) and the mark up to which they are stored
         # (actors/like_journal.py); the unstored ones, for the writer.
-        self.staged_given: dict[str, int] = {}  # a user's staged likes: in no record's totals yet
+        self.staged = StagedView()  # the same likes by hour, item and curator, and users' (staged_view.py)
         self.journal_entries: list[tuple[int, dict]] = []
         self.journal_mark: StoredEntry | None = None
         self.staged_records: list[tuple[int, dict]] = []
@@ -149,14 +150,32 @@ class CounterBook:
 
     def likes_given(self, user: str) -> int:
         """The user's counted likes minus unlikes (staged ones included)."""
-        return self.records.totals(user)[0] + self.staged_given.get(user, 0)
+        return self.records.totals(user)[0] + self.staged.given.get(user, 0)
 
-    def stage_given(self, user: str, n: int) -> None:
-        left = self.staged_given.get(user, 0) + n
-        if left:
-            self.staged_given[user] = left
+    def likes_received(self, user: str) -> int:
+        return self.curators.of("likes", user)[0] + self.staged.credit_total(user)
+
+    def stage(self, video_id: str, user: str, curator: str | None, at: float, n: int) -> None:
+        """``n`` journalled likes counted (or, negative, now stored in the documents)."""
+        self.stage_likes(video_id, n)
+        self.staged.move(video_id, user, curator, at, n)
+
+    def top_curators(self, window: str, limit: int, now: float) -> list[dict]:
+        c = self.curators
+        if not self.staged.curators:
+            return c.top(window, limit, now)
+        if window == "all":
+            counts = {u: -neg for neg, u in c.board.top(limit + len(self.staged.curators))}
+            for u in self.staged.curators:
+                counts[u] = counts.get(u, c.of("likes", u)[0]) + self.staged.credit_total(u)
+            ranked = sorted((-n, u) for u, n in counts.items() if n > 0)[:limit]
+            plays = lambda u: c.of("analytics", u)[0]  # noqa: E731
         else:
-            self.staged_given.pop(user, None)
+            for w in c.windows.values():
+                w.advance(now)
+            ranked = self.staged.ranked(c.windows["likes"], window, limit, self.staged.curators)
+            plays = lambda u: c.windows["analytics"].count(window, u)  # noqa: E731
+        return [{"username": c.names.get(u, u), "likes_received": -neg, "plays": plays(u)} for neg, u in ranked]
 
     def stored_like_count(self, video_id: str) -> int:
         """The item's likes document's count: what a compare-and-set of it builds on."""
@@ -196,15 +215,19 @@ class CounterBook:
         if window == "all":
             return self.top(ranking, limit)
         self.advance(now)
-        windows = self.like_windows if ranking == "liked" else self.play_windows
-        return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in windows.top(window, limit)]
+        if ranking == "liked":
+            ranked = self.staged.ranked(self.like_windows, window, limit, self.staged.items)
+        else:
+            ranked = self.play_windows.top(window, limit)
+        return [{"video_id": vid, "title": self.title(vid), "count": -neg} for neg, vid in ranked]
 
     def activity(self, hours: int, now: float) -> list[dict]:
         """Likes and plays of the whole channel in each of the last ``hours``
         UTC hours, oldest first, the hour of ``now`` last."""
         self.advance(now)
         last = hour_of(now)
-        return [{"hour": hour_label(h), "likes": self.like_windows.sum_at(h), "plays": self.play_windows.sum_at(h)}
+        return [{"hour": hour_label(h), "likes": self.like_windows.sum_at(h) + self.staged.at_hour(h),
+                 "plays": self.play_windows.sum_at(h)}
                 for h in range(last - hours + 1, last + 1)]
 
     def likes_entry(self, video_id: str) -> StoredEntry | None:

@@ -61,7 +61,7 @@ from ..store.keys import journal_key, user_key
 from ..store.values import KvWrite, StoredEntry
 from .event_bodies import event
 from .groups import JournalGroup, StagedLike
-from .like_writes import liker
+from .like_writes import curator_of, liker
 from .read_model import ReadModel
 
 if TYPE_CHECKING:
@@ -133,10 +133,10 @@ def staged_in_memory(book: CounterBook, s: StagedLike) -> None:
     (its item's document, curator and record hold it once a group stores it)."""
     like = s.like
     vid, user = like.media.video_id, liker(like)
-    book.stage_likes(vid, 1)
-    book.stage_given(user, 1)
+    book.stage(vid, user, curator_of(like), s.at, 1)
     if like.curator:
         book.curators.credited(vid, user, s.at, like.curator)
+        book.curators.names.setdefault(curator_of(like), like.curator)  # as a stored total would say it
 
 
 def mark_of_entry(entry: StoredEntry | None, identity: str | None) -> tuple[int, int]:

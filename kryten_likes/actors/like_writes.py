@@ -35,7 +35,7 @@ from ..store.values import KvWrite
 from .groups import LikeGroup, StagedLike
 from .read_model import ReadModel
 from .request_memory import RequestKey, request_key
-from .window_counts import hours_field
+from .window_counts import KEPT, hour_of, hours_field
 
 Item = tuple[str, str]  # (namespace, video_id)
 
@@ -68,7 +68,14 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
                if s.like.claim is not None and s.like.claim.expires_at > now]
     values: dict[str, dict] = {}
     hours: dict[str, dict[int, int]] = {}
-    before = _counts(per_item, likes + [s.like for s in staged], read, gid, now, values, hours, writes)
+    # A journalled like counts in the hour it was answered, not the hour it is stored.
+    ats: dict[tuple[str, str], list[float]] = {}
+    for s in staged:
+        ats.setdefault((s.like.namespace, s.like.media.video_id), []).append(s.at)
+        c = curator_of(s.like)
+        if c:
+            ats.setdefault((s.like.namespace, "curator:" + c), []).append(s.at)
+    before = _counts(per_item, likes + [s.like for s in staged], read, gid, now, values, hours, writes, ats)
     counts: list[int] = []
     seen: dict[Item, int] = {}
     for s in staged:  # they come first: the new likes' counts follow theirs
@@ -105,7 +112,7 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         rk = request_key_of(like)
         if rk is not None:
             writes.append(_request(rk, like, counts[-1], now, gid, window, revisions))
-    _credit(likes + [s.like for s in staged], read, gid, now, values, hours, writes)
+    _credit(likes + [s.like for s in staged], read, gid, now, values, hours, writes, ats)
     if mark is not None:
         key, value, rev = mark
         values[key] = {**value, "batch": gid}
@@ -128,8 +135,20 @@ def curator_of(like: LikeReserved) -> str | None:
     return fold_user(like.curator) if like.curator else None
 
 
+def _hours(windows, key: str, now: float, n: int, ats: list[float]) -> dict[int, int]:
+    """The key's hours once ``n`` likes are added: those of ``ats`` in their
+    own hours (journalled likes), the rest in ``now``'s."""
+    hours = windows.after(key, now, n - len(ats))
+    oldest = hour_of(now) - KEPT
+    for at in ats:
+        h = hour_of(at)
+        if h > oldest:
+            hours[h] = hours.get(h, 0) + 1
+    return hours
+
+
 def _credit(likes: list[LikeReserved], read: ReadModel, gid: str, now: float, values: dict[str, dict],
-            hours: dict[str, dict[int, int]], writes: list[KvWrite]) -> None:
+            hours: dict[str, dict[int, int]], writes: list[KvWrite], ats: dict) -> None:
     """Each curator's ``likes_received``, compare-and-set, with its hours."""
     credit: dict[tuple[str, str], int] = {}
     names: dict[tuple[str, str], str] = {}
@@ -142,14 +161,15 @@ def _credit(likes: list[LikeReserved], read: ReadModel, gid: str, now: float, va
         curators = read.book(ns).curators
         count, rev = curators.of("likes", c)
         key = curator_key(ns, c)
-        hours[key] = curators.windows["likes"].after(c, now, n)
+        hours[key] = _hours(curators.windows["likes"], c, now, n, ats.get((ns, "curator:" + c), []))
         values[key] = docs.curator_value(c, curators.name_of(c) or names[(ns, c)], "likes_received", count + n,
                                          now, hours_field(hours[key]), gid)
         writes.append(KvWrite(key, docs.dump(values[key]), rev))
 
 
 def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadModel, gid: str, now: float,
-            values: dict[str, dict], hours: dict[str, dict[int, int]], writes: list[KvWrite]) -> dict[Item, int]:
+            values: dict[str, dict], hours: dict[str, dict[int, int]], writes: list[KvWrite],
+            ats: dict) -> dict[Item, int]:
     """Each item's counter document, with the group's likes of it (in its
     count and its hour); the counts before."""
     before: dict[Item, int] = {}
@@ -159,7 +179,7 @@ def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadMode
         book.advance(now)
         before[(ns, vid)] = count = book.stored_like_count(vid)
         key = likes_key(ns, vid)
-        hours[key] = book.like_windows.after(vid, now, n)
+        hours[key] = _hours(book.like_windows, vid, now, n, ats.get((ns, vid), []))
         values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid,
                                        hours_field(hours[key]))
         writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))

@@ -269,8 +269,7 @@ class LikesCommitter:
             return self._journal_landed(g, landed)
         for s in g.staged:  # in their item's document and their user's totals now
             book = self.read.book(s.like.namespace)
-            book.stage_likes(s.like.media.video_id, -1)
-            book.stage_given(liker(s.like), -1)
+            book.stage(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at, -1)
         if g.staged:
             mark = journal_mark_key(self.home)
             self.journal_stored = max(self.journal_stored, g.values[mark]["revision"])

@@ -57,7 +57,7 @@ class ReadModel:
     def top(self, msg: TopAsked, now: float) -> list:
         book = self.peek(msg.namespace)
         if msg.ranking == "curators":
-            items = book.curators.top(msg.window, msg.limit, now)
+            items = book.top_curators(msg.window, msg.limit, now)
         else:
             items = book.top_in(msg.ranking, msg.window, msg.limit, now)
         return [wire.ok(msg.reply, window=msg.window, items=items)]
@@ -93,7 +93,7 @@ class ReadModel:
         items = [{"video_id": vid, "title": book.title(vid), "liked_at": at} for vid, at in liked]
         name = book.records.name_of(msg.user) or book.curators.name_of(msg.user) or msg.username
         return [wire.ok(msg.reply, username=name, likes_given=book.likes_given(msg.user),
-                        likes_received=book.curators.of("likes", msg.user)[0],
+                        likes_received=book.likes_received(msg.user),
                         plays=book.curators.of("analytics", msg.user)[0], items=items, cursor=cursor)]
 
     # --- ranking snapshots ---------------------------------------------------------

@@ -1,0 +1,67 @@
+"""What the answers add for journalled likes not yet in their documents.
+
+A like answered through the journal (like_journal.py) is in no item
+document, window hour or curator total until a batch stores it, a few ms
+later; every answer counts it from the start. The book's documents and
+windows stay exactly what is stored (the next batch is drafted from them),
+and this view holds the difference: per item and per curator, the staged
+likes by hour. Queries add it when they answer: a windowed ranking reads a
+few more leaders than asked (a staged like can lift only its own item) and
+ranks again. Staged likes are few (at most the journal's backlog), so this
+costs a handful of dict reads per query.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .window_counts import SPANS, WindowCounts, hour_of
+
+
+class StagedView:
+    def __init__(self) -> None:
+        self.items: dict[str, Counter[int]] = {}  # video_id -> hour -> staged likes
+        self.curators: dict[str, Counter[int]] = {}  # folded curator -> hour -> staged credits
+        self.given: Counter[str] = Counter()  # folded user -> staged likes
+
+    def move(self, video_id: str, user: str, curator: str | None, at: float, n: int) -> None:
+        h = hour_of(at)
+        _add(self.items, video_id, h, n)
+        if curator:
+            _add(self.curators, curator, h, n)
+        self.given[user] += n
+        if not self.given[user]:
+            del self.given[user]
+
+    def item_total(self, video_id: str) -> int:
+        c = self.items.get(video_id)
+        return sum(c.values()) if c else 0
+
+    def credit_total(self, curator: str) -> int:
+        c = self.curators.get(curator)
+        return sum(c.values()) if c else 0
+
+    def at_hour(self, h: int) -> int:
+        return sum(c.get(h, 0) for c in self.items.values())
+
+    def ranked(self, windows: WindowCounts, window: str, limit: int,
+               of: dict[str, Counter[int]]) -> list[tuple[int, str]]:
+        """``windows``' top ``limit`` of a rolling ``window`` with the staged
+        likes in ``of`` added, as ``(-count, key)``."""
+        if not of:
+            return windows.top(window, limit)
+        counts = {key: -neg for neg, key in windows.top(window, limit + len(of))}
+        now_hour = windows.now_hour
+        for key, hours in of.items():
+            counts[key] = counts.get(key, windows.count(window, key)) + sum(
+                n for h, n in hours.items() if now_hour is None or h > now_hour - SPANS[window])
+        return sorted((-n, key) for key, n in counts.items() if n > 0)[:limit]
+
+
+def _add(table: dict[str, Counter[int]], key: str, h: int, n: int) -> None:
+    c = table.setdefault(key, Counter())
+    c[h] += n
+    if not c[h]:
+        del c[h]
+    if not c:
+        del table[key]
