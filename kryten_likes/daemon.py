@@ -168,7 +168,12 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     the lease; an activation whenever the lease is ours."""
     config, nc, ns = daemon.config, daemon.nc, daemon.config.analytics.namespace
     analytics, likes = await open_buckets(nc, config.storage.replicas, daemon.reconnects)
-    journal = await open_journal(nc, config.storage.replicas, daemon.reconnects)
+    try:
+        journal = await open_journal(nc, config.storage.replicas, daemon.reconnects)
+    except Exception as exc:  # (no permission for a third bucket, say): slower, not less exact
+        log.warning("the lone likes' journal (bucket kryten_likes_journal) cannot be used (%s): "
+                    "every like waits for an atomic batch", exc)
+        journal = None
     status = DaemonStatus(daemon, analytics, likes)
     metrics = Metrics(status.snapshot)
     voice = ChatVoice(config.chat)
@@ -195,7 +200,7 @@ async def _serve_leased(daemon: Daemon, kryten: Any, clock: Clock, fault: FaultH
     kryten.on("setcurrent")(on_set_current)
     async with anyio.create_task_group() as tg:
         daemon.cancel_scope, daemon.tasks = tg.cancel_scope, tg
-        keeper = daemon.keeper = LeaseKeeper([analytics, likes, journal], likes, ns, config.ha.lease_seconds,
+        keeper = daemon.keeper = LeaseKeeper([analytics, likes, *([journal] if journal else [])], likes, ns, config.ha.lease_seconds,
                                              on_active=daemon.on_active, on_standby=daemon.on_standby)
         service_sub = await nc.subscribe("kryten.likes.command", cb=status.on_service_command)
         tg.start_soon(mouth.run, chat_in)

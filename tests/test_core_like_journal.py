@@ -232,6 +232,7 @@ class LikeJournalMachine(RuleBasedStateMachine):
         if not hasattr(self, "w"):
             return
         for _ in range(200):
+            self.route(self.step(Tick()))  # (staged likes wait for a tick, or for company)
             self.route(self.w.flush(self.now))
             for gid in list(self.unpublished):
                 self.unpublished.remove(gid)
@@ -284,7 +285,9 @@ def test_a_lone_like_is_one_plain_write_to_the_journal_answered_before_its_docum
     assert ok.body["status"] == "ok" and ok.body["like_count"] == 1
     assert kv["likes"].value(likes_key(NS, "v1")) is None, "answered before its document is stored"
     assert w.read.peek(NS).like_count("v1") == 1  # yet every answer counts it
-    (group,) = [e for e in out if isinstance(e, Commit)]
+    assert not [e for e in out if isinstance(e, Commit)], "a lone staged like waits for company or a tick"
+    assert not [e for e in w.step(Tick(), T0) if isinstance(e, Commit)] and w.read.peek(NS).like_count("v1") == 1
+    (group,) = w.flush(T0)
     assert group.bucket == "likes" and len(group.writes) > 1  # claim, document, record, mark: one batch
     w.step(CommitFinished(group.group_id, kv["likes"].apply(group)), T0)
     assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1

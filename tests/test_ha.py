@@ -269,3 +269,37 @@ def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_ta
     retried = wait_until(retry, timeout=15)
     assert retried["like_count"] == 2
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
+
+
+def test_a_lone_like_checks_the_fence_of_the_journal_it_is_written_to(harness):
+    """A lone like is one write to the journal bucket (actors/like_journal.py),
+    fenced by that bucket's own ``writer`` key: moved there alone, it refuses
+    the like truly (nothing stored), and the retried like counts once."""
+    from conftest import playing, wait_until
+    import nats.errors
+    from kryten_likes.store.keys import JOURNAL_BUCKET
+
+    h = harness()
+    h.change_media("v")
+    playing(h, "v")
+    assert h.request("like", {"username": "first"})["like_count"] == 1
+    ns = h.config.analytics.namespace
+
+    async def move_fence() -> None:
+        kv = await h.nc.jetstream().key_value(JOURNAL_BUCKET)
+        await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
+    h.portal.call(move_fence)
+
+    r = h.request("like", {"username": "second"})  # alone, no correlation_id: the journal's path
+    assert (r["status"], r["error"]) == ("error", "unavailable"), r
+
+    def retry() -> dict | None:
+        try:
+            r = h.request("like", {"username": "second"}, timeout=1)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return None
+        return r if r.get("status") == "ok" else None
+
+    assert wait_until(retry, timeout=15)["like_count"] == 2
+    assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
+    assert h.kv(LIKES_BUCKET, f"ns/{ns}/items/v/likes")["like_count"] == 2

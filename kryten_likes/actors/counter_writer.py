@@ -110,6 +110,7 @@ class CounterWriter:
         self.likes.correction_waiting = self.corrections.waiting_for
         self.corrections.likes_unstored = self.likes.item_unstored
         self.unlikes = Unlikes(self.read, self.flying, self._new_id, requests, self.likes.waiting, unlike_window)
+        self.likes.others_wait = lambda: bool(self.unlikes.pending or self.corrections.pending)
         a = self.analytics
         self._steps: dict[type, Callable[[object, float], list]] = {
             LikeReserved: self.likes.take, LikeDuplicate: self.likes.take,
@@ -226,6 +227,7 @@ class CounterWriter:
         return self.flush(now) + out
 
     def _tick(self, msg: Tick, now: float) -> list:
+        self.likes.store_staged = bool(self.likes.staged)  # the flush after this step stores them
         self.likes.requests.evict(now)
         out = self.read.materialise(now) + self.likes.purge()
         marks = self.outbox.marks_to_store()

@@ -37,6 +37,7 @@ class JournalMarkMoved(RuntimeError):
     """Another life of the writer stored journalled likes this one holds."""
 
 
+STAGED_BATCH = 32  # staged likes stored together without waiting for a tick
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
 PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
 
@@ -63,8 +64,10 @@ class LikesCommitter:
         # The mark: entries up to ``journal_stored`` are stored; its document's revision.
         self.journal_stored, self.mark_revision = mark_of(book, journal_identity)
         self.journal_seen = self.journal_stored  # the journal's highest revision seen
+        self.store_staged = False  # set by a tick: staged likes are stored however few
         # Does a correction of the item's count wait? Its likes then go in groups after it. Set by the writer.
         self.correction_waiting: Callable[[str, str], bool] = lambda ns, vid: False
+        self.others_wait: Callable[[], bool] = lambda: False  # unlikes or corrections waiting (set by the writer)
         self.purged = 0  # entries up to here are removed from the journal
         if book is not None:  # what a previous life journalled and did not store (like_journal.recover)
             self.staged.extend(s for _, s in book.staged_records)
@@ -153,6 +156,14 @@ class LikesCommitter:
         self.pending = kept
         return out
 
+    def _store_staged_now(self) -> bool:
+        """Staged likes wait to be stored together (a batch costs the server
+        the same for one like as for thirty): until ``STAGED_BATCH`` of them,
+        the next tick, or anything waits for them (a like, an unlike, a
+        correction of their items)."""
+        return (self.store_staged or len(self.staged) >= STAGED_BATCH or bool(self.pending)
+                or self.others_wait())
+
     def _next_count(self, item: Item) -> int:
         """The count a like of ``item`` sent now is answered with: every like
         answered so far, and those in flight before it."""
@@ -177,7 +188,7 @@ class LikesCommitter:
         # Journalled likes go as a prefix of the journal (the mark says "up to
         # N"), below every journal write in flight (it lands above its floor).
         floor = min((g.floor for g in self.flying.of_kind(JournalGroup)), default=None)
-        if self.staged and journal_mark_key(self.home) not in busy:
+        if self.staged and journal_mark_key(self.home) not in busy and self._store_staged_now():
             cost = 1  # the mark
             for s in self.staged:
                 like = s.like
@@ -201,6 +212,8 @@ class LikesCommitter:
                 per_item[item] = per_item.get(item, 0) + 1
             for _ in staged:
                 self.staged.popleft()
+            if staged:
+                self.store_staged = bool(self.staged)  # (what a tick asked for, all of it)
             cost = cost if staged else 0
         # A new like of an item with journalled likes not in this group waits:
         # its count comes after theirs.
