@@ -192,6 +192,11 @@ class CounterWriter:
         return self._note_sent(take(msg, now))
 
     def flush(self, now: float) -> list:
+        """What is ready to go, after each batch of the mailbox: groups, and
+        the events of the journal writes that landed in it (one publish)."""
+        return self._send(now) + self.likes.events_out()
+
+    def _send(self, now: float) -> list:
         out, self._republish = self._republish, []
         # Unlikes before likes: a hot item's likes would otherwise always have
         # a group in flight when one lands, and its unlikes would wait forever.
@@ -224,7 +229,7 @@ class CounterWriter:
         self.flying.remove(msg.group_id)
         self.outbox.finished(msg.group_id, msg.outcome.revisions if isinstance(msg.outcome, Landed) else None)
         # The next group goes first: the bus stores it while the replies go out.
-        return self.flush(now) + out
+        return self._send(now) + out
 
     def _tick(self, msg: Tick, now: float) -> list:
         self.likes.store_staged = bool(self.likes.staged)  # the flush after this step stores them

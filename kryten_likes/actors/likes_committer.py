@@ -65,6 +65,7 @@ class LikesCommitter:
         self.journal_stored, self.mark_revision = mark_of(book, journal_identity)
         self.journal_seen = self.journal_stored  # the journal's highest revision seen
         self.store_staged = False  # set by a tick: staged likes are stored however few
+        self.events: list[tuple[str, dict]] = []  # (record key, event) of journal writes landed, to publish
         # Does a correction of the item's count wait? Its likes then go in groups after it. Set by the writer.
         self.correction_waiting: Callable[[str, str], bool] = lambda ns, vid: False
         self.others_wait: Callable[[], bool] = lambda: False  # unlikes or corrections waiting (set by the writer)
@@ -197,7 +198,7 @@ class LikesCommitter:
                 extra = (1 + (item not in per_item) + (like.claim is not None)
                          + (bool(curator) and (like.namespace, curator) not in curators))
                 rk = record_key(like.namespace, item[1], user)
-                if (cost + extra > self.max_batch or (floor is not None and s.revision > floor)
+                if (cost + extra > self.max_batch or any(k == rk for k, _ in self.events) or (floor is not None and s.revision > floor)
                         or likes_key(*item) in busy or user_key(like.namespace, user) in busy or outbox.is_busy(rk)
                         or (curator and curator_key(like.namespace, curator) in busy) or (item, user) in records
                         or (like.claim is not None and claim_key_of(like) in claims)):
@@ -345,9 +346,20 @@ class LikesCommitter:
         outbox = self.flying.outbox
         if not outbox.enabled:
             return out
-        # Its record waits for its event; the likes bucket's mark stays below what it will land at.
-        return out + outbox.stored(g.group_id, "likes", outbox.last_landed["likes"] + 1,
-                                   (record_key(ns, vid, user),), (journal_event(s, book),))
+        # Its event goes out with the others that land in this mailbox batch (``events_out``).
+        self.events.append((record_key(ns, vid, user), journal_event(s, book)))
+        return out
+
+    def events_out(self) -> list:
+        """The events of the journal writes landed since last asked, as one
+        publish: their records wait for it, and the likes bucket's mark stays
+        below what they will land at."""
+        if not self.events:
+            return []
+        keys, events = zip(*self.events)
+        self.events = []
+        outbox = self.flying.outbox
+        return outbox.stored(f"{self.new_id()}-events", "likes", outbox.last_landed["likes"] + 1, keys, events)
 
     def staged_events(self) -> list:
         """At a start: the events of the journal's entries not stored (a crash
