@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from .counter_book import CounterBook
     from .dedupe_ledger import LiveClaims
 
-JOURNAL_MAX = 32  # likes waiting (and journal writes in flight) up to which a like goes alone
+JOURNAL_MAX = 4  # likes waiting (and journal writes in flight) up to which a like goes alone
 
 
 def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float) -> bool:
