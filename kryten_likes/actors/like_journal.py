@@ -18,7 +18,9 @@ answered ``ok`` and its event published; the like is then **staged**:
 counted in every answer (counter_book's ``staged_likes``), in the like index
 and its user's totals, not yet in its item's document.
 
-The next likes group stores staged likes (likes_committer's ``_choose``,
+Staged likes are stored together (a batch costs the server as much for one
+like as for thirty): at ``STAGED_BATCH``, at the next tick, or at once when
+something waits for them. A likes group stores them (likes_committer's ``_choose``,
 staged likes first, in journal order): their items' documents, claims (for
 what is left of the window), curators, records, and the **mark**
 ``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
@@ -42,8 +44,9 @@ When a like may go alone (``journalable``):
   duplicate (a ledger restarted while a group flew may not know a claim),
   and such a like goes in a group, whose create-if-absent of the claim
   decides;
-- few likes wait (at most ``journal_max``), at most that many journal writes
-  fly, and no earlier like of its item waits for a group.
+- few likes wait (at most ``journal_max``: in the daemon one, the like
+  itself), at most that many journal writes fly, and no earlier like of its
+  item waits for a group.
 
 Many likes at once wait for groups as before: a batch carrying a hundred
 likes costs the bus less per like than a hundred writes would.
@@ -68,7 +71,7 @@ if TYPE_CHECKING:
     from .counter_book import CounterBook
     from .dedupe_ledger import LiveClaims
 
-JOURNAL_MAX = 4  # likes waiting (and journal writes in flight) up to which a like goes alone
+JOURNAL_MAX = 1  # a like goes alone only when it is the only one waiting
 
 
 def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float) -> bool:
