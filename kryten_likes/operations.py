@@ -99,6 +99,8 @@ class _SnapshotCollector:
             ("kryten_likes_kv_conflicts", "atomic batches refused on a changed revision", s["kv_conflicts"]),
             ("kryten_likes_kv_lost_answers", "atomic batches whose answer was lost and resolved", s["kv_lost"]),
             ("kryten_likes_stream_clients", "live streams (/api/v1/stream) open", s.get("stream_clients", 0)),
+            ("kryten_likes_likes_unstored", "likes answered through the journal and not yet in their documents",
+             s.get("likes_unstored", 0)),
         ):
             yield GaugeMetricFamily(name, help_, value=value)
         # Only grows: a counter (exposed as ..._total), so rate() reads it.

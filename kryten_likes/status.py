@@ -34,6 +34,7 @@ class DaemonStatus:
                 "kv_conflicts": self.analytics.conflicts + self.likes.conflicts,
                 "kv_lost": self.analytics.lost_answers + self.likes.lost_answers,
                 "stream_clients": len(live.listeners) if live is not None else 0,
+                "likes_unstored": a.likes_unstored() if a else 0,
                 "streams_dropped": live.dropped if live is not None else 0}
 
     async def health(self) -> dict:

@@ -303,3 +303,31 @@ def test_a_lone_like_checks_the_fence_of_the_journal_it_is_written_to(harness):
     assert wait_until(retry, timeout=15)["like_count"] == 2
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
     assert h.kv(LIKES_BUCKET, f"ns/{ns}/items/v/likes")["like_count"] == 2
+
+
+def test_a_lone_like_is_answered_from_the_journal_and_stored_within_a_tick(harness):
+    """The lone like's path as the daemon runs it: the journal holds it when it
+    is answered, the daemon counts it at once, its document follows."""
+    from conftest import playing
+    from kryten_likes.store.keys import JOURNAL_BUCKET
+
+    h = harness()
+    h.change_media("v")
+    playing(h, "v")
+    assert h.request("like", {"username": "alone"})["like_count"] == 1
+    ns = h.config.analytics.namespace
+
+    async def journal_revisions() -> list[int]:
+        kv = await h.nc.jetstream().key_value(JOURNAL_BUCKET)
+        try:
+            keys = [k for k in await kv.keys() if k.startswith(f"ns/{ns}/journal/")]
+        except Exception:  # nats-py: no keys at all (every entry purged)
+            return []
+        return [(await kv.get(k)).revision for k in keys]
+    assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 1  # counted at once
+    assert h.kv(LIKES_BUCKET, f"ns/{ns}/items/v/likes")["like_count"] == 1  # (waits until stored)
+    mark = h.kv(LIKES_BUCKET, f"ns/{ns}/journal_mark")
+    assert mark is not None and mark["revision"] >= 1, "the like went through the journal"
+    assert h.portal.call(h.daemon.activation.likes_unstored) == 0
+    # Entries not purged yet are all stored: none above the mark.
+    assert all(rev <= mark["revision"] for rev in h.portal.call(journal_revisions))

@@ -67,6 +67,7 @@ def test_metrics_health_and_routes(harness):
     assert status == 200
     assert headers["Content-Type"] == CONTENT_TYPE_LATEST
     assert b"# TYPE kryten_likes_in_flight gauge" in body
+    assert b"kryten_likes_likes_unstored 0.0" in body  # nothing liked yet, nothing journalled
     assert b'kryten_likes_mailbox_depth{actor="gateway"}' in body
 
     status, headers, body = get(h, "/health")
