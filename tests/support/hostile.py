@@ -71,6 +71,8 @@ def concurrently(h: Harness, command: str, bodies: list[dict], timeout: float = 
 
 
 def all_keys(h: Harness, bucket: str) -> list[str]:
+    h.stored()  # journalled likes' claims and records are written by a batch after their answer
+
     async def keys():
         kv = await h.nc.jetstream().key_value(bucket)
         try:
