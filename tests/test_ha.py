@@ -237,12 +237,12 @@ def test_a_paused_active_daemon_writes_nothing_after_the_takeover_and_steps_down
         pair.close()
 
 
-def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_takes_over_again(harness):
-    """Someone moved the fence (by hand, or a daemon we cannot see): nothing
-    of ours may be stored. The like in hand is answered unavailable (true:
-    nothing stored), the daemon steps down, finds the lease still its own and
-    becomes active again with a fence of its own; the like retried counts once."""
+def _fence_moved_then_like_retried(harness, bucket: str, like: dict):
+    """A daemon that has counted one like of ``v``; someone moves the fence in
+    ``bucket``; ``like`` is refused as unavailable (nothing stored), then sent
+    again until the daemon, active again, answers it. The harness and that answer."""
     from conftest import playing, wait_until
+    import nats.errors
 
     h = harness()
     h.change_media("v")
@@ -251,22 +251,29 @@ def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_ta
     ns = h.config.analytics.namespace
 
     async def move_fence() -> None:
-        kv = await h.nc.jetstream().key_value(LIKES_BUCKET)
+        kv = await h.nc.jetstream().key_value(bucket)
         await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
     h.portal.call(move_fence)
 
-    r = h.request("like", {"username": "second", "correlation_id": "c2"})
+    r = h.request("like", like)
     assert (r["status"], r["error"]) == ("error", "unavailable"), r
-    import nats.errors
 
     def retry() -> dict | None:
         try:  # between stepping down and serving again nobody answers
-            r = h.request("like", {"username": "second", "correlation_id": "c2"}, timeout=1)
+            r = h.request("like", like, timeout=1)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return None
         return r if r.get("status") == "ok" else None
 
-    retried = wait_until(retry, timeout=15)
+    return h, wait_until(retry, timeout=15)
+
+
+def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_takes_over_again(harness):
+    """Someone moved the fence (by hand, or a daemon we cannot see): nothing
+    of ours may be stored. The like in hand is answered unavailable (true:
+    nothing stored), the daemon steps down, finds the lease still its own and
+    becomes active again with a fence of its own; the like retried counts once."""
+    h, retried = _fence_moved_then_like_retried(harness, LIKES_BUCKET, {"username": "second", "correlation_id": "c2"})
     assert retried["like_count"] == 2
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
 
@@ -275,34 +282,13 @@ def test_a_lone_like_checks_the_fence_of_the_journal_it_is_written_to(harness):
     """A lone like is one write to the journal bucket (actors/like_journal.py),
     fenced by that bucket's own ``writer`` key: moved there alone, it refuses
     the like truly (nothing stored), and the retried like counts once."""
-    from conftest import playing, wait_until
-    import nats.errors
     from kryten_likes.store.keys import JOURNAL_BUCKET
 
-    h = harness()
-    h.change_media("v")
-    playing(h, "v")
-    assert h.request("like", {"username": "first"})["like_count"] == 1
-    ns = h.config.analytics.namespace
-
-    async def move_fence() -> None:
-        kv = await h.nc.jetstream().key_value(JOURNAL_BUCKET)
-        await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
-    h.portal.call(move_fence)
-
-    r = h.request("like", {"username": "second"})  # alone, no correlation_id: the journal's path
-    assert (r["status"], r["error"]) == ("error", "unavailable"), r
-
-    def retry() -> dict | None:
-        try:
-            r = h.request("like", {"username": "second"}, timeout=1)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return None
-        return r if r.get("status") == "ok" else None
-
-    assert wait_until(retry, timeout=15)["like_count"] == 2
+    # Alone, without a correlation_id: the journal's path.
+    h, retried = _fence_moved_then_like_retried(harness, JOURNAL_BUCKET, {"username": "second"})
+    assert retried["like_count"] == 2
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
-    assert h.kv(LIKES_BUCKET, f"ns/{ns}/items/v/likes")["like_count"] == 2
+    assert h.kv(LIKES_BUCKET, f"ns/{h.config.analytics.namespace}/items/v/likes")["like_count"] == 2
 
 
 def test_a_lone_like_is_answered_from_the_journal_and_stored_within_a_tick(harness):

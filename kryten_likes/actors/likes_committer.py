@@ -186,6 +186,16 @@ class LikesCommitter:
         curators: set[tuple[str, str]] = set()
         staged: list[StagedLike] = []
         outbox = self.flying.outbox
+
+        def take(like: LikeReserved, item: Item, user: str, curator: str | None) -> None:
+            """The like's keys are this group's now (a batch writes a key once)."""
+            records.add((item, user))
+            if like.claim is not None:
+                claims.add(claim_key_of(like))
+            if curator:
+                curators.add((like.namespace, curator))
+            per_item[item] = per_item.get(item, 0) + 1
+
         # Journalled likes go as a prefix of the journal (the mark says "up to
         # N"), below every journal write in flight (it lands above its floor).
         floor = min((g.floor for g in self.flying.of_kind(JournalGroup)), default=None)
@@ -198,19 +208,14 @@ class LikesCommitter:
                 extra = (1 + (item not in per_item) + (like.claim is not None)
                          + (bool(curator) and (like.namespace, curator) not in curators))
                 rk = record_key(like.namespace, item[1], user)
-                if (cost + extra > self.max_batch or any(k == rk for k, _ in self.events) or (floor is not None and s.revision > floor)
-                        or likes_key(*item) in busy or user_key(like.namespace, user) in busy or outbox.is_busy(rk)
+                if (cost + extra > self.max_batch or any(k == rk for k, _ in self.events)
+                        or (floor is not None and s.revision > floor) or likes_key(*item) in busy or user_key(like.namespace, user) in busy or outbox.is_busy(rk)
                         or (curator and curator_key(like.namespace, curator) in busy) or (item, user) in records
                         or (like.claim is not None and claim_key_of(like) in claims)):
                     break
-                records.add((item, user))
-                if like.claim is not None:
-                    claims.add(claim_key_of(like))
+                take(like, item, user, curator)
                 cost += extra
-                if curator:
-                    curators.add((like.namespace, curator))
                 staged.append(s)
-                per_item[item] = per_item.get(item, 0) + 1
             for _ in staged:
                 self.staged.popleft()
             if staged:
@@ -244,20 +249,15 @@ class LikesCommitter:
             if user and (item, user) in records:
                 later.append(like)  # a batch writes a key once: this user's record of it goes next time
                 continue
-            records.add((item, user))
-            if like.claim is not None:
-                if claim_key_of(like) in claims:
-                    # Two reservations of one claim (a ledger restarted meanwhile):
-                    # a batch may write a key once, so this one waits for the next
-                    # batch, where the stored claim makes it a duplicate.
-                    later.append(like)
-                    continue
-                claims.add(claim_key_of(like))
+            if like.claim is not None and claim_key_of(like) in claims:
+                # Two reservations of one claim (a ledger restarted meanwhile):
+                # a batch may write a key once, so this one waits for the next
+                # batch, where the stored claim makes it a duplicate.
+                later.append(like)
+                continue
+            take(like, item, user, curator)
             cost += extra
-            if curator:
-                curators.add((like.namespace, curator))
             likes.append(like)
-            per_item[item] = per_item.get(item, 0) + 1
         self.pending.extendleft(reversed(later))
         return likes, per_item, staged
 
