@@ -269,7 +269,8 @@ async def run(args: argparse.Namespace, sizes: Sizes, anchor: tuple) -> dict:
                      "the 'others' column shows how much each row was disturbed")
     try:
         if args.profile:
-            results["profile"] = await run_profile(tmp, sizes, progress, default_profile_path(), args.profile_inflight)
+            results["profile"] = await run_profile(tmp, sizes, progress, default_profile_path(), args.profile_inflight,
+                                                   args.profile_spread)
             results["rows"] = [results["profile"]["row"]]
         else:
             if args.phase in (None, "bus", "live"):
@@ -352,6 +353,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help=f"only the like path at 256 in flight, daemon under cProfile (kept in {default_profile_path()})")
     ap.add_argument("--profile-inflight", type=int, metavar="N", help="with --profile: N in flight instead of 256")
+    ap.add_argument("--profile-spread", action="store_true",
+                    help="with --profile: the likes spread over namespaces, as the spread row")
     ap.add_argument("--phase", choices=("bus", "state", "records", "live"),
                     help="only one phase: bus (likes, plays, anchor), state (100 000 items: queries, memory) "
                          "or records (1 000 000 like records: likers, user_likes, windows, memory)")

@@ -63,7 +63,8 @@ def print_top(title: str, rows: list[dict]) -> None:
               f"{r['cum_pct']:>5.1f}  {r['function']}")
 
 
-async def run_profile(tmp: Path, sizes: Any, progress: Progress, keep_to: Path, inflight: int | None = None) -> dict:
+async def run_profile(tmp: Path, sizes: Any, progress: Progress, keep_to: Path, inflight: int | None = None,
+                      spread: bool = False) -> dict:
     prof = tmp / "daemon.prof"
     c = inflight or max(sizes.inflight)
     with start_nats_server(tmp / "nats-profile", port=None) as server, Children() as children:
@@ -79,7 +80,9 @@ async def run_profile(tmp: Path, sizes: Any, progress: Progress, keep_to: Path, 
             await play(phase.js, HOT)
             await wait_playing(nc, HOT, daemon)
             n = sizes.profile_likes if c >= 16 else min(sizes.profile_likes, 1000)  # one at a time is slow
-            users = [body(username=f"prof-{i}") for i in range(n)]
+            # --profile-spread: one item in each of many namespaces, as the bench's spread row.
+            users = [body(username=f"prof-{i}", **({"namespace": f"sp{i % sizes.spread_items}"} if spread else {}))
+                     for i in range(n)]
             warm = await drive(nc, cmd("like"), [body(username=f"warm-{i}") for i in range(sizes.warmup)], 16,
                                watch=daemon)
             all_ok(warm, "warm-up likes")
@@ -91,8 +94,9 @@ async def run_profile(tmp: Path, sizes: Any, progress: Progress, keep_to: Path, 
             os.kill(daemon.pid, signal.SIGUSR2)  # ...to here
             all_ok(d, "profiled likes")
             d["cpu_us"], d["others_pct"] = cpu.per_request_us(n), round(cpu.others_pct)
-            phase.hot_expected = n + sizes.warmup
-            r = row("like, one hot item, daemon under cProfile", d, ceil, check=await phase.check_hot("profiled"),
+            phase.hot_expected = n * (not spread) + sizes.warmup
+            what = "spread over namespaces" if spread else "one hot item"
+            r = row(f"like, {what}, daemon under cProfile", d, ceil, check=await phase.check_hot("profiled"),
                     daemon_cpu_s=round(cpu.used["proc"], 2),
                     note=await phase.group_sizes(NAMESPACE, HOT, [f"prof-{i}" for i in range(n)]))
             progress.say(f"under cProfile: {r['rate']:,}/s p99 {r['p99_ms']} ms (ceiling {r['ceiling_rate']:,}/s) | "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import settings, strategies as st
+from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from kryten_likes.actors.counter_writer import CounterWriter
@@ -91,6 +91,7 @@ class LikeJournalMachine(RuleBasedStateMachine):
         if isinstance(self.w.flying.get(c.group_id), JournalGroup):
             assert len(c.writes) == 1 and c.writes[0].expected_revision is None, "a journal write is one plain write"
             self.journalled += 1
+            event(f"journal entry of {min(len(self.w.flying.get(c.group_id).likes), 3)}+ likes")
         self.in_flight[c.group_id] = c
 
     def reply(self, r: Reply) -> None:
@@ -178,18 +179,14 @@ class LikeJournalMachine(RuleBasedStateMachine):
             g = self.w.flying.get(gid)
             if fate == "late":
                 self.late.append(commit)
-                if isinstance(g, JournalGroup):
-                    self.maybe[g.like.media.video_id] += 1
-                elif isinstance(g, LikeGroup):
+                if isinstance(g, (JournalGroup, LikeGroup)):
                     for like in g.likes:
                         self.maybe[like.media.video_id] += 1
                 elif isinstance(g, UnlikeGroup):
                     self.maybe_not[g.unlike.media.video_id] += 1
             elif fate == "landed" and isinstance(self.kv[commit.bucket].apply(commit), Landed):
-                if isinstance(g, JournalGroup):
-                    self.counted[(g.like.media.video_id, g.like.user)] += 1
-                elif isinstance(g, LikeGroup):
-                    for like in g.likes:  # (its staged likes were counted when answered)
+                if isinstance(g, (JournalGroup, LikeGroup)):
+                    for like in g.likes:  # (a group's staged likes were counted when answered)
                         self.counted[(like.media.video_id, like.user)] += 1
                 elif isinstance(g, UnlikeGroup):
                     self.counted[(g.unlike.media.video_id, g.unlike.user)] -= 1

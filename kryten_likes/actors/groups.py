@@ -59,13 +59,13 @@ class StagedLike:
 
 @attrs.define
 class JournalGroup:
-    """One lone like as one write: its journal entry (actors/like_journal.py)."""
+    """Likes counted by one plain write: their journal entry (actors/like_journal.py)."""
 
     group_id: str
     writes: tuple[KvWrite, ...]
-    like: LikeReserved
-    count: int
-    values: dict[str, dict]  # its user's key: groups with likes of its user wait meanwhile
+    likes: list[LikeReserved]
+    counts: list[int]  # the count each like is answered with, in order
+    values: dict[str, dict]  # its users' keys: groups with likes of its users wait meanwhile
     now: float
     floor: int  # the journal's highest revision seen when it was sent: it lands above
     bucket: Literal["likes"] = "likes"  # (its write goes to the journal bucket; it holds likes' keys)

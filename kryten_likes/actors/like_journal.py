@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from .counter_book import CounterBook
     from .dedupe_ledger import LiveClaims
 
-JOURNAL_MAX = 1  # a like goes alone only when it is the only one waiting
+JOURNAL_MAX = 2  # journal writes in flight at once (each carries every like that waited for it)
 
 
 def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float) -> bool:
@@ -89,38 +89,45 @@ def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float)
     return True
 
 
-def draft_journal(gid: str, home: str, like: LikeReserved, count: int, floor: int, read: ReadModel,
+def draft_journal(gid: str, home: str, likes: list[LikeReserved], counts: list[int], floor: int,
                   now: float) -> JournalGroup:
-    """``home``: the daemon's namespace (whose journal and fence these are)."""
-    ns, vid, user = like.namespace, like.media.video_id, liker(like)
-    c = like.claim
-    value = {"namespace": ns, "video_id": vid, "user": user, "username": like.username or user,
-             "liked_at": iso(now), "play_started_at": iso(like.play_at) if like.play_at else None,
-             "curator": like.curator, "type": like.media.media_type or None, "title": like.media.title or None,
-             "like_count": count, "event_id": f"{gid}.0",
-             "claim_liked_at": iso(c.liked_at) if c is not None else None,
-             "claim_expires_at": iso(c.expires_at) if c is not None else None,
-             "schema_version": docs.SCHEMA, "batch": gid}
-    key = journal_key(home, gid)
-    return JournalGroup(gid, (KvWrite(key, docs.dump(value), None),), like, count,
-                        {user_key(ns, user): {}}, now, floor)
+    """``home``: the daemon's namespace (whose journal and fence these are).
+    ``likes``: each user at most once (a group stores a record once)."""
+    entries = []
+    for i, (like, count) in enumerate(zip(likes, counts)):
+        user, c = liker(like), like.claim
+        entries.append({"namespace": like.namespace, "video_id": like.media.video_id, "user": user,
+                        "username": like.username or user,
+                        "play_started_at": iso(like.play_at) if like.play_at else None,
+                        "curator": like.curator, "type": like.media.media_type or None,
+                        "title": like.media.title or None, "like_count": count, "event_id": f"{gid}.{i}",
+                        "claim_liked_at": iso(c.liked_at) if c is not None else None,
+                        "claim_expires_at": iso(c.expires_at) if c is not None else None})
+    value = {"liked_at": iso(now), "likes": entries, "schema_version": docs.SCHEMA, "batch": gid}
+    return JournalGroup(gid, (KvWrite(journal_key(home, gid), docs.dump(value), None),), likes, counts,
+                        {user_key(l.namespace, liker(l)): {} for l in likes}, now, floor)
 
 
-def staged_from_entry(revision: int, v: dict) -> StagedLike | None:
-    """A journal entry, as the like a group must store."""
+def staged_from_entry(revision: int, v: dict) -> list[StagedLike] | None:
+    """A journal entry, as the likes a group must store (None: not an entry;
+    an entry of one like, as the first version wrote, is read too)."""
     try:
-        ns, vid, user = str(v["namespace"]), str(v["video_id"]), str(v["user"])
         at = parse_iso(v["liked_at"])
-        ends = v.get("claim_expires_at")
-        claim = Claim(ns, vid, user, parse_iso(v.get("claim_liked_at") or v["liked_at"]), parse_iso(ends)) \
-            if ends else None
-        play = v.get("play_started_at")
-        like = LikeReserved(ReplyTo(None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
-                            claim, user, str(v.get("username") or user), parse_iso(play) if play else 0.0,
-                            v.get("curator") or None)
-        return StagedLike(like, int(v["like_count"]), str(v["event_id"]), at, revision)
+        return [_staged(revision, at, e) for e in (v["likes"] if "likes" in v else [v])]
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def _staged(revision: int, at: float, v: dict) -> StagedLike:
+    ns, vid, user = str(v["namespace"]), str(v["video_id"]), str(v["user"])
+    ends = v.get("claim_expires_at")
+    claim = Claim(ns, vid, user, parse_iso(v.get("claim_liked_at") or v.get("liked_at")), parse_iso(ends)) \
+        if ends else None
+    play = v.get("play_started_at")
+    like = LikeReserved(ReplyTo(None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
+                        claim, user, str(v.get("username") or user), parse_iso(play) if play else 0.0,
+                        v.get("curator") or None)
+    return StagedLike(like, int(v["like_count"]), str(v["event_id"]), at, revision)
 
 
 def journal_event(s: StagedLike, book: CounterBook) -> dict:
@@ -166,8 +173,8 @@ def recover(books: dict[str, CounterBook], claims: LiveClaims, now: float, new_b
         if not book.journal_entries:
             continue
         n, _ = mark_of(book, identity)
-        found = [s for s in (staged_from_entry(rev, v) for rev, v in sorted(book.journal_entries, key=lambda e: e[0])
-                             if rev > n) if s is not None]
+        found = [s for rev, v in sorted(book.journal_entries, key=lambda e: e[0]) if rev > n
+                 for s in staged_from_entry(rev, v) or ()]
         book.journal_entries = []
         for s in found:
             like = s.like

@@ -32,12 +32,15 @@ from .like_writes import (
     Item, claim_key_of, curator_of, draft_group, liker, request_key_of, take_totals_of_records,
 )
 from .request_memory import RequestMemory, request_key
+from .staged_queue import StagedQueue
 
 class JournalMarkMoved(RuntimeError):
     """Another life of the writer stored journalled likes this one holds."""
 
 
 STAGED_BATCH = 32  # staged likes stored together without waiting for a tick
+STAGED_MAX = 8192  # staged likes at most: beyond, likes wait for groups to store them (the likes bucket is slow)
+ENTRY_MAX = 200  # likes in one journal entry (a group stores an entry whole: up to 4 writes a like)
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
 PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
 
@@ -59,7 +62,7 @@ class LikesCommitter:
         self.home = home  # the daemon's namespace: its journal and the journal's mark
         self.journal_identity = journal_identity  # the journal stream's (its marks name it)
         self.journaling: Counter[Item] = Counter()  # journal writes in flight, by item
-        self.staged: deque[StagedLike] = deque()  # journalled, answered, not yet stored; in journal order
+        self.staged = StagedQueue()  # journalled, answered, not yet stored; in journal order
         book = read.books.get(home)
         # The mark: entries up to ``journal_stored`` are stored; its document's revision.
         self.journal_stored, self.mark_revision = mark_of(book, journal_identity)
@@ -71,7 +74,7 @@ class LikesCommitter:
         self.others_wait: Callable[[], bool] = lambda: False  # unlikes or corrections waiting (set by the writer)
         self.purged = 0  # entries up to here are removed from the journal
         if book is not None:  # what a previous life journalled and did not store (like_journal.recover)
-            self.staged.extend(s for _, s in book.staged_records)
+            self.staged.add(s for _, s in book.staged_records)
             self.journal_seen = max([self.journal_seen, *(s.revision for s in self.staged)])
             book.staged_records = []
         self.claim_revisions: dict[str, int] = {}  # claim and request keys' revisions, learnt from a conflict
@@ -96,17 +99,16 @@ class LikesCommitter:
     def waiting(self, pair: tuple[str, str, str]) -> bool:
         """Is a like of (namespace, video_id, user) taken and not stored yet
         (its record not final: journalled likes too)?"""
-        return any((l.namespace, l.media.video_id, liker(l)) == pair
-                   for l in [*self.held(), *(s.like for s in self.staged)])
+        return pair in self.staged.pairs or any((l.namespace, l.media.video_id, liker(l)) == pair
+                                                for l in self.held())
 
     def held(self) -> list[LikeReserved]:
         """The likes taken and not answered yet."""
         return (list(self.pending) + [l for g in self.flying.of_kind(LikeGroup) for l in g.likes]
-                + [g.like for g in self.flying.of_kind(JournalGroup)])
+                + [l for g in self.flying.of_kind(JournalGroup) for l in g.likes])
 
     def item_unstored(self, ns: str, video_id: str) -> bool:
-        return (ns, video_id) in self.journaling or any(
-            s.like.namespace == ns and s.like.media.video_id == video_id for s in self.staged)
+        return (ns, video_id) in self.journaling or (ns, video_id) in self.staged.items
 
     def unstored(self) -> int:
         """Journalled likes (and journal writes in flight) not yet in their documents."""
@@ -118,10 +120,15 @@ class LikesCommitter:
     # --- sending ----------------------------------------------------------------------
 
     def groups(self, now: float) -> list[Commit]:
-        # Alone or few, likes go as single writes; many, they wait for a group,
-        # which costs the bus less per like (like_journal.py).
-        few = 0 < len(self.pending) <= self.journal_max
-        out: list[Commit] = self._journal(now) if few else []
+        # With the journal on, every like that may go through it does: one
+        # plain write carries all that wait, and groups store them later, off
+        # the likes' way (like_journal.py). The others go in groups.
+        out: list[Commit] = []
+        while self.journal_max and self.pending:
+            entry = self._journal(now)
+            if not entry:
+                break
+            out += entry
         while (self.pending or self.staged) and not self.flying.outbox.full("likes"):
             flying = sum(1 for g in self.flying.in_bucket("likes") if type(g) is not JournalGroup)
             if flying and (flying >= self.max_groups or len(self.pending) + len(self.staged) < self.pipeline_min):
@@ -133,29 +140,38 @@ class LikesCommitter:
         return out
 
     def _journal(self, now: float) -> list[Commit]:
-        """Each waiting like that may go alone goes as one write (like_journal.py)."""
-        out: list[Commit] = []
+        """The waiting likes that may go through the journal, as one entry
+        (like_journal.py); the rest keep their order."""
+        if (len(self.flying.of_kind(JournalGroup)) >= self.journal_max or self.flying.outbox.full("likes")
+                or len(self.staged) >= STAGED_MAX):
+            return []
         busy = self.flying.keys_written("likes")
-        outbox = self.flying.outbox
-        in_flight = sum(self.journaling.values())
         kept: deque[LikeReserved] = deque()
         held_back: set[Item] = set()  # items with an earlier like left waiting: theirs keep their order
+        users: set[tuple[str, str]] = set()
+        limit = min(ENTRY_MAX, (self.max_batch - 1) // 4)  # (its group must fit it whole)
+        likes: list[LikeReserved] = []
+        counts: list[int] = []
+        ahead: Counter[Item] = Counter()
         for like in self.pending:
             item = (like.namespace, like.media.video_id)
-            if (in_flight >= self.journal_max or outbox.full("likes") or item in held_back
+            user = (like.namespace, liker(like))
+            if (len(likes) >= limit or item in held_back or user in users
                     or self.correction_waiting(*item) or not journalable(like, busy, self.read, now)):
                 kept.append(like)
                 held_back.add(item)
                 continue
-            group = draft_journal(self.new_id(), self.home, like, self._next_count(item), self.journal_seen,
-                                  self.read, now)
-            self.flying.add(group)
-            self.journaling[item] += 1
-            in_flight += 1
-            busy.update(group.values)  # the user's next like waits for this one
-            out.append(Commit("journal", group.group_id, group.writes, marker_key=group.writes[0].key))
+            users.add(user)
+            ahead[item] += 1
+            likes.append(like)
+            counts.append(self._next_count(item) + ahead[item] - 1)
+        if not likes:
+            return []
         self.pending = kept
-        return out
+        group = draft_journal(self.new_id(), self.home, likes, counts, self.journal_seen, now)
+        self.flying.add(group)
+        self.journaling.update(ahead)
+        return [Commit("journal", group.group_id, group.writes, marker_key=group.writes[0].key)]
 
     def _store_staged_now(self) -> bool:
         """Staged likes wait to be stored together (a batch costs the server
@@ -173,7 +189,7 @@ class LikesCommitter:
                                             if (l.namespace, l.media.video_id) == item)
         return self.read.book(ns).like_count(vid) + ahead + 1
 
-    def _choose(self) -> tuple[list[LikeReserved], dict[Item, int], list[StagedLike]]:
+    def _choose(self, now: float) -> tuple[list[LikeReserved], dict[Item, int], list[StagedLike]]:
         """The waiting likes that fit one batch, in order; the rest keep theirs.
         Journalled likes first: theirs are the counts answered already."""
         likes: list[LikeReserved] = []
@@ -185,7 +201,6 @@ class LikesCommitter:
         busy = self.flying.keys_written("likes")
         curators: set[tuple[str, str]] = set()
         staged: list[StagedLike] = []
-        outbox = self.flying.outbox
 
         def take(like: LikeReserved, item: Item, user: str, curator: str | None) -> None:
             """The like's keys are this group's now (a batch writes a key once)."""
@@ -201,29 +216,30 @@ class LikesCommitter:
         floor = min((g.floor for g in self.flying.of_kind(JournalGroup)), default=None)
         if self.staged and journal_mark_key(self.home) not in busy and self._store_staged_now():
             cost = 1  # the mark
-            for s in self.staged:
-                like = s.like
-                item = (like.namespace, like.media.video_id)
-                user, curator = liker(like), curator_of(like)
-                extra = (1 + (item not in per_item) + (like.claim is not None)
-                         + (bool(curator) and (like.namespace, curator) not in curators))
-                rk = record_key(like.namespace, item[1], user)
-                if (cost + extra > self.max_batch or any(k == rk for k, _ in self.events)
-                        or (floor is not None and s.revision > floor) or likes_key(*item) in busy or user_key(like.namespace, user) in busy or outbox.is_busy(rk)
-                        or (curator and curator_key(like.namespace, curator) in busy) or (item, user) in records
-                        or (like.claim is not None and claim_key_of(like) in claims)):
+            i = 0
+            while i < len(self.staged):
+                # An entry's likes are stored together: the mark says "entries up to N".
+                entry = self.staged.entry_at(i)
+                rev = entry[0].revision
+                extra = self._entry_cost(entry, per_item, curators)
+                if (floor is not None and rev > floor) or cost + extra > self.max_batch or any(
+                        self._staged_waits(s, busy, records, claims) for s in entry):
                     break
-                take(like, item, user, curator)
+                for s in entry:
+                    like = s.like
+                    take(like, (like.namespace, like.media.video_id), liker(like), curator_of(like))
                 cost += extra
-                staged.append(s)
-            for _ in staged:
-                self.staged.popleft()
+                staged += entry
+                i += len(entry)
+            self.staged.take_front(len(staged))
             if staged:
                 self.store_staged = bool(self.staged)  # (what a tick asked for, all of it)
             cost = cost if staged else 0
         # A new like of an item with journalled likes not in this group waits:
         # its count comes after theirs.
-        unstored = {(s.like.namespace, s.like.media.video_id) for s in self.staged} | set(self.journaling)
+        held: set[Item] = set()  # (and items with an earlier like left waiting in this call)
+        # A like the journal will take once a write in flight lands waits for it (sooner answered than by a group).
+        journal_soon = bool(self.journal_max and self.flying.of_kind(JournalGroup))
         while self.pending:
             like = self.pending[0]
             item = (like.namespace, like.media.video_id)
@@ -236,7 +252,9 @@ class LikesCommitter:
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if item in unstored:
+            if (item in self.staged.items or item in self.journaling or item in held
+                    or (journal_soon and journalable(like, busy, self.read, now))):
+                held.add(item)
                 later.append(like)
                 continue
             if (busy and (likes_key(*item) in busy or (user and user_key(like.namespace, user) in busy)
@@ -261,8 +279,25 @@ class LikesCommitter:
         self.pending.extendleft(reversed(later))
         return likes, per_item, staged
 
+    @staticmethod
+    def _entry_cost(entry: list[StagedLike], per_item: dict[Item, int], curators: set[tuple[str, str]]) -> int:
+        """The writes storing a journal entry adds to a group: a record each,
+        a claim each, each item's document and curator's totals once."""
+        items = {(s.like.namespace, s.like.media.video_id) for s in entry} - per_item.keys()
+        curs = {(s.like.namespace, c) for s in entry if (c := curator_of(s.like))} - curators
+        return len(entry) + sum(s.like.claim is not None for s in entry) + len(items) + len(curs)
+
+    def _staged_waits(self, s: StagedLike, busy: set[str], records: set, claims: set[str]) -> bool:
+        """Must this staged like wait for a later group (a key of it is written by a group in flight or this one)?"""
+        like = s.like
+        ns, vid, user, curator = like.namespace, like.media.video_id, liker(like), curator_of(like)
+        rk = record_key(ns, vid, user)
+        return (likes_key(ns, vid) in busy or user_key(ns, user) in busy or self.flying.outbox.is_busy(rk)
+                or any(k == rk for k, _ in self.events) or (curator is not None and curator_key(ns, curator) in busy)
+                or ((ns, vid), user) in records or (like.claim is not None and claim_key_of(like) in claims))
+
     def _group(self, now: float) -> Commit | None:
-        likes, per_item, staged = self._choose()
+        likes, per_item, staged = self._choose(now)
         if not likes and not staged:
             return None
         mark = None
@@ -321,34 +356,39 @@ class LikesCommitter:
         return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events)
 
     def _journal_landed(self, g: JournalGroup, landed: Landed) -> list:
-        """The like is counted: its journal entry holds it. Answered now; a
-        group stores its document, claim, curator and record next (``staged``)."""
-        like = g.like
-        ns, vid, user = like.namespace, like.media.video_id, liker(like)
-        item = (ns, vid)
-        self.journaling[item] -= 1
-        if not self.journaling[item]:
-            del self.journaling[item]
+        """The likes are counted: their journal entry holds them. Answered now;
+        a group stores their documents, claims, curators and records next (``staged``)."""
         rev = landed.revisions[g.writes[0].key]
         self.journal_seen = max(self.journal_seen, rev)
-        s = StagedLike(like, g.count, f"{g.group_id}.0", g.now, rev)
-        book = self.read.book(ns)
-        book.records.liked(vid, user, like.username or user, g.now)
-        staged_in_memory(book, s)
-        self.read.ranking_moved(ns, "liked")
-        if self.staged and self.staged[-1].revision > rev:  # (answers come in order but for a lost one)
-            self.staged = deque(sorted([*self.staged, s], key=lambda x: x.revision))
-        else:
-            self.staged.append(s)
-        out: list = [wire.ok(like.reply, video_id=vid, like_count=g.count)]
-        if like.claim is not None:
-            out.append(ClaimsSettled(confirmed=(like.claim,)))
-        outbox = self.flying.outbox
-        if not outbox.enabled:
-            return out
-        # Its event goes out with the others that land in this mailbox batch (``events_out``).
-        self.events.append((record_key(ns, vid, user), journal_event(s, book)))
+        self._not_journaling(g)
+        new = [StagedLike(like, count, f"{g.group_id}.{i}", g.now, rev)
+               for i, (like, count) in enumerate(zip(g.likes, g.counts))]
+        self.staged.add(new)
+        out: list = []
+        claims = []
+        publish = self.flying.outbox.enabled
+        for s in new:
+            like = s.like
+            ns, vid, user = like.namespace, like.media.video_id, liker(like)
+            book = self.read.book(ns)
+            book.records.liked(vid, user, like.username or user, g.now)
+            staged_in_memory(book, s)
+            self.read.ranking_moved(ns, "liked")
+            out.append(wire.ok(like.reply, video_id=vid, like_count=s.count))
+            if like.claim is not None:
+                claims.append(like.claim)
+            if publish:  # its event goes out with the others landed in this mailbox batch (``events_out``)
+                self.events.append((record_key(ns, vid, user), journal_event(s, book)))
+        if claims:
+            out.append(ClaimsSettled(confirmed=tuple(claims)))
         return out
+
+    def _not_journaling(self, g: JournalGroup) -> None:
+        for like in g.likes:
+            item = (like.namespace, like.media.video_id)
+            self.journaling[item] -= 1
+            if not self.journaling[item]:
+                del self.journaling[item]
 
     def events_out(self) -> list:
         """The events of the journal writes landed since last asked, as one
@@ -438,7 +478,7 @@ class LikesCommitter:
                 entry = conflict.current.get(claim_key_of(s.like))
                 self.claim_revisions[claim_key_of(s.like)] = entry.revision if entry is not None else 0
         if g.staged:
-            self.staged.extendleft(reversed(g.staged))
+            self.staged.put_back(g.staged)
             entry = conflict.current.get(journal_mark_key(self.home))
             self.mark_revision = entry.revision if entry is not None else 0
             stored, _ = mark_of_entry(entry, self.journal_identity)
@@ -491,11 +531,8 @@ class LikesCommitter:
         out: list = []
         released = []
         if isinstance(g, JournalGroup):
-            item = (g.like.namespace, g.like.media.video_id)
-            self.journaling[item] -= 1
-            if not self.journaling[item]:
-                del self.journaling[item]
-        for like in g.likes if isinstance(g, LikeGroup) else [g.like]:
+            self._not_journaling(g)
+        for like in g.likes:
             rk = request_key_of(like)
             for r in [like] + (self.requests.settled(rk, None, now) if rk is not None else []):
                 out.append(wire.error(r.reply, "unavailable", FENCED))
