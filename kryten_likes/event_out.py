@@ -114,9 +114,11 @@ class OutStream:
 
     async def publish(self, events: tuple[dict, ...]) -> None:
         """Every event, acknowledged by the stream; raises if one is not."""
-        streamed = {ns for ns in {e["namespace"] for e in events} if self.has_stream(ns)}
-        for ns in streamed:
-            await self.declare(ns)
+        streamed: set[str] = set()
+        for ns in dict.fromkeys(e["namespace"] for e in events):
+            if self.has_stream(ns):  # (one at a time: each declared counts against the cap of the next)
+                await self.declare(ns)
+                streamed.add(ns)
         for i in range(0, len(events), IN_FLIGHT):
             chunk = [(e, self.body(e)) for e in events[i:i + IN_FLIGHT]]
             for e, body in (c for c in chunk if c[0]["namespace"] not in streamed):

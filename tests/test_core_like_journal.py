@@ -290,3 +290,44 @@ def test_a_lone_like_is_one_plain_write_to_the_journal_answered_before_its_docum
     assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1
     assert kv["likes"].value(journal_mark_key(NS))["revision"] == 1
     assert w.step(Tick(), T0 + 1)[-1] == PurgeJournal(NS, 1)
+
+
+def _reserve(w: CounterWriter, ledger: DedupeLedger, users: list[str]) -> None:
+    for i, user in enumerate(users):
+        (reserved,) = ledger.step(LikeForItem(to(i), NS, user, V1, username=user.title()), T0)
+        assert w.step(reserved, T0) == []
+
+
+def test_likes_that_wait_together_go_as_one_journal_entry() -> None:
+    """Five likes waiting are one plain write, answered together."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    _reserve(w, DedupeLedger(WINDOW), ["ann", "bo", "cy", "di", "ed"])
+    (entry,) = w.flush(T0)
+    assert entry.bucket == "journal" and len(entry.writes) == 1, "five likes, one write"
+    out = w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+    assert sorted(e.body["like_count"] for e in out if isinstance(e, Reply)) == [1, 2, 3, 4, 5]
+    assert len(w.likes.staged) == 5 and w.read.peek(NS).like_count("v1") == 5
+
+
+def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() -> None:
+    """A batch of at most 9 writes: entries of two likes (a claim and a record
+    each, the document, the mark: 6 writes); two entries do not fit one group."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2, max_batch=9)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    _reserve(w, DedupeLedger(WINDOW), ["ann", "bo", "cy", "di"])
+    entries = w.flush(T0)
+    assert [len(w.flying.get(e.group_id).likes) for e in entries] == [2, 2]
+    for entry in entries:
+        w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+    w.step(Tick(), T0)
+    groups = [c for c in w.flush(T0) if c.bucket == "likes"]
+    assert len(groups) == 1
+    (second,) = [c for c in w.step(CommitFinished(groups[0].group_id, kv["likes"].apply(groups[0])), T0)
+                 if isinstance(c, Commit)]
+    assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 2, "the first entry, whole"
+    assert kv["likes"].value(journal_mark_key(NS))["revision"] == 1
+    assert w.read.peek(NS).like_count("v1") == 4
+    w.step(CommitFinished(second.group_id, kv["likes"].apply(second)), T0)
+    assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 4
+    assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.staged

@@ -1,4 +1,4 @@
-"""The lone like's path: one write to a journal, then a group stores it.
+"""The like's path: one write to a journal, then a group stores it.
 
 Theory of operation
 -------------------
@@ -6,22 +6,24 @@ nats-server stages every atomic batch in a store made for it (on an R1 file
 stream about 4 ms of server time, however small the batch), and while it
 does, the stream's other writes wait. Group commit shares a batch among the
 likes that wait, but a like that is alone (one viewer, a quiet channel, the
-first likes of a burst) paid all of it. So a like that may go alone is
-counted by **one write** to a bucket of the project's own,
-``kryten_likes_journal``, whose writes no batch holds up: the *entry*
-``ns/{ns}/journal/{id}`` (``ns``: the daemon's namespace) carries everything
-the like changes (its namespace, item, user, names, curator, count,
-``event_id``, claim). It expects only the fence (that bucket has its own
+first likes of a burst) paid all of it, and the likes of a burst waited for
+the batch before theirs. So the likes that may are counted by **one write**
+to a bucket of the project's own, ``kryten_likes_journal``, whose writes no
+batch holds up: the *entry* ``ns/{ns}/journal/{id}`` (``ns``: the daemon's
+namespace) carries every like that waited when it was sent (at most
+likes_committer's ``ENTRY_MAX``, each user once) and everything each
+changes (its namespace, item, user, names, curator, count, ``event_id``,
+claim). It expects only the fence (that bucket has its own
 ``writer`` key, moved with the others: store/batch.py, ``_attempt_single``),
-so a daemon that lost its lease stores nothing. Once it lands the like is
-answered ``ok`` and its event published; the like is then **staged**:
+so a daemon that lost its lease stores nothing. Once it lands its likes are
+answered ``ok`` and their events published; they are then **staged**:
 counted in every answer (counter_book's ``staged_likes``), in the like index
 and its user's totals, not yet in its item's document.
 
 Staged likes are stored together (a batch costs the server as much for one
 like as for thirty): at ``STAGED_BATCH``, at the next tick, or at once when
 something waits for them. A likes group stores them (likes_committer's ``_choose``,
-staged likes first, in journal order): their items' documents, claims (for
+staged likes first, in journal order, whole entries only): their items' documents, claims (for
 what is left of the window), curators, records, and the **mark**
 ``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
 atomic batch of the likes bucket. The mark says: every entry of this
@@ -44,12 +46,12 @@ When a like may go alone (``journalable``):
   duplicate (a ledger restarted while a group flew may not know a claim),
   and such a like goes in a group, whose create-if-absent of the claim
   decides;
-- few likes wait (at most ``journal_max``: in the daemon one, the like
-  itself), at most that many journal writes fly, and no earlier like of its
+- fewer than ``journal_max`` journal writes fly (a like that may go waits
+  for one to land rather than for a group), and no earlier like of its
   item waits for a group.
 
-Many likes at once wait for groups as before: a batch carrying a hundred
-likes costs the bus less per like than a hundred writes would.
+Likes that may not (a ``correlation_id``, no user, a like of the pair in
+the window) go in groups as before, after their item's staged likes.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class JournalMarkMoved(RuntimeError):
     """Another life of the writer stored journalled likes this one holds."""
 
 
-STAGED_BATCH = 32  # staged likes stored together without waiting for a tick
+STAGED_BATCH = 128  # staged likes stored together without waiting for a tick
 STAGED_MAX = 8192  # staged likes at most: beyond, likes wait for groups to store them (the likes bucket is slow)
 ENTRY_MAX = 200  # likes in one journal entry (a group stores an entry whole: up to 4 writes a like)
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
@@ -68,7 +68,9 @@ class LikesCommitter:
         self.journal_stored, self.mark_revision = mark_of(book, journal_identity)
         self.journal_seen = self.journal_stored  # the journal's highest revision seen
         self.store_staged = False  # set by a tick: staged likes are stored however few
+        self.staged_wanted = False  # a like that goes in a group waits for its item's staged likes
         self.events: list[tuple[str, dict]] = []  # (record key, event) of journal writes landed, to publish
+        self.event_keys: set[str] = set()  # (their record keys)
         # Does a correction of the item's count wait? Its likes then go in groups after it. Set by the writer.
         self.correction_waiting: Callable[[str, str], bool] = lambda ns, vid: False
         self.others_wait: Callable[[], bool] = lambda: False  # unlikes or corrections waiting (set by the writer)
@@ -111,8 +113,10 @@ class LikesCommitter:
         return (ns, video_id) in self.journaling or (ns, video_id) in self.staged.items
 
     def unstored(self) -> int:
-        """Journalled likes (and journal writes in flight) not yet in their documents."""
-        return len(self.staged) + sum(self.journaling.values())
+        """Journalled likes not yet in their documents: staged, in a group in
+        flight that stores them, or in a journal write in flight."""
+        return (len(self.staged) + sum(len(g.staged) for g in self.flying.of_kind(LikeGroup))
+                + sum(self.journaling.values()))
 
     def held_waiters(self) -> list:
         return [w for ws in self.requests.waiters.values() for w in ws]
@@ -133,8 +137,11 @@ class LikesCommitter:
             flying = sum(1 for g in self.flying.in_bucket("likes") if type(g) is not JournalGroup)
             if flying and (flying >= self.max_groups or len(self.pending) + len(self.staged) < self.pipeline_min):
                 break  # small groups cost the server more than waiting for the one in flight
+            wanted = self.staged_wanted
             commit = self._group(now)
             if commit is None:
+                if self.staged_wanted and not wanted:
+                    continue  # (found waiting just now: the staged likes go first)
                 break
             out.append(commit)
         return out
@@ -178,8 +185,7 @@ class LikesCommitter:
         the same for one like as for thirty): until ``STAGED_BATCH`` of them,
         the next tick, or anything waits for them (a like, an unlike, a
         correction of their items)."""
-        return (self.store_staged or len(self.staged) >= STAGED_BATCH or bool(self.pending)
-                or self.others_wait())
+        return self.store_staged or self.staged_wanted or len(self.staged) >= STAGED_BATCH or self.others_wait()
 
     def _next_count(self, item: Item) -> int:
         """The count a like of ``item`` sent now is answered with: every like
@@ -234,6 +240,7 @@ class LikesCommitter:
             self.staged.take_front(len(staged))
             if staged:
                 self.store_staged = bool(self.staged)  # (what a tick asked for, all of it)
+                self.staged_wanted = False
             cost = cost if staged else 0
         # A new like of an item with journalled likes not in this group waits:
         # its count comes after theirs.
@@ -252,8 +259,12 @@ class LikesCommitter:
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if (item in self.staged.items or item in self.journaling or item in held
-                    or (journal_soon and journalable(like, busy, self.read, now))):
+            if journal_soon and journalable(like, busy, self.read, now):
+                held.add(item)
+                later.append(like)
+                continue
+            if item in self.staged.items or item in self.journaling or item in held:
+                self.staged_wanted = self.staged_wanted or item in self.staged.items
                 held.add(item)
                 later.append(like)
                 continue
@@ -293,7 +304,7 @@ class LikesCommitter:
         ns, vid, user, curator = like.namespace, like.media.video_id, liker(like), curator_of(like)
         rk = record_key(ns, vid, user)
         return (likes_key(ns, vid) in busy or user_key(ns, user) in busy or self.flying.outbox.is_busy(rk)
-                or any(k == rk for k, _ in self.events) or (curator is not None and curator_key(ns, curator) in busy)
+                or rk in self.event_keys or (curator is not None and curator_key(ns, curator) in busy)
                 or ((ns, vid), user) in records or (like.claim is not None and claim_key_of(like) in claims))
 
     def _group(self, now: float) -> Commit | None:
@@ -379,6 +390,7 @@ class LikesCommitter:
                 claims.append(like.claim)
             if publish:  # its event goes out with the others landed in this mailbox batch (``events_out``)
                 self.events.append((record_key(ns, vid, user), journal_event(s, book)))
+                self.event_keys.add(self.events[-1][0])
         if claims:
             out.append(ClaimsSettled(confirmed=tuple(claims)))
         return out
@@ -398,6 +410,7 @@ class LikesCommitter:
             return []
         keys, events = zip(*self.events)
         self.events = []
+        self.event_keys = set()
         outbox = self.flying.outbox
         return outbox.stored(f"{self.new_id()}-events", "likes", outbox.last_landed["likes"] + 1, keys, events)
 
