@@ -38,7 +38,7 @@ class JournalMarkMoved(RuntimeError):
     """Another life of the writer stored journalled likes this one holds."""
 
 
-STAGED_BATCH = 128  # staged likes stored together without waiting for a tick
+STAGED_BATCH = 300  # staged likes stored together without waiting for a tick (about a full group: a claim and a record each)
 STAGED_MAX = 8192  # staged likes at most: beyond, likes wait for groups to store them (the likes bucket is slow)
 ENTRY_MAX = 200  # likes in one journal entry (a group stores an entry whole: up to 4 writes a like)
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
