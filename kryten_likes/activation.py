@@ -68,7 +68,7 @@ class Activation:
     def likes_unstored(self) -> int:
         """Likes answered and not yet in their documents (actors/like_journal.py)."""
         writer = self.supervisor.incarnations.get("counter_writer")
-        return writer.core.likes.unstored() if writer is not None else 0
+        return writer.core.likes.journal.unstored() if writer is not None else 0
 
     def mailbox_depths(self) -> dict:
         return {n: self.inboxes[n].statistics().current_buffer_used for n in ACTORS}

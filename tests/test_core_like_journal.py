@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from kryten_likes.actors.counter_writer import CounterWriter
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
 from kryten_likes.actors.groups import JournalGroup, LikeGroup, UnlikeGroup
-from kryten_likes.actors.likes_committer import JournalMarkMoved
+from kryten_likes.actors.journal_committer import JournalMarkMoved
 from kryten_likes.effects import Commit, PublishEvents, PurgeJournal, PutDocument, Reply
 from kryten_likes.messages import (
     CommitFinished, EventsPublished, LikeForItem, LikeReserved, ReplyTo, Tick, UnlikeForItem,
@@ -243,7 +243,7 @@ class LikeJournalMachine(RuleBasedStateMachine):
                     continue  # (the writer crashed meanwhile)
                 commit = self.in_flight.pop(gid)
                 self._finished(gid, self.kv[commit.bucket].apply(commit))
-        assert not self.in_flight and not self.w.likes.staged and not self.w.likes.journaling
+        assert not self.in_flight and not self.w.likes.journal.staged and not self.w.likes.journal.journaling
         assert set(self.requests) == self.answered, f"never answered: {set(self.requests) - self.answered}"
         kv = self.kv["likes"]
         book = self.w.read.peek(NS)
@@ -307,7 +307,7 @@ def test_likes_that_wait_together_go_as_one_journal_entry() -> None:
     assert entry.bucket == "journal" and len(entry.writes) == 1, "five likes, one write"
     out = w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
     assert sorted(e.body["like_count"] for e in out if isinstance(e, Reply)) == [1, 2, 3, 4, 5]
-    assert len(w.likes.staged) == 5 and w.read.peek(NS).like_count("v1") == 5
+    assert len(w.likes.journal.staged) == 5 and w.read.peek(NS).like_count("v1") == 5
 
 
 def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() -> None:
@@ -330,4 +330,4 @@ def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() ->
     assert w.read.peek(NS).like_count("v1") == 4
     w.step(CommitFinished(second.group_id, kv["likes"].apply(second)), T0)
     assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 4
-    assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.staged
+    assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.journal.staged

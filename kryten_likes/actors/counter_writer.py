@@ -103,7 +103,7 @@ class CounterWriter:
         self.likes = LikesCommitter(self.read, self.flying, self._new_id, requests, max_batch=max_batch,
                                     max_groups=max_like_groups, pipeline_min=pipeline_min, journal_max=journal_max,
                                     home=namespace, journal_identity=journal_identity)
-        self._republish += self.likes.staged_events()
+        self._republish += self.likes.journal.staged_events()
         self.analytics = AnalyticsCommitter(self.read, self.flying, self._new_id, max_batch=max_batch, epoch=epoch,
                                             recover=recover, await_applies=await_applies)
         self.corrections = Corrections(self.read, self.flying, self._new_id)
@@ -194,7 +194,7 @@ class CounterWriter:
     def flush(self, now: float) -> list:
         """What is ready to go, after each batch of the mailbox: groups, and
         the events of the journal writes that landed in it (one publish)."""
-        return self._send(now) + self.likes.events_out()
+        return self._send(now) + self.likes.journal.events_out()
 
     def _send(self, now: float) -> list:
         out, self._republish = self._republish, []
@@ -232,9 +232,9 @@ class CounterWriter:
         return self._send(now) + out
 
     def _tick(self, msg: Tick, now: float) -> list:
-        self.likes.store_staged = bool(self.likes.staged)  # the flush after this step stores them
+        self.likes.journal.store_staged = bool(self.likes.journal.staged)  # the flush after this step stores them
         self.likes.requests.evict(now)
-        out = self.read.materialise(now) + self.likes.purge()
+        out = self.read.materialise(now) + self.likes.journal.purge()
         marks = self.outbox.marks_to_store()
         if marks is not None:
             out.append(PutDocument("likes", events_mark_key(self.namespace),

@@ -11,7 +11,7 @@ the batch before theirs. So the likes that may are counted by **one write**
 to a bucket of the project's own, ``kryten_likes_journal``, whose writes no
 batch holds up: the *entry* ``ns/{ns}/journal/{id}`` (``ns``: the daemon's
 namespace) carries every like that waited when it was sent (at most
-likes_committer's ``ENTRY_MAX``, each user once) and everything each
+journal_committer's ``ENTRY_MAX``, each user once) and everything each
 changes (its namespace, item, user, names, curator, count, ``event_id``,
 claim). It expects only the fence (that bucket has its own
 ``writer`` key, moved with the others: store/batch.py, ``_attempt_single``),
@@ -22,7 +22,7 @@ and its user's totals, not yet in its item's document.
 
 Staged likes are stored together (a batch costs the server as much for one
 like as for thirty): at ``STAGED_BATCH``, at the next tick, or at once when
-something waits for them. A likes group stores them (likes_committer's ``_choose``,
+something waits for them. A likes group stores them (journal_committer's ``choose``,
 staged likes first, in journal order, whole entries only): their items' documents, claims (for
 what is left of the window), curators, records, and the **mark**
 ``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
