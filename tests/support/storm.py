@@ -260,8 +260,11 @@ async def fault_storm(servers: Sequence[str], names: Names, daemon: DaemonProces
         await events_settled(nc, names)
         run.truth = await like_truth(nc, names, liked)
         run.plays, run.items_played = await play_truth(nc, names)
+        # One ask, waited for: a client that gives up after 2 s and asks again
+        # hears ``duplicate`` when its first ask was counted (a write can take
+        # seconds on a cluster that just lost a node), and this checks ``ok``.
         run.fresh = await wait_answer(nc, names.like_subject, {"username": "fresh-user"},
-                                      lambda r: r["status"] in ("ok", "duplicate"))
+                                      lambda r: r["status"] in ("ok", "duplicate"), per_request=15.0)
     finally:
         await nc.close()
     return run
