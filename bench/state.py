@@ -20,7 +20,7 @@ from typing import Any
 from kryten_likes.store import ANALYTICS_BUCKET, LIKES_BUCKET, global_key, item_key, likes_key, open_buckets
 
 from .daemon import NAMESPACE, cmd, daemon_ready, play, wait_playing
-from .harness import BenchError, Child, CpuMeter, Miscount, Progress, all_ok, body, drive, kv_json
+from .harness import BenchError, Child, CpuMeter, Miscount, Progress, all_ok, body, drive, kv_settled
 
 TS = "2025-12-18T12:34:56Z"
 
@@ -133,7 +133,9 @@ async def run_state(nc: Any, daemon: Child, sizes: Any, progress: Progress, expe
         d = await drive(nc, cmd("like"), [body(username=f"user-{i}") for i in range(n)], 256,
                         progress=progress, label=f"{n:,} distinct users like", watch=daemon)
     all_ok(d, "memory likes")
-    doc = await kv_json(await nc.jetstream().key_value(LIKES_BUCKET), likes_key(NAMESPACE, vid))
+    # (the documents follow the answers within a second: like_journal.py)
+    docs, _ = await kv_settled(await nc.jetstream().key_value(LIKES_BUCKET), {likes_key(NAMESPACE, vid): n})
+    doc = docs[likes_key(NAMESPACE, vid)]
     if (doc or {}).get("like_count") != n:
         raise Miscount(f"memory likes: KV holds {(doc or {}).get('like_count')}, {n} answered ok")
     await asyncio.sleep(0.5)
