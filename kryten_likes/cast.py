@@ -146,9 +146,17 @@ class Cast:
                                     recover=first_life, retry_window=likes.retry_window_seconds,
                                     epoch=self.feed.epoch, max_remembered_requests=likes.max_remembered_requests,
                                     await_applies=not first_life, unlike_window=likes.unlike_window_seconds,
-                                    publish_events=True, journal_max=JOURNAL_MAX if self.journal else 0,
+                                    publish_events=True, journal_max=self._journal_max(),
                                     journal_identity=self.journal.identity if self.journal else None)
         return self.writer
+
+    def _journal_max(self) -> int:
+        """Journal writes in flight at once. On a clustered stream nats-server
+        refuses a second write expecting the fence while the first is still
+        being stored (store/batch.py, ``EXPECTATION_IN_PROCESS``): one at a time."""
+        if not self.journal:
+            return 0
+        return JOURNAL_MAX if self.config.storage.replicas == 1 else 1
 
     async def applies(self) -> Applies:
         return Applies(id_prefix=f"{uuid.uuid4().hex[:12]}-")

@@ -78,3 +78,38 @@ def test_killing_the_daemons_node_mid_storm_loses_and_doubles_no_like(cluster, t
 
     assert len(killed) == 1
     run.assert_exact(LIKED, code, daemon, "when a node died")
+
+
+def test_fenced_journal_writes_in_flight_together_all_land_on_a_replicated_stream(cluster):
+    """nats-server refuses a second write expecting the fence while the first
+    is still being stored on an R3 stream (err_code 10164, "wrong last
+    sequence" without a number); nothing of it was stored, so the store sends
+    it again rather than failing the group (which crashed the writer)."""
+    import nats
+
+    from kryten_likes.store import open_journal
+    from kryten_likes.store.values import Fence, KvWrite, Landed
+
+    async def main() -> list:
+        nc = await nats.connect(cluster.urls[0])
+        try:
+            journal = await open_journal(nc, 3)
+            fence_key = "ns/clu/writer"
+            revision = await journal.write_if(fence_key, b'{"epoch":1}', 0)
+            journal.fence = Fence(fence_key, revision, f"{fence_key}/last", b"{}")
+            outcomes: list = [None] * 40
+
+            async def one(i: int) -> None:
+                key = f"ns/clu/journal/g{i}"
+                outcomes[i] = await journal.commit(f"g{i}", (KvWrite(key, b'{"likes":[]}', None),), key)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(len(outcomes)):
+                    tg.start_soon(one, i)
+            return outcomes
+        finally:
+            await nc.close()
+
+    outcomes = anyio.run(main)
+    assert all(isinstance(o, Landed) for o in outcomes), outcomes
+    assert len({o.revisions[f"ns/clu/journal/g{i}"] for i, o in enumerate(outcomes)}) == len(outcomes)

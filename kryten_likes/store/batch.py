@@ -42,10 +42,19 @@ from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
+# "wrong last sequence", no number: on a clustered stream nats-server checks an
+# expected last subject sequence only when no other message expecting that
+# subject is still being stored; a second one in flight is refused so.
+EXPECTATION_IN_PROCESS = 10164
 
 
 class BatchRefused(Exception):
     """The server refused a batch for a reason other than a failed expectation."""
+
+
+class ExpectationInProcess(Exception):
+    """Refused, nothing stored: another write expecting the same subject (the
+    fence) was still being stored on a clustered stream. Sent again."""
 
 
 class AtomicBucket:
@@ -124,6 +133,7 @@ class AtomicBucket:
     async def commit(self, group_id: str, writes: Sequence[KvWrite], marker_key: str) -> Landed | Conflict:
         """Store ``writes`` atomically; resolve a lost answer before returning."""
         backoff = 0.05
+        busy = 0.002
         while True:
             if self.fence is not None and self.fence.revoked:
                 return Fenced(group_id)  # stepped down: nothing more is sent
@@ -131,6 +141,10 @@ class AtomicBucket:
                 with self._reconnects.given_up_on_reconnect():
                     return await self._attempt(group_id, writes)
                 why = "the connection came back"  # (only reached when the wait was given up)
+            except ExpectationInProcess:
+                await anyio.sleep(busy)  # a back-off: the write before it is stored within ms, nothing signals it
+                busy = min(busy * 2, 0.2)
+                continue
             except BatchRefused:
                 raise
             except (nats.errors.Error, TimeoutError, OSError) as exc:
@@ -189,6 +203,8 @@ class AtomicBucket:
             last = int(ack["seq"])
             first = last - int(ack.get("count", n + ahead)) + 1 + ahead
             return Landed(group_id, {w.key: first + i for i, w in enumerate(writes)})
+        if err.get("err_code") == EXPECTATION_IN_PROCESS:
+            raise ExpectationInProcess(group_id)  # (an atomic batch refused stored nothing)
         if err.get("err_code") == WRONG_LAST_SEQUENCE:
             self.conflicts += 1
             current = await self.read_many([w.key for w in writes])
@@ -232,6 +248,8 @@ class AtomicBucket:
             if ack.get("duplicate"):  # an earlier attempt landed: its revision is the key's, unless written since
                 return _landed_from(group_id, {w.key: await self.read(w.key)})
             return Landed(group_id, {w.key: int(ack["seq"])})
+        if err.get("err_code") == EXPECTATION_IN_PROCESS:
+            raise ExpectationInProcess(group_id)
         if err.get("err_code") == WRONG_LAST_SEQUENCE and fence is not None:
             log.warning("write %s refused: the fence moved (another daemon is active)", group_id)
             self.fence_moved = True
