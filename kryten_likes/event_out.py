@@ -72,13 +72,18 @@ class OutStream:
         self.replicas = replicas
         self.namespace = namespace  # the configured one: always a stream
         self._declared: set[str] = set()
+        # Other namespaces granted a stream, declared or being declared: granted
+        # before the first await, so that publishes running at once cannot
+        # each find room under the cap.
+        self._granted: set[str] = set()
         self._streamless: set[str] = set()
         self._acks = StreamAcks(nc)
 
     def has_stream(self, namespace: str) -> bool:
-        if namespace in self._declared or namespace == self.namespace:
+        if namespace in self._granted or namespace == self.namespace:
             return True
-        if len(self._declared - {self.namespace}) < MAX_STREAMS:
+        if len(self._granted) < MAX_STREAMS:
+            self._granted.add(namespace)
             return True
         if namespace not in self._streamless:
             if not self._streamless:
@@ -116,7 +121,7 @@ class OutStream:
         """Every event, acknowledged by the stream; raises if one is not."""
         streamed: set[str] = set()
         for ns in dict.fromkeys(e["namespace"] for e in events):
-            if self.has_stream(ns):  # (one at a time: each declared counts against the cap of the next)
+            if self.has_stream(ns):  # (each granted counts against the cap of the next)
                 await self.declare(ns)
                 streamed.add(ns)
         for i in range(0, len(events), IN_FLIGHT):
