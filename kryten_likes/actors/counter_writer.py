@@ -232,9 +232,8 @@ class CounterWriter:
         return self._send(now) + out
 
     def _tick(self, msg: Tick, now: float) -> list:
-        self.likes.journal.store_staged = bool(self.likes.journal.staged)  # the flush after this step stores them
         self.likes.requests.evict(now)
-        out = self.read.materialise(now) + self.likes.journal.purge()
+        out = self.read.materialise(now) + self.likes.journal.tick()
         marks = self.outbox.marks_to_store()
         if marks is not None:
             out.append(PutDocument("likes", events_mark_key(self.namespace),

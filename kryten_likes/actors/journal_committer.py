@@ -276,6 +276,12 @@ class JournalCommitter:
         return outbox.stored(f"{self.new_id()}-journal", "likes", outbox.last_landed["likes"] + 1, keys,
                              tuple(journal_event(s, self.read.book(s.like.namespace)) for s in ss))
 
+    def tick(self) -> list:
+        """Each tick: the staged likes are stored by the next flush however
+        few, and the entries up to the mark leave the journal."""
+        self.store_staged = bool(self.staged)
+        return self.purge()
+
     def purge(self) -> list:
         """Entries up to the mark are stored: out of the journal."""
         if self.journal_stored <= self.purged:
