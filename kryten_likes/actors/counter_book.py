@@ -9,6 +9,7 @@ could take back.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 
 from ..clock import parse_iso
 from ..store.values import StoredEntry
@@ -155,10 +156,16 @@ class CounterBook:
     def likes_received(self, user: str) -> int:
         return self.curators.of("likes", user)[0] + self.staged.credit_total(user)
 
-    def stage(self, video_id: str, user: str, curator: str | None, at: float, n: int) -> None:
-        """``n`` journalled likes counted (or, negative, now stored in the documents)."""
-        self.stage_likes(video_id, n)
-        self.staged.move(video_id, user, curator, at, n)
+    def stage(self, likes: Iterable[tuple[str, str, str | None, float]], n: int) -> None:
+        """Journalled likes ``(video_id, user, curator, at)`` counted (``n`` 1),
+        or now stored in the documents (-1). An item's count moves once for
+        all its likes (a hot item's entry holds hundreds: one leaderboard move)."""
+        per_item: dict[str, int] = {}
+        for video_id, user, curator, at in likes:
+            per_item[video_id] = per_item.get(video_id, 0) + n
+            self.staged.move(video_id, user, curator, at, n)
+        for video_id, k in per_item.items():
+            self.stage_likes(video_id, k)
 
     def top_curators(self, window: str, limit: int, now: float) -> list[dict]:
         c = self.curators

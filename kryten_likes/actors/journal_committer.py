@@ -104,6 +104,7 @@ class JournalCommitter:
         likes: list[LikeReserved] = []
         counts: list[int] = []
         ahead: Counter[Item] = Counter()
+        first: dict[Item, int] = {}  # each item's next count (journaling moves only once the entry is sent)
         for like in pending:
             item = (like.namespace, like.media.video_id)
             user = (like.namespace, liker(like))
@@ -115,7 +116,9 @@ class JournalCommitter:
             users.add(user)
             ahead[item] += 1
             likes.append(like)
-            counts.append(next_count(item) + ahead[item] - 1)
+            if item not in first:
+                first[item] = next_count(item)
+            counts.append(first[item] + ahead[item] - 1)
         if not likes:
             return None, pending
         group = draft_journal(self.new_id(), self.home, likes, counts, self.journal_seen, now)
@@ -135,19 +138,24 @@ class JournalCommitter:
         out: list = []
         claims = []
         publish = self.flying.outbox.enabled
+        by_namespace: dict[str, list[StagedLike]] = {}
         for s in new:
-            like = s.like
-            ns, vid, user = like.namespace, like.media.video_id, liker(like)
+            by_namespace.setdefault(s.like.namespace, []).append(s)
+        for ns, staged in by_namespace.items():
             book = self.read.book(ns)
-            book.records.liked(vid, user, like.username or user, g.now)
-            staged_in_memory(book, s)
+            staged_in_memory(book, staged)
             self.read.ranking_moved(ns, "liked")
-            out.append(wire.ok(like.reply, video_id=vid, like_count=s.count))
-            if like.claim is not None:
-                claims.append(like.claim)
-            if publish:  # its event goes out with the others landed in this mailbox batch (``events_out``)
-                self.events.append((record_key(ns, vid, user), journal_event(s, book)))
-                self.event_keys.add(self.events[-1][0])
+            for s in staged:
+                like = s.like
+                vid, user = like.media.video_id, liker(like)
+                book.records.liked(vid, user, like.username or user, g.now)
+                out.append(wire.ok(like.reply, video_id=vid, like_count=s.count))
+                if like.claim is not None:
+                    claims.append(like.claim)
+                if publish:  # its event goes out with the others landed in this mailbox batch (``events_out``)
+                    key = record_key(ns, vid, user)
+                    self.events.append((key, journal_event(s, book)))
+                    self.event_keys.add(key)
         if claims:
             out.append(ClaimsSettled(confirmed=tuple(claims)))
         return out
@@ -220,9 +228,12 @@ class JournalCommitter:
     def stored(self, g: LikeGroup, landed: Landed) -> None:
         """A group that stored staged likes landed: they are in their item's
         document and their user's totals now, and the mark moved."""
+        by_namespace: dict[str, list[tuple[str, str, str | None, float]]] = {}
         for s in g.staged:
-            book = self.read.book(s.like.namespace)
-            book.stage(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at, -1)
+            by_namespace.setdefault(s.like.namespace, []).append(
+                (s.like.media.video_id, liker(s.like), curator_of(s.like), s.at))
+        for ns, likes in by_namespace.items():
+            self.read.book(ns).stage(likes, -1)
         if g.staged:
             mark = journal_mark_key(self.home)
             self.journal_stored = max(self.journal_stored, g.values[mark]["revision"])

@@ -56,6 +56,7 @@ the window) go in groups as before, after their item's staged likes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..clock import iso, parse_iso
@@ -140,15 +141,16 @@ def journal_event(s: StagedLike, book: CounterBook) -> dict:
                  curator=like.curator, like_count=s.count, play_count=book.play_count(vid), at=iso(s.at))
 
 
-def staged_in_memory(book: CounterBook, s: StagedLike) -> None:
-    """A journalled like, counted by the book's answers, index and totals
-    (its item's document, curator and record hold it once a group stores it)."""
-    like = s.like
-    vid, user = like.media.video_id, liker(like)
-    book.stage(vid, user, curator_of(like), s.at, 1)
-    if like.curator:
-        book.curators.credited(vid, user, s.at, like.curator)
-        book.curators.names.setdefault(curator_of(like), like.curator)  # as a stored total would say it
+def staged_in_memory(book: CounterBook, staged: Sequence[StagedLike]) -> None:
+    """Journalled likes of the book's namespace, counted by its answers,
+    index and totals (their items' documents, curators and records hold
+    them once a group stores them)."""
+    book.stage([(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at) for s in staged], 1)
+    for s in staged:
+        like = s.like
+        if like.curator:
+            book.curators.credited(like.media.video_id, liker(like), s.at, like.curator)
+            book.curators.names.setdefault(curator_of(like), like.curator)  # as a stored total would say it
 
 
 def mark_of_entry(entry: StoredEntry | None, identity: str | None) -> tuple[int, int]:
@@ -182,7 +184,7 @@ def recover(books: dict[str, CounterBook], claims: LiveClaims, now: float, new_b
             like = s.like
             target = books.get(like.namespace) or new_book(like.namespace)
             target.records.load(like.media.video_id, like.user, like.username, s.at)
-            staged_in_memory(target, s)
+            staged_in_memory(target, [s])
             if like.claim is not None and like.claim.expires_at > now:
                 claims.add((like.namespace, like.media.video_id, like.user), like.claim.expires_at)
         book.staged_records = [(s.revision, s) for s in found]

@@ -106,6 +106,8 @@ class LikesCommitter:
             if entry is None:
                 break
             out.append(entry)
+        if not self.pending and not (journal.staged and journal.store_now(self.others_wait())):
+            return out  # (most flushes: staged likes wait for company, and no like waits)
         while (self.pending or journal.staged) and not self.flying.outbox.full("likes"):
             flying = sum(1 for g in self.flying.in_bucket("likes") if type(g) is not JournalGroup)
             if flying and (flying >= self.max_groups or len(self.pending) + len(journal.staged) < self.pipeline_min):

@@ -59,7 +59,9 @@ class StagedView:
 
 
 def _add(table: dict[str, Counter[int]], key: str, h: int, n: int) -> None:
-    c = table.setdefault(key, Counter())
+    c = table.get(key)
+    if c is None:  # (not setdefault: a Counter made for every call costs more than the rest)
+        c = table[key] = Counter()
     c[h] += n
     if not c[h]:
         del c[h]
