@@ -93,7 +93,20 @@ class WindowCounts:
         self.sums: dict[int, int] = {}
         self.now_hour: int | None = None
         self.totals: dict[str, dict[str, int]] = {w: {} for w in SPANS}
-        self.boards = {w: Leaderboard(size, self._every(w)) for w in SPANS}
+        # Made when first needed: a namespace's book holds four of these, and
+        # most namespaces of a busy channel never rank anything (with likes
+        # spread over 10 000 namespaces, the leaderboards were most of what a
+        # new namespace cost).
+        self.size = size
+        self._boards: dict[str, Leaderboard] | None = None
+
+    @property
+    def boards(self) -> dict[str, Leaderboard]:
+        if self._boards is None:
+            self._boards = {w: Leaderboard(self.size, self._every(w)) for w in SPANS}
+            for board in self._boards.values():
+                board.rebuild()  # (from the totals: what they would hold had they been kept from the start)
+        return self._boards
 
     def hours_of(self, key: str) -> dict[int, int]:
         h = self.hours.get(key)
@@ -177,7 +190,8 @@ class WindowCounts:
             totals[key] = new
         else:
             totals.pop(key, None)
-        self.boards[window].update(key, old, max(new, 0))
+        if self._boards is not None:  # (else made from the totals when first read)
+            self._boards[window].update(key, old, max(new, 0))
 
     # --- the clock --------------------------------------------------------------------
 
@@ -198,8 +212,8 @@ class WindowCounts:
                             totals[key] -= n
                         else:
                             totals.pop(key, None)
-                if left:
-                    self.boards[w].rebuild()
+                if left and self._boards is not None:
+                    self._boards[w].rebuild()
             self._forget_before(h - KEPT)
 
     def _forget_before(self, oldest: int) -> None:
@@ -220,7 +234,8 @@ class WindowCounts:
                 n = sum(c for h, c in hours.items() if self._in(w, h))
                 if n > 0:
                     totals[key] = n
-            self.boards[w].rebuild()
+            if self._boards is not None:
+                self._boards[w].rebuild()
 
     # --- reading ------------------------------------------------------------------------
 
