@@ -147,11 +147,19 @@ class WindowCounts:
         if old == hours:
             return
         if self.now_hour is not None:
-            for w in SPANS:
-                delta = sum(n for h, n in hours.items() if self._in(w, h)) - \
-                    sum(n for h, n in old.items() if self._in(w, h))
+            day = self.now_hour - SPANS["day"]
+            if all(h > day for h in hours) and all(h > day for h in old):
+                # (the usual case: every hour is in the shortest window, so in all three)
+                delta = sum(hours.values()) - sum(old.values())
                 if delta:
-                    self._move(w, key, delta)
+                    for w in SPANS:
+                        self._move(w, key, delta)
+            else:
+                for w in SPANS:
+                    delta = sum(n for h, n in hours.items() if self._in(w, h)) - \
+                        sum(n for h, n in old.items() if self._in(w, h))
+                    if delta:
+                        self._move(w, key, delta)
         for h in old:
             if h not in hours:
                 keys = self.touched.get(h)
