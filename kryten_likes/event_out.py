@@ -126,8 +126,10 @@ class OutStream:
                 streamed.add(ns)
         for i in range(0, len(events), IN_FLIGHT):
             chunk = [(e, self.body(e)) for e in events[i:i + IN_FLIGHT]]
-            for e, body in (c for c in chunk if c[0]["namespace"] not in streamed):
-                await self.nc.publish(self._subject(e), body, headers={"Nats-Msg-Id": e["event_id"]})
+            plain = [(self._subject(e), body, {"Nats-Msg-Id": e["event_id"]}, "") for e, body in chunk
+                     if e["namespace"] not in streamed]
+            if plain:  # (namespaces beyond the cap: core NATS, no ack)
+                await publish_headed_many(self.nc, plain)
             waiting = await self._acks.publish([(self._subject(e), body, {"Nats-Msg-Id": e["event_id"]})
                                                 for e, body in chunk if e["namespace"] in streamed])
             await self._acks.wait(waiting)
