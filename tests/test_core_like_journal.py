@@ -331,3 +331,24 @@ def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() ->
     w.step(CommitFinished(second.group_id, kv["likes"].apply(second)), T0)
     assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 4
     assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.journal.staged
+
+
+def test_an_entry_landing_answers_its_likes_before_any_group_is_drafted() -> None:
+    """Storing staged likes takes the writer milliseconds (hundreds of them):
+    an entry's likes are answered in the step its write lands, and the group
+    is drafted by the flush after it."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    ledger = DedupeLedger(WINDOW)
+    _reserve(w, ledger, ["ann", "bo"])
+    (first,) = w.flush(T0)
+    w.step(CommitFinished(first.group_id, kv["journal"].apply(first)), T0)
+    (cy,) = ledger.step(LikeForItem(to(9), NS, "cy", V1, username="Cy"), T0)
+    assert w.step(cy, T0) == []
+    (second,) = w.flush(T0)
+    w.step(Tick(), T0)  # the staged likes are due now
+    out = w.step(CommitFinished(second.group_id, kv["journal"].apply(second)), T0)
+    assert [e.body["like_count"] for e in out if isinstance(e, Reply)] == [3]
+    assert not [e for e in out if isinstance(e, Commit)], "no group drafted before the answers"
+    (group,) = w.flush(T0)
+    assert group.bucket == "likes" and len(w.flying.get(group.group_id).staged) == 3

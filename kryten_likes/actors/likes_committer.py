@@ -95,10 +95,10 @@ class LikesCommitter:
 
     # --- sending ----------------------------------------------------------------------
 
-    def groups(self, now: float) -> list[Commit]:
-        # With the journal on, every like that may go through it does: one
-        # plain write carries all that wait, and groups store them later, off
-        # the likes' way (like_journal.py). The others go in groups.
+    def entries(self, now: float) -> list[Commit]:
+        """With the journal on, every like that may go through it does: one
+        plain write carries all that wait, and groups store them later, off
+        the likes' way (like_journal.py)."""
         out: list[Commit] = []
         journal = self.journal
         while journal.on and self.pending:
@@ -106,6 +106,13 @@ class LikesCommitter:
             if entry is None:
                 break
             out.append(entry)
+        return out
+
+    def groups(self, now: float) -> list[Commit]:
+        """The journal's entries, then groups: of the likes that may not use
+        the journal, and of staged likes to store."""
+        out = self.entries(now)
+        journal = self.journal
         if not self.pending and not (journal.staged and journal.store_now(self.others_wait())):
             return out  # (most flushes: staged likes wait for company, and no like waits)
         while (self.pending or journal.staged) and not self.flying.outbox.full("likes"):
