@@ -30,7 +30,9 @@ from ..store import documents as docs
 from ..store.keys import curator_key, journal_mark_key, likes_key, record_key, user_key
 from ..store.values import Conflict, Landed
 from .groups import GroupsInFlight, JournalGroup, LikeGroup, StagedLike
-from .like_journal import draft_journal, journal_event, journalable, mark_of, mark_of_entry, staged_in_memory
+from .like_journal import (
+    draft_journal, journal_event, journalable, mark_of, mark_of_entry, stage_rows, staged_in_memory,
+)
 from .like_writes import Item, claim_key_of, curator_of, liker
 from .read_model import ReadModel
 from .staged_queue import StagedQueue
@@ -228,12 +230,11 @@ class JournalCommitter:
     def stored(self, g: LikeGroup, landed: Landed) -> None:
         """A group that stored staged likes landed: they are in their item's
         document and their user's totals now, and the mark moved."""
-        by_namespace: dict[str, list[tuple[str, str, str | None, float]]] = {}
+        by_namespace: dict[str, list[StagedLike]] = {}
         for s in g.staged:
-            by_namespace.setdefault(s.like.namespace, []).append(
-                (s.like.media.video_id, liker(s.like), curator_of(s.like), s.at))
-        for ns, likes in by_namespace.items():
-            self.read.book(ns).stage(likes, -1)
+            by_namespace.setdefault(s.like.namespace, []).append(s)
+        for ns, staged in by_namespace.items():
+            self.read.book(ns).stage(stage_rows(staged), -1)
         if g.staged:
             mark = journal_mark_key(self.home)
             self.journal_stored = max(self.journal_stored, g.values[mark]["revision"])

@@ -141,11 +141,16 @@ def journal_event(s: StagedLike, book: CounterBook) -> dict:
                  curator=like.curator, like_count=s.count, play_count=book.play_count(vid), at=iso(s.at))
 
 
+def stage_rows(staged: Sequence[StagedLike]) -> list[tuple[str, str, str | None, float]]:
+    """What ``CounterBook.stage`` moves for each: (video_id, user, curator, at)."""
+    return [(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at) for s in staged]
+
+
 def staged_in_memory(book: CounterBook, staged: Sequence[StagedLike]) -> None:
     """Journalled likes of the book's namespace, counted by its answers,
     index and totals (their items' documents, curators and records hold
     them once a group stores them)."""
-    book.stage([(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at) for s in staged], 1)
+    book.stage(stage_rows(staged), 1)
     for s in staged:
         like = s.like
         if like.curator:

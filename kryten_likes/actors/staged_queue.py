@@ -24,11 +24,10 @@ def _item(s: StagedLike) -> Item:
 
 
 class StagedQueue:
-    def __init__(self, found: Iterable[StagedLike] = ()) -> None:
+    def __init__(self) -> None:
         self._likes: deque[StagedLike] = deque()
         self.items: Counter[Item] = Counter()
         self.pairs: Counter[tuple[str, str, str]] = Counter()  # (namespace, video_id, user)
-        self.add(found)
 
     def __len__(self) -> int:
         return len(self._likes)
@@ -38,9 +37,6 @@ class StagedQueue:
 
     def __iter__(self) -> Iterator[StagedLike]:
         return iter(self._likes)
-
-    def __getitem__(self, i: int) -> StagedLike:
-        return self._likes[i]
 
     def __contains__(self, s: object) -> bool:
         return s in self._likes
