@@ -1,7 +1,9 @@
-"""How much of our CPU one acknowledged event costs, published the way
-nats-py's ``js.publish`` does it (a request each) and the way
+"""How much of our CPU one stored event costs, published the way nats-py's
+``js.publish`` does it (a request each), the way
 ``kryten_likes.event_out.StreamAcks`` does (one inbox, acks matched by
-subject). ``python -m bench.event_acks [N]``; prints µs of CPU per event."""
+subject), and through ``OutStream`` in chunks of 8 and of 256, an ack per
+event or one chain and one ack per stream and chunk (new events). ``python -m bench.event_acks
+[N]``; prints µs of CPU per event."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import nats
 from nats.js import api
 
 from kryten_likes.embedded import start_nats_server
-from kryten_likes.event_out import StreamAcks
+from kryten_likes.event_out import OutStream, StreamAcks, out_stream_name
 
 BODY = b'{"event_id":"g1.0","kind":"like","namespace":"default","video_id":"abc","title":"a title"}'
 
@@ -45,13 +47,28 @@ async def main(n: int) -> None:
                     await acks.wait(await acks.publish([("event_acks.like", BODY, {"Nats-Msg-Id": f"{tag}{j}"})
                                                         for j in range(i, min(n, i + 256))]))
 
-            for name, way in [("js.publish", requests), ("StreamAcks", one_inbox)] * 2:
+            out = OutStream(js, "event_chains", "chan", 1, "ns", nc)
+
+            def chunks(size: int, chained: bool):
+                async def publish(tag: str) -> None:
+                    for i in range(0, n, size):
+                        await out.publish(tuple({"event_id": f"{tag}{j}", "kind": "like", "namespace": "ns"}
+                                                for j in range(i, min(n, i + size))), chained=chained)
+                return publish
+
+            ways = [("js.publish", requests), ("StreamAcks", one_inbox)]
+            for size in (8, 256):
+                ways += [(f"OutStream, {size} a chunk, an ack each", chunks(size, False)),
+                         (f"OutStream, {size} a chunk, chained", chunks(size, True))]
+            for name, way in ways * 2:
                 cpu, t = _cpu(), time.perf_counter()
                 await way(f"{name}{t}")
-                print(f"{name:11} {1e6 * (_cpu() - cpu) / n:6.1f} µs CPU per event, "
+                print(f"{name:36} {1e6 * (_cpu() - cpu) / n:6.1f} µs CPU per event, "
                       f"{n / (time.perf_counter() - t):8,.0f} events/s")
             stored = (await js.stream_info("EVENT_ACKS")).state.messages
-            print(f"stored {stored:,} of {4 * n:,}")
+            chained = (await js.stream_info(out_stream_name("ns"))).state.messages
+            print(f"stored {stored:,} of {4 * n:,}; through OutStream {chained:,} of {8 * n:,}, "
+                  f"{out.chains_broken} chains broken")
             await nc.close()
         finally:
             server.stop()

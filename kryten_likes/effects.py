@@ -58,10 +58,13 @@ class PurgeJournal:
 
 @frozen
 class PublishEvents:
-    """Publish these bus events (actors/outbox.py); report ``EventsPublished``."""
+    """Publish these bus events (actors/outbox.py); report ``EventsPublished``.
+    ``fresh``: none of them was ever sent (a group that just landed), so they
+    may go as one chain per stream (event_out.py); a republish may not."""
 
     group_id: str
     events: tuple = attrs.field(hash=False)
+    fresh: bool = False
 
 
 @frozen

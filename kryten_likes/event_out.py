@@ -8,16 +8,29 @@ is the I/O: the stream declared on first use per namespace (limits, 7 days,
 quick restart is dropped by the server), and each event published through
 JetStream with ``Nats-Msg-Id`` set to its ``event_id``, many at once.
 
-Every event is acknowledged by the stream, but not through nats-py's
-``js.publish``: that is a request per event (an inbox token, a future, a
-``wait_for`` timer, a parsed ``PubAck``), about 100 µs of our CPU per event,
-a third of a like's whole cost. Here each event is published with a reply
-subject under one inbox of our own, subscribed once, and its ack is matched
-by subject, a chunk of events handed to the client as one command: about
-13 µs (``python -m bench.event_acks`` measures both). An ack that says
-``error``, or one that does not come, fails the
-whole publish, and the caller publishes the group again: the stream drops
-what it already has by ``Nats-Msg-Id``.
+Every event is stored by the stream, and we know it before we say so, but
+not through nats-py's ``js.publish``: that is a request per event (an inbox
+token, a future, a ``wait_for`` timer, a parsed ``PubAck``), about 100 µs
+of our CPU per event, a third of a like's whole cost. Here a chunk of events
+is handed to the client as one command, with reply subjects under one inbox
+of our own, subscribed once, and acks matched by subject (``StreamAcks``).
+
+One ack per stream and chunk, not one per event, for events never sent
+before (a group that just landed; ``chained``): the events of one stream in
+the chunk form a *chain*. Each but the first carries
+``Nats-Expected-Last-Msg-Id`` = the event before it, and only the last asks
+for an ack. The stream stores a message only when the one before it in the
+chain is its last message, so the last one stored (acked, not a duplicate)
+proves every one before it stored, in order, with nothing in between. Only
+new events may chain: the stream drops a duplicate without looking at its
+expectation, so a republished event that happens to be the stream's last
+message could carry a chain over an event that was refused. A chain that
+breaks (someone else's message in between, a refusal) ends in an error ack;
+that stream's events then go again, each acknowledged on its own, and the
+stream drops what it already has by ``Nats-Msg-Id``. A republish goes that
+way from the start. Acks were a sixth of the daemon's NATS traffic. An ack
+that says ``error`` there, or one that does not come, fails the whole
+publish, and the caller publishes the group again, unchained.
 
 A request may name any namespace, and a stream costs the server a store and
 a goroutine or more: a client naming thousands of namespaces must not make
@@ -78,6 +91,7 @@ class OutStream:
         self._granted: set[str] = set()
         self._streamless: set[str] = set()
         self._acks = StreamAcks(nc)
+        self.chains_broken = 0  # chains published again event by event (a restart's republish, someone else's)
 
     def has_stream(self, namespace: str) -> bool:
         if namespace in self._granted or namespace == self.namespace:
@@ -117,8 +131,10 @@ class OutStream:
     def body(self, event: dict) -> bytes:
         return dump_bytes({**event, "channel": self.channel})
 
-    async def publish(self, events: tuple[dict, ...]) -> None:
-        """Every event, acknowledged by the stream; raises if one is not."""
+    async def publish(self, events: tuple[dict, ...], chained: bool = False) -> None:
+        """Every event, known stored by the stream; raises if one is not.
+        ``chained``: none was ever sent (so none can be a duplicate): one
+        chain per stream, one ack each; else an ack per event."""
         streamed: set[str] = set()
         for ns in dict.fromkeys(e["namespace"] for e in events):
             if self.has_stream(ns):  # (each granted counts against the cap of the next)
@@ -130,9 +146,11 @@ class OutStream:
                      if e["namespace"] not in streamed]
             if plain:  # (namespaces beyond the cap: core NATS, no ack)
                 await publish_headed_many(self.nc, plain)
-            waiting = await self._acks.publish([(self._subject(e), body, {"Nats-Msg-Id": e["event_id"]})
-                                                for e, body in chunk if e["namespace"] in streamed])
-            await self._acks.wait(waiting)
+            streamed_chunk = [(e, body) for e, body in chunk if e["namespace"] in streamed]
+            if chained:
+                await self._publish_chains(streamed_chunk)
+            else:
+                await self._publish_each(streamed_chunk)
             if self.published is not None:
                 for e, body in chunk:
                     if e["namespace"] == self.namespace:
@@ -141,8 +159,44 @@ class OutStream:
                         except Exception:  # an observer's bug must not fail a publish the stream took
                             log.exception("event watcher failed")
 
+    async def _publish_chains(self, chunk: list[tuple[dict, bytes]]) -> None:
+        """Each stream's events of the chunk as a chain, one ack each (see the
+        module's docstring); a broken chain's events again, each acked."""
+        if not chunk:
+            return
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        before: dict[str, str] = {}  # namespace -> the event_id before, in this chunk
+        end: dict[str, int] = {}  # namespace -> its chain's last message
+        for i, (e, body) in enumerate(chunk):
+            ns, event_id = e["namespace"], e["event_id"]
+            headers = {"Nats-Msg-Id": event_id}
+            if ns in before:
+                headers["Nats-Expected-Last-Msg-Id"] = before[ns]
+            before[ns] = event_id
+            end[ns] = i
+            messages.append((self._subject(e), body, headers))
+        ends = sorted(end.values())
+        acked = set(ends)
+        answers = await self._acks.answers(await self._acks.publish(messages, [i in acked for i in range(len(chunk))]))
+        broken = {chunk[i][0]["namespace"] for i, data in zip(ends, answers) if not chain_stored(data)}
+        if broken:
+            self.chains_broken += len(broken)
+            log.debug("event chains of %s broken: each event again, acked", sorted(broken))
+            await self._publish_each([(e, body) for e, body in chunk if e["namespace"] in broken])
+
+    async def _publish_each(self, chunk: list[tuple[dict, bytes]]) -> None:
+        if chunk:
+            await self._acks.wait(await self._acks.publish([(self._subject(e), body, {"Nats-Msg-Id": e["event_id"]})
+                                                            for e, body in chunk]))
+
     def _subject(self, event: dict) -> str:
         return out_subject(self.prefix, event["namespace"], event["kind"])
+
+
+def chain_stored(ack: bytes) -> bool:
+    """Did the stream store this message (so its chain), not refuse it or
+    find it had it already?"""
+    return b'"error"' not in ack and b'"duplicate"' not in ack
 
 
 class StreamAcks:
@@ -155,41 +209,56 @@ class StreamAcks:
         self._next = 0
         self._pending: dict[str, asyncio.Future] = {}
 
-    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[str]:
-        """The reply subjects their acks will come to (give them to ``wait``)."""
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]],
+                      acked: list[bool] | None = None) -> list[str]:
+        """The reply subjects their acks will come to (give them to ``wait``
+        or ``answers``); ``acked``: which messages ask for one (default all)."""
         if not self._inbox:
             self._inbox = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
         loop = asyncio.get_running_loop()
         replies = []
-        for _ in messages:
+        subjects = []
+        for i in range(len(messages)):
+            if acked is not None and not acked[i]:
+                subjects.append("")
+                continue
             self._next += 1
             reply = f"{self._inbox}.{self._next}"
             self._pending[reply] = loop.create_future()
             replies.append(reply)
+            subjects.append(reply)
         try:
-            await publish_headed_many(self.nc, [(s, b, h, r) for (s, b, h), r in zip(messages, replies)])
+            await publish_headed_many(self.nc, [(s, b, h, r) for (s, b, h), r in zip(messages, subjects)])
         except BaseException:
             for reply in replies:
                 del self._pending[reply]
             raise
         return replies
 
-    async def wait(self, replies: list[str]) -> None:
-        """Until each is acked; raises on the first refusal or after
-        ``ACK_TIMEOUT``, forgetting them all either way."""
+    async def answers(self, replies: list[str]) -> list[bytes]:
+        """Each ack as it came, once all came; raises when no stream answered
+        or after ``ACK_TIMEOUT``, forgetting them all either way."""
         try:
             with anyio.fail_after(ACK_TIMEOUT):
+                out = []
                 for reply in replies:
                     data = await self._pending[reply]
                     if not data:  # a status message (503: no stream listens there any more)
                         raise StreamRefused("no stream answered")
-                    if b'"error"' in data:
-                        err = json.loads(data).get("error") or {}
-                        raise StreamRefused(f"{err.get('description')} (err_code {err.get('err_code')})")
+                    out.append(data)
+                return out
         finally:
             for reply in replies:
                 self._pending.pop(reply, None)
+
+    async def wait(self, replies: list[str]) -> None:
+        """Until each is acked (a duplicate is); raises on the first refusal,
+        as ``answers`` does otherwise."""
+        for data in await self.answers(replies):
+            if b'"error"' in data:
+                err = json.loads(data).get("error") or {}
+                raise StreamRefused(f"{err.get('description')} (err_code {err.get('err_code')})")
 
     async def _answered(self, msg: Any) -> None:
         future = self._pending.get(msg.subject)

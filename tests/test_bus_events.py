@@ -7,14 +7,17 @@ unpublished. Against a real nats-server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from conftest import playing, plays_of, unique_config, wait_until
 from support.events import queue_item
 
-from kryten_likes.event_out import out_stream_name
+from kryten_likes.event_out import out_stream_name, out_subject
 from kryten_likes.store import LIKES_BUCKET
 from kryten_likes.store.keys import events_mark_key, record_key
+
+_tags = itertools.count()
 
 
 def _events(h) -> list[tuple[dict, str]]:
@@ -163,6 +166,80 @@ def test_stream_acks_say_stored_refused_and_gone_apart(portal, nats_server):
             with pytest.raises(StreamRefused):  # nothing stores the subject any more
                 await acks.wait(await acks.publish([(subject, b"{}", {"Nats-Msg-Id": "late"})]))
             assert acks._pending == {}
+        finally:
+            await nc.close()
+
+    portal.call(run)
+
+
+def test_new_events_go_as_one_chain_and_one_ack_per_stream_and_a_broken_chain_goes_again(portal, nats_server):
+    """Events never sent before go as one chain per stream (each expects the
+    one before it as the stream's last message) with one ack at its end. A
+    chain broken by a refusal is published again event by event; a
+    republish is acked event by event from the start. Every event is stored
+    once, each stream's in chunk order."""
+    import nats
+    import pytest
+    from nats.js import api
+
+    from kryten_likes.event_out import OutStream, StreamRefused
+
+    tag = next(_tags)
+
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        prefix, a, b = f"chain{tag}", f"cha{tag}", f"chb{tag}"
+        # (made here, so that a message over 400 bytes is refused: OutStream takes a stream it finds)
+        await js.add_stream(api.StreamConfig(name=out_stream_name(a), subjects=[out_subject(prefix, a, "*")],
+                                             duplicate_window=600, max_msg_size=400))
+        out = OutStream(js, prefix, "chan", 1, a, nc)
+        ids = itertools.count()
+
+        def events(ns, n):
+            return [{"event_id": f"{ns}-{next(ids)}", "kind": "like", "namespace": ns} for _ in range(n)]
+
+        async def stored(ns):
+            info = await js.stream_info(out_stream_name(ns))
+            return [json.loads((await js.get_msg(out_stream_name(ns), seq)).data).get("event_id")
+                    for seq in range(info.state.first_seq, info.state.last_seq + 1)] if info.state.messages else []
+
+        def acks_asked():
+            return out._acks._next
+
+        try:
+            first = events(a, 5) + events(b, 3)
+            mixed = [first[0], first[5], first[1], first[6], first[2], first[3], first[7], first[4]]
+            before = acks_asked()
+            await out.publish(tuple(mixed), chained=True)
+            assert acks_asked() - before == 2  # one per stream
+            assert out.chains_broken == 0
+            assert await stored(a) == [e["event_id"] for e in first[:5]]
+            assert await stored(b) == [e["event_id"] for e in first[5:]]
+
+            # A republish (a start after a crash) with new events behind it: an ack each, none stored twice.
+            again = first[3:5] + events(a, 3)
+            before = acks_asked()
+            await out.publish(tuple(again))
+            assert acks_asked() - before == 5
+            assert await stored(a) == [e["event_id"] for e in first[:5] + again[2:]]
+
+            # Someone else's message between two chunks breaks nothing.
+            await js.publish(out_subject(prefix, a, "like"), b"{}", headers={"Nats-Msg-Id": "foreign"})
+            later = events(a, 4)
+            await out.publish(tuple(later), chained=True)
+            assert out.chains_broken == 0
+            assert (await stored(a))[-4:] == [e["event_id"] for e in later]
+
+            # One event refused in the middle: the chain breaks there, the events go again one by one,
+            # the refusal is raised, and every other event is stored.
+            broken = events(a, 5)
+            broken[2]["title"] = "x" * 500
+            with pytest.raises(StreamRefused):
+                await out.publish(tuple(broken), chained=True)
+            assert out.chains_broken == 1
+            assert (await stored(a))[-4:] == [e["event_id"] for e in broken[:2] + broken[3:]]
+            assert out._acks._pending == {}
         finally:
             await nc.close()
 

@@ -60,6 +60,7 @@ class LikeJournalMachine(RuleBasedStateMachine):
         self.maybe: Counter = Counter()  # video_id -> likes of late writes: counted or not, never twice
         self.maybe_not: Counter = Counter()  # video_id -> unlikes of late writes
         self.journalled = 0
+        self.event_ids_sent: set[str] = set()
         self._start(None, None)
 
     def _start(self, books, claims) -> None:
@@ -74,8 +75,17 @@ class LikeJournalMachine(RuleBasedStateMachine):
         EffectRouter(
             {"dedupe_ledger": lambda m: self.ledger.step(m, self.now), "counter_writer": self.step},
             {Reply: self.reply, Commit: self.sent, PutDocument: lambda e: None, PurgeJournal: self.purge,
-             PublishEvents: lambda e: self.unpublished.append(e.group_id)},
+             PublishEvents: self.events_out},
         ).route(effects)
+
+    def events_out(self, p: PublishEvents) -> None:
+        # Fresh events may go as a chain with one ack (event_out.py): sound only
+        # if no event of it was ever published before, in any life.
+        ids = {e["event_id"] for e in p.events}
+        if p.fresh:
+            assert not ids & self.event_ids_sent, f"a fresh publish repeats {sorted(ids & self.event_ids_sent)}"
+        self.event_ids_sent |= ids
+        self.unpublished.append(p.group_id)
 
     def purge(self, p: PurgeJournal) -> None:
         kv = self.kv["journal"]

@@ -207,7 +207,8 @@ class AnalyticsCommitter:
                 self._store_in_book(g.draft, key, StoredEntry(landed.revisions[key], value))
         self.conflicts_in_row = 0
         lowest = min(landed.revisions.values(), default=0)
-        return g.draft.after + self.flying.outbox.stored(g.group_id, "analytics", lowest, (), tuple(g.draft.events))
+        return g.draft.after + self.flying.outbox.stored(g.group_id, "analytics", lowest, (), tuple(g.draft.events),
+                                                         fresh=True)
 
     def conflicted(self, g: AnalyticsGroup, conflict: Conflict, now: float) -> list:
         for key, entry in conflict.current.items():

@@ -71,12 +71,14 @@ class CounterWriterShell(ActorShell):
         """Until the stream has them all: what is stored must be told (its
         like records wait meanwhile, actors/outbox.py)."""
         pause = 0.1
+        chained = p.fresh  # (an attempt after a failure may find some of them stored: no chain then)
         while self.out is not None:
             try:
-                await self.out.publish(p.events)
+                await self.out.publish(p.events, chained=chained)
                 break
             except Exception as exc:  # the bus is away, the stream refused: again, more slowly
                 log.warning("events of %s not published yet: %s", p.group_id, exc)
+                chained = False
                 await anyio.sleep(pause)  # a back-off, not a synchronisation: nothing signals the bus's return
                 pause = min(pause * 2, 5.0)
         self.router.send(EventsPublished(p.group_id))

@@ -275,7 +275,8 @@ class JournalCommitter:
         self.events = []
         self.event_keys = set()
         outbox = self.flying.outbox
-        return outbox.stored(f"{self.new_id()}-events", "likes", outbox.last_landed["likes"] + 1, keys, events)
+        return outbox.stored(f"{self.new_id()}-events", "likes", outbox.last_landed["likes"] + 1, keys, events,
+                             fresh=True)
 
     def staged_events(self) -> list:
         """At a start: the events of the journal's entries not stored (a crash

@@ -256,7 +256,8 @@ class LikesCommitter:
         # The bus event of each like (its ``event_id`` is in its record).
         outbox = self.flying.outbox
         keys, events = like_events(g, self.read.book) if outbox.enabled else ((), ())
-        return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events)
+        return out + outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0), keys, events,
+                                   fresh=True)
 
     def _records_landed(self, g: LikeGroup, landed: Landed) -> None:
         newest: dict[tuple[str, str], int] = {}  # the revision of each user's newest record of the group

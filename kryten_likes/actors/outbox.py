@@ -75,9 +75,10 @@ class Outbox:
             self.last_landed[hit[0]] = max(self.last_landed[hit[0]], *revisions.values())
 
     def stored(self, group_id: str, bucket: str, lowest: int, keys: tuple[str, ...],
-               events: tuple[dict, ...], covers: int = 0) -> list[PublishEvents]:
+               events: tuple[dict, ...], covers: int = 0, fresh: bool = False) -> list[PublishEvents]:
         """A landed group's events: to be published; ``keys`` wait for them.
-        ``covers``: a start's republish, of everything stored up to there."""
+        ``covers``: a start's republish, of everything stored up to there.
+        ``fresh``: never published before (not a republish)."""
         if not self.enabled:
             return []
         if not events:
@@ -86,7 +87,7 @@ class Outbox:
         self.waiting[group_id] = Unpublished(bucket, lowest, keys, events, covers)
         self.busy.update(keys)
         self.counts[bucket] += len(events)
-        return [PublishEvents(group_id, events)]
+        return [PublishEvents(group_id, events, fresh)]
 
     def published(self, group_id: str) -> None:
         u = self.waiting.pop(group_id, None)

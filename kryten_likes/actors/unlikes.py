@@ -191,7 +191,7 @@ class Unlikes:
                    media_type=msg.media.media_type, title=book.title(vid), curator=curator,
                    like_count=shown, play_count=book.play_count(vid), at=iso(g.now))
         published = self.flying.outbox.stored(g.group_id, "likes", min(landed.revisions.values(), default=0),
-                                              (record_key(ns, vid, user),), (ev,))
+                                              (record_key(ns, vid, user),), (ev,), fresh=True)
         return [*self._answer(msg, lambda to: wire.ok(to, **outcome), g.now, outcome),
                 ClaimsSettled(withdrawn=(g.claim,)), *published]
 
