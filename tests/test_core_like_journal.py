@@ -343,6 +343,26 @@ def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() ->
     assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.journal.staged
 
 
+def test_the_events_of_entries_landing_while_a_publish_flies_go_together_once_it_is_out() -> None:
+    """One publish of journal events flies at a time: the entries that land
+    meanwhile are published together, as one, when it is out."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=True, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    ledger = DedupeLedger(WINDOW)
+    _reserve(w, ledger, ["ann"])
+    (first,) = w.flush(T0)
+    w.step(CommitFinished(first.group_id, kv["journal"].apply(first)), T0)
+    (published,) = [e for e in w.flush(T0) if isinstance(e, PublishEvents)]
+    assert [e["username"] for e in published.events] == ["Ann"] and published.fresh
+    for user in ["bo", "cy"]:
+        _reserve(w, ledger, [user])
+        (entry,) = w.flush(T0)
+        w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+        assert not [e for e in w.flush(T0) if isinstance(e, PublishEvents)], "held while a publish flies"
+    (together,) = [e for e in w.step(EventsPublished(published.group_id), T0) if isinstance(e, PublishEvents)]
+    assert [e["username"] for e in together.events] == ["Bo", "Cy"]
+
+
 def test_an_entry_landing_answers_its_likes_before_any_group_is_drafted() -> None:
     """Storing staged likes takes the writer milliseconds (hundreds of them):
     an entry's likes are answered in the step its write lands, and the group

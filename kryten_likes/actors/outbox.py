@@ -109,9 +109,10 @@ class Outbox:
     def is_busy(self, key: str) -> bool:
         return key in self.busy
 
-    def full(self, bucket: str) -> bool:
+    def full(self, bucket: str, held: int = 0) -> bool:
+        """``held``: events its caller keeps back for a later publish (counted too)."""
         limit = MAX_UNPUBLISHED if bucket == "likes" else MAX_UNPUBLISHED_PLAYS
-        return self.counts[bucket] >= limit
+        return self.counts[bucket] + held >= limit
 
     # --- the mark ------------------------------------------------------------------------------------
 
