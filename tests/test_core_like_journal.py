@@ -343,6 +343,55 @@ def test_a_group_stores_whole_journal_entries_and_the_mark_never_splits_one() ->
     assert kv["likes"].value(journal_mark_key(NS))["revision"] == 2 and not w.likes.journal.staged
 
 
+def test_a_tick_stores_the_likes_staged_before_it_and_later_ones_wait_for_company() -> None:
+    """A tick asks for the likes staged when it came, however few; likes
+    staged after it wait for 300 or the next tick. (They did not: a tick
+    asked for "every staged like until none is left", and with likes
+    flowing one is always left, so every flush after a tick stored a group
+    of a few dozen.)"""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    ledger = DedupeLedger(WINDOW)
+    n = iter(range(100))
+
+    def like(user: str) -> None:
+        (reserved,) = ledger.step(LikeForItem(to(next(n)), NS, user, V1, username=user.title()), T0)
+        assert w.step(reserved, T0) == []
+
+    def land(c: Commit) -> list:
+        return w.step(CommitFinished(c.group_id, kv[c.bucket].apply(c)), T0)
+
+    def sent(before: list = ()) -> dict[str, list[Commit]]:
+        """What the flush sends (and ``before``: the step's own effects)."""
+        out: dict[str, list[Commit]] = {"journal": [], "likes": []}
+        for c in [*before, *w.flush(T0)]:
+            if isinstance(c, Commit):
+                out[c.bucket].append(c)
+        return out
+
+    def users(c: Commit) -> list[str]:
+        return [s.like.user for s in w.flying.get(c.group_id).staged]
+
+    like("ann")
+    (ann,) = sent()["journal"]
+    like("bo")
+    (bo,) = sent()["journal"]  # (two entries fly)
+    land(ann)
+    w.step(Tick(), T0)  # ann is staged: the tick asks for her
+    like("cy")
+    out = sent()
+    (cy,) = out["journal"]
+    assert out["likes"] == [], "bo's entry still flies (it may land below ann's): nothing may be stored"
+    land(bo)
+    (group,) = sent()["likes"]
+    assert users(group) == ["ann"], "bo's entry lies above the floor of cy's, in flight"
+    assert sent(land(cy))["likes"] == []
+    assert sent(land(group))["likes"] == [], "bo and cy came after the tick: they wait for company or the next tick"
+    w.step(Tick(), T0)
+    (later,) = sent()["likes"]
+    assert users(later) == ["bo", "cy"]
+
+
 def test_the_events_of_entries_landing_while_a_publish_flies_go_together_once_it_is_out() -> None:
     """One publish of journal events flies at a time: the entries that land
     meanwhile are published together, as one, when it is out."""

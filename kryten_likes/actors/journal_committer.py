@@ -62,7 +62,8 @@ class JournalCommitter:
         # The mark: entries up to ``journal_stored`` are stored; its document's revision.
         self.journal_stored, self.mark_revision = mark_of(book, identity)
         self.journal_seen = self.journal_stored  # the journal's highest revision seen
-        self.store_staged = False  # set by a tick: staged likes are stored however few
+        # Set by a tick: the likes staged up to this journal revision are stored however few.
+        self.store_through = 0
         self.staged_wanted = False  # a like that goes in a group waits for its item's staged likes
         self.events: list[tuple[str, dict]] = []  # (record key, event) of journal writes landed, to publish
         self.event_keys: set[str] = set()  # (their record keys)
@@ -178,8 +179,13 @@ class JournalCommitter:
         """Staged likes wait to be stored together (a batch costs the server
         the same for one like as for thirty): until ``STAGED_BATCH`` of them,
         the next tick, or anything waits for them (a like that goes in a
-        group, an unlike, a correction of their items)."""
-        return self.store_staged or self.staged_wanted or len(self.staged) >= STAGED_BATCH or others_wait
+        group, an unlike, a correction of their items). A tick asks for those
+        staged before it, not for all that come after: with likes flowing,
+        staged likes are never gone, and a tick that asked for "every staged
+        like until none is left" made every flush after it store a group of
+        a few dozen (at 16 in flight, groups of 16 to 96 likes, not 300)."""
+        return (self.staged_wanted or len(self.staged) >= STAGED_BATCH or others_wait
+                or (bool(self.staged) and self.staged.first_revision() <= self.store_through))
 
     def choose(self, busy: set[str], records: set, claims: set[str], curators: set[tuple[str, str]],
                per_item: dict[Item, int], take: Callable[[LikeReserved], None], others_wait: bool) -> tuple[list[StagedLike], int]:
@@ -207,7 +213,6 @@ class JournalCommitter:
         self.staged.take_front(len(staged))
         if not staged:
             return [], 0
-        self.store_staged = bool(self.staged)  # (what a tick asked for, all of it)
         self.staged_wanted = False
         return staged, cost
 
@@ -296,9 +301,10 @@ class JournalCommitter:
                              tuple(journal_event(s, self.read.book(s.like.namespace)) for s in ss))
 
     def tick(self) -> list:
-        """Each tick: the staged likes are stored by the next flush however
+        """Each tick: the likes staged now are stored by the next flush however
         few, and the entries up to the mark leave the journal."""
-        self.store_staged = bool(self.staged)
+        if self.staged:
+            self.store_through = max(self.store_through, self.staged.last_revision())
         return self.purge()
 
     def purge(self) -> list:

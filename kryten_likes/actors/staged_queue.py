@@ -51,6 +51,12 @@ class StagedQueue:
         else:
             self._likes.extend(likes)
 
+    def first_revision(self) -> int:
+        return self._likes[0].revision
+
+    def last_revision(self) -> int:
+        return self._likes[-1].revision
+
     def entry_at(self, i: int) -> list[StagedLike]:
         """The likes of the entry starting at ``i`` (an entry is stored whole)."""
         rev = self._likes[i].revision
