@@ -236,6 +236,14 @@ class StreamAcks:
             raise
         return replies
 
+    def future(self, reply: str) -> asyncio.Future:
+        """The ack of ``reply`` to come (for a caller that waits by callback;
+        it ``forget``s the reply once done with it)."""
+        return self._pending[reply]
+
+    def forget(self, reply: str) -> None:
+        self._pending.pop(reply, None)
+
     async def answers(self, replies: list[str]) -> list[bytes]:
         """Each ack as it came, once all came; raises when no stream answered
         or after ``ACK_TIMEOUT``, forgetting them all either way."""

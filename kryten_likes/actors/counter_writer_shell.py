@@ -3,11 +3,19 @@ keeps moving (queries are answered, new likes queue) while a batch is in
 flight; each outcome comes back through the mailbox as ``CommitFinished``.
 The rules live in ``counter_writer`` (the core); this module only performs
 its effects and says, when it dies, whom to answer and what others must hear.
+
+A journal entry (one plain write) is sent at once instead, and its ack
+handled by a callback: no task, no request machinery, which a lone like's
+answer waited for (alternated at one like in flight: ×0.52 → ×0.56 of the
+ceiling). Anything but a plain "stored" (a duplicate, an error, no ack in
+time) hands the write to the task way, which sends it again (the stream
+drops it by ``Nats-Msg-Id`` if the first landed) and resolves what happened.
 """
 
 from __future__ import annotations
 
 import logging
+import asyncio
 from typing import Any
 
 import anyio
@@ -15,7 +23,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..effects import Commit, PublishEvents, PurgeJournal, PutDocument
-from ..event_out import OutStream
+from ..event_out import OutStream, StreamAcks
 from ..messages import (
     ClaimsSettled, CommitFinished, EnqueueRefused, EventsPublished, LikeReserved, ReplyTo, WriterRestarted,
 )
@@ -38,12 +46,23 @@ class CounterWriterShell(ActorShell):
         self.out = out
         self._tg: anyio.abc.TaskGroup | None = None
         self._puts = anyio.CapacityLimiter(4)
+        self._acks: StreamAcks | None = None  # the acks of journal writes sent at once
+        self._at_once: dict[str, asyncio.TimerHandle] = {}  # their reply subjects -> timeouts, until acked
 
     async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            await super().run(inbox, task_status=task_status)
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await super().run(inbox, task_status=task_status)
+                tg.cancel_scope.cancel()
+        finally:
+            # This incarnation is over: what it sent at once is not its to finish
+            # (a new writer reads KV; its own groups' ids differ).
+            for reply, timer in self._at_once.items():
+                timer.cancel()
+                if self._acks is not None:
+                    self._acks.forget(reply)
+            self._at_once.clear()
 
     async def after_batch(self, now: float) -> None:
         await self.perform(self.core.flush(now))
@@ -51,9 +70,10 @@ class CounterWriterShell(ActorShell):
     async def perform_other(self, effect: Any) -> None:
         assert self._tg is not None
         if isinstance(effect, Commit):
-            self._tg.start_soon(self._commit, effect)
-            # Let it publish its batch now, before the effects after it (replies).
-            await anyio.lowlevel.checkpoint()
+            if not await self._send_at_once(effect):
+                self._tg.start_soon(self._commit, effect)
+                # Let it publish its batch now, before the effects after it (replies).
+                await anyio.lowlevel.checkpoint()
         elif isinstance(effect, PutDocument):
             self._tg.start_soon(self._put, effect)
         elif isinstance(effect, PublishEvents):
@@ -62,6 +82,48 @@ class CounterWriterShell(ActorShell):
             self._tg.start_soon(self._purge, effect)
         else:
             await super().perform_other(effect)
+
+    async def _send_at_once(self, c: Commit) -> bool:
+        """A journal entry out now, its ack by callback (see the module's
+        docstring); False: not this one, or not now (the task way then)."""
+        bucket = self.buckets[c.bucket]
+        if (c.bucket != "journal" or len(c.writes) != 1 or c.writes[0].expected_revision is not None
+                or not bucket.single_sendable()):
+            return False
+        w = c.writes[0]
+        if self._acks is None:
+            self._acks = StreamAcks(bucket.nc)
+        acks = self._acks
+        (reply,) = await acks.publish([bucket.single_message(c.group_id, w)])
+
+        def timed_out() -> None:
+            if self._at_once.pop(reply, None) is not None:
+                acks.forget(reply)
+                self._by_task(c)
+
+        def answered(ack: asyncio.Future) -> None:
+            timer = self._at_once.pop(reply, None)
+            if timer is None:
+                return  # timed out already, or this incarnation is over
+            timer.cancel()
+            acks.forget(reply)
+            landed = None if ack.cancelled() else bucket.single_landed(c.group_id, w, ack.result())
+            if landed is None:
+                self._by_task(c)
+                return
+            try:
+                self.router.send(CommitFinished(c.group_id, landed))
+            except Exception:
+                # (lost if raised in a callback: in a task it ends this incarnation, as in ``_commit``)
+                self._by_task(c)
+
+        self._at_once[reply] = asyncio.get_running_loop().call_later(bucket.timeout, timed_out)
+        acks.future(reply).add_done_callback(answered)
+        return True
+
+    def _by_task(self, c: Commit) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(self._commit, c)
 
     async def _commit(self, c: Commit) -> None:
         outcome = await self.buckets[c.bucket].commit(c.group_id, c.writes, c.marker_key)

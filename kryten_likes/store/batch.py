@@ -35,7 +35,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from .headed_publish import HeadedMessage, publish_headed_many
+from .headed_publish import HeadedMessage, plainly_connected, publish_headed_many
 from .reconnects import Reconnects
 from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
 
@@ -77,6 +77,14 @@ class AtomicBucket:
         self.conflicts = 0  # batches refused on a changed revision (for metrics)
         self.lost_answers = 0  # batches whose answer was lost and had to be resolved
         self.identity: str | None = None  # the stream's creation time: tells a bucket made again apart
+
+    @property
+    def nc(self) -> NatsClient:
+        return self._nc
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
 
     async def read(self, key: str) -> StoredEntry | None:
         """What the stream's leader holds for ``key``. Only resolutions read
@@ -224,6 +232,31 @@ class AtomicBucket:
         raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
 
 
+    def single_message(self, group_id: str, w: KvWrite) -> tuple[str, bytes, dict[str, str]]:
+        """One unconditional write as it is sent: subject, value, headers."""
+        headers = {"Nats-Msg-Id": group_id}
+        fence = self.fence
+        if fence is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(fence.revision)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = f"$KV.{self.bucket}.{fence.key}"
+        if w.ttl_seconds is not None:
+            headers["Nats-TTL"] = _ttl(w.ttl_seconds)
+        return f"$KV.{self.bucket}.{w.key}", w.value, headers
+
+    def single_sendable(self) -> bool:
+        """May one unconditional write go out at once (``single_message``,
+        ``single_landed``)? Not once fenced off, nor while the client is not
+        plainly connected: ``commit`` then, which waits and resolves."""
+        return not (self.fence is not None and self.fence.revoked) and plainly_connected(self._nc)
+
+    @staticmethod
+    def single_landed(group_id: str, w: KvWrite, ack: bytes) -> Landed | None:
+        """The write stored, as its ack says; None for anything else (an
+        error, a duplicate, no stream): ``commit`` finds out what happened."""
+        if not ack or b'"error"' in ack or b'"duplicate"' in ack:
+            return None
+        return Landed(group_id, {w.key: int(json.loads(ack)["seq"])})
+
     async def _attempt_single(self, group_id: str, w: KvWrite) -> Landed | Fenced:
         """One unconditional write needs no batch: the server stages every
         atomic batch in a store made for it (about 4 ms on an R1 file stream,
@@ -233,15 +266,9 @@ class AtomicBucket:
         the group id: an attempt delayed past a lost answer and the attempt
         that replaced it are one message to the stream's duplicate window, so
         a write found landed and written over since is never stored again."""
-        headers = {"Nats-Msg-Id": group_id}
         fence = self.fence
-        if fence is not None:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(fence.revision)
-            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = f"$KV.{self.bucket}.{fence.key}"
-        if w.ttl_seconds is not None:
-            headers["Nats-TTL"] = _ttl(w.ttl_seconds)
-        reply = await self._nc.request(f"$KV.{self.bucket}.{w.key}", w.value, headers=headers,
-                                       timeout=self._timeout)
+        subject, value, headers = self.single_message(group_id, w)
+        reply = await self._nc.request(subject, value, headers=headers, timeout=self._timeout)
         ack = json.loads(reply.data)
         err = ack.get("error")
         if err is None:

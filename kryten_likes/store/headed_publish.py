@@ -26,7 +26,7 @@ from typing import Any
 from nats.aio.client import Client
 
 
-def _plainly_connected(nc: Any) -> bool:
+def plainly_connected(nc: Any) -> bool:
     return getattr(nc, "_status", None) == Client.CONNECTED and hasattr(nc, "_send_command") \
         and hasattr(nc, "_flush_pending")
 
@@ -37,7 +37,7 @@ HeadedMessage = tuple[str, bytes, dict[str, str], str]  # subject, payload, head
 async def publish_headed_many(nc: Any, messages: list[HeadedMessage]) -> None:
     """In order, as one command in the client's buffer (a batch of 128
     likes is some 260 messages: one hand-over, not 260)."""
-    if not _plainly_connected(nc) or any(len(m[1]) > nc._max_payload for m in messages):
+    if not plainly_connected(nc) or any(len(m[1]) > nc._max_payload for m in messages):
         for subject, payload, headers, reply in messages:
             await nc.publish(subject, payload, reply=reply, headers=headers)
         return
