@@ -60,6 +60,8 @@ def test_a_write_sent_at_once_is_stored_once_and_anything_else_is_resolved_the_t
             assert bucket.fence_moved
             assert acks._pending == {}
 
+            for odd in (b"", b"{}", b"not json", b'{"seq":"x"}', b'{"stream":"s","seq":7,"duplicate":true}'):
+                assert AtomicBucket.single_landed("g3", w2, odd) is None, odd
             bucket.fence = Fence("writer", -1, "writer-check", b"us")  # stepped down: nothing is sent at once
             assert not bucket.single_sendable()
         finally:

@@ -94,7 +94,11 @@ class CounterWriterShell(ActorShell):
         if self._acks is None:
             self._acks = StreamAcks(bucket.nc)
         acks = self._acks
-        (reply,) = await acks.publish([bucket.single_message(c.group_id, w)])
+        try:
+            (reply,) = await acks.publish([bucket.single_message(c.group_id, w)])
+        except Exception as exc:  # (the connection went meanwhile) the task way waits and resolves
+            log.info("journal write %s goes the task way: %s", c.group_id, exc)
+            return False
 
         def timed_out() -> None:
             if self._at_once.pop(reply, None) is not None:

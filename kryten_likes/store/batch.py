@@ -255,7 +255,10 @@ class AtomicBucket:
         error, a duplicate, no stream): ``commit`` finds out what happened."""
         if not ack or b'"error"' in ack or b'"duplicate"' in ack:
             return None
-        return Landed(group_id, {w.key: int(json.loads(ack)["seq"])})
+        try:
+            return Landed(group_id, {w.key: int(json.loads(ack)["seq"])})
+        except (ValueError, KeyError, TypeError):  # not an ack we know: let ``commit`` find out
+            return None
 
     async def _attempt_single(self, group_id: str, w: KvWrite) -> Landed | Fenced:
         """One unconditional write needs no batch: the server stages every
