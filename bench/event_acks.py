@@ -1,6 +1,6 @@
 """How much of our CPU one stored event costs, published the way nats-py's
 ``js.publish`` does it (a request each), the way
-``kryten_likes.event_out.StreamAcks`` does (one inbox, acks matched by
+``kryten_likes.store.acks.StreamAcks`` does (one inbox, acks matched by
 subject), and through ``OutStream`` in chunks of 8 and of 256, an ack per
 event or one chain and one ack per stream and chunk (new events). ``python -m bench.event_acks
 [N]``; prints µs of CPU per event."""
@@ -17,7 +17,8 @@ import nats
 from nats.js import api
 
 from kryten_likes.embedded import start_nats_server
-from kryten_likes.event_out import OutStream, StreamAcks, out_stream_name
+from kryten_likes.event_out import OutStream, out_stream_name
+from kryten_likes.store.acks import StreamAcks
 
 BODY = b'{"event_id":"g1.0","kind":"like","namespace":"default","video_id":"abc","title":"a title"}'
 

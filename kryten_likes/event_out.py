@@ -13,7 +13,7 @@ not through nats-py's ``js.publish``: that is a request per event (an inbox
 token, a future, a ``wait_for`` timer, a parsed ``PubAck``), about 100 µs
 of our CPU per event, a third of a like's whole cost. Here a chunk of events
 is handed to the client as one command, with reply subjects under one inbox
-of our own, subscribed once, and acks matched by subject (``StreamAcks``).
+of our own, subscribed once, and acks matched by subject (``store/acks.py``).
 
 One ack per stream and chunk, not one per event, for events never sent
 before (a group that just landed; ``chained``): the events of one stream in
@@ -43,18 +43,15 @@ the daemon says so once.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
-
-import anyio
 
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .compact_json import dump_bytes
+from .store.acks import StreamAcks, stored
 from .store.headed_publish import publish_headed_many
 
 log = logging.getLogger(__name__)
@@ -62,7 +59,6 @@ log = logging.getLogger(__name__)
 MAX_AGE = 7 * 24 * 3600
 DUPLICATE_WINDOW = 600.0
 IN_FLIGHT = 256  # publishes awaiting their acks at once
-ACK_TIMEOUT = 5.0
 MAX_STREAMS = 32  # namespaces other than the configured one with a stream of their own
 
 
@@ -178,7 +174,7 @@ class OutStream:
         ends = sorted(end.values())
         acked = set(ends)
         answers = await self._acks.answers(await self._acks.publish(messages, [i in acked for i in range(len(chunk))]))
-        broken = {chunk[i][0]["namespace"] for i, data in zip(ends, answers) if not chain_stored(data)}
+        broken = {chunk[i][0]["namespace"] for i, data in zip(ends, answers) if not stored(data)}
         if broken:
             self.chains_broken += len(broken)
             log.debug("event chains of %s broken: each event again, acked", sorted(broken))
@@ -191,88 +187,3 @@ class OutStream:
 
     def _subject(self, event: dict) -> str:
         return out_subject(self.prefix, event["namespace"], event["kind"])
-
-
-def chain_stored(ack: bytes) -> bool:
-    """Did the stream store this message (so its chain), not refuse it or
-    find it had it already?"""
-    return b'"error"' not in ack and b'"duplicate"' not in ack
-
-
-class StreamAcks:
-    """Publishes whose acks come to one subscription of ours, matched by the
-    reply subject (see the module's docstring for why not ``js.publish``)."""
-
-    def __init__(self, nc: Any) -> None:
-        self.nc = nc
-        self._inbox = ""
-        self._next = 0
-        self._pending: dict[str, asyncio.Future] = {}
-
-    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]],
-                      acked: list[bool] | None = None) -> list[str]:
-        """The reply subjects their acks will come to (give them to ``wait``
-        or ``answers``); ``acked``: which messages ask for one (default all)."""
-        if not self._inbox:
-            self._inbox = self.nc.new_inbox()
-            await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
-        loop = asyncio.get_running_loop()
-        replies = []
-        subjects = []
-        for i in range(len(messages)):
-            if acked is not None and not acked[i]:
-                subjects.append("")
-                continue
-            self._next += 1
-            reply = f"{self._inbox}.{self._next}"
-            self._pending[reply] = loop.create_future()
-            replies.append(reply)
-            subjects.append(reply)
-        try:
-            await publish_headed_many(self.nc, [(s, b, h, r) for (s, b, h), r in zip(messages, subjects)])
-        except BaseException:
-            for reply in replies:
-                del self._pending[reply]
-            raise
-        return replies
-
-    def future(self, reply: str) -> asyncio.Future:
-        """The ack of ``reply`` to come (for a caller that waits by callback;
-        it ``forget``s the reply once done with it)."""
-        return self._pending[reply]
-
-    def forget(self, reply: str) -> None:
-        self._pending.pop(reply, None)
-
-    async def answers(self, replies: list[str]) -> list[bytes]:
-        """Each ack as it came, once all came; raises when no stream answered
-        or after ``ACK_TIMEOUT``, forgetting them all either way."""
-        try:
-            with anyio.fail_after(ACK_TIMEOUT):
-                out = []
-                for reply in replies:
-                    data = await self._pending[reply]
-                    if not data:  # a status message (503: no stream listens there any more)
-                        raise StreamRefused("no stream answered")
-                    out.append(data)
-                return out
-        finally:
-            for reply in replies:
-                self._pending.pop(reply, None)
-
-    async def wait(self, replies: list[str]) -> None:
-        """Until each is acked (a duplicate is); raises on the first refusal,
-        as ``answers`` does otherwise."""
-        for data in await self.answers(replies):
-            if b'"error"' in data:
-                err = json.loads(data).get("error") or {}
-                raise StreamRefused(f"{err.get('description')} (err_code {err.get('err_code')})")
-
-    async def _answered(self, msg: Any) -> None:
-        future = self._pending.get(msg.subject)
-        if future is not None and not future.done():
-            future.set_result(msg.data)
-
-
-class StreamRefused(Exception):
-    """The stream answered an event with an error."""

@@ -140,14 +140,14 @@ def test_namespaces_beyond_the_cap_get_no_stream_of_their_own(harness, monkeypat
 
 
 def test_stream_acks_say_stored_refused_and_gone_apart(portal, nats_server):
-    """Events are acked through one inbox of ours (event_out.StreamAcks): a
+    """Events are acked through one inbox of ours (store/acks.py StreamAcks): a
     stored event and a duplicate pass, a refusal and a stream that is gone
     raise, and nothing is left waiting either way."""
     import nats
     import pytest
     from nats.js import api
 
-    from kryten_likes.event_out import StreamAcks, StreamRefused
+    from kryten_likes.store.acks import StreamAcks, StreamRefused
 
     async def run():
         nc = await nats.connect(nats_server.url)
@@ -182,7 +182,8 @@ def test_new_events_go_as_one_chain_and_one_ack_per_stream_and_a_broken_chain_go
     import pytest
     from nats.js import api
 
-    from kryten_likes.event_out import OutStream, StreamRefused
+    from kryten_likes.event_out import OutStream
+    from kryten_likes.store.acks import StreamRefused
 
     tag = next(_tags)
 

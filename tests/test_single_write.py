@@ -12,7 +12,7 @@ import itertools
 import nats
 from nats.js.api import KeyValueConfig
 
-from kryten_likes.event_out import StreamAcks
+from kryten_likes.store.acks import StreamAcks
 from kryten_likes.store import AtomicBucket
 from kryten_likes.store.values import Fence, Fenced, KvWrite, Landed
 

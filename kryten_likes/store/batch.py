@@ -35,6 +35,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from .acks import stored
 from .headed_publish import HeadedMessage, plainly_connected, publish_headed_many
 from .reconnects import Reconnects
 from .values import Conflict, Fence, Fenced, KvWrite, Landed, StoredEntry
@@ -177,8 +178,9 @@ class AtomicBucket:
                 break  # not landed: send the same group again
 
     async def _attempt(self, group_id: str, writes: Sequence[KvWrite]) -> Landed | Conflict | Fenced:
-        if len(writes) == 1 and writes[0].expected_revision is None:
-            return await self._attempt_single(group_id, writes[0])
+        single = self.single_write(writes)
+        if single is not None:
+            return await self._attempt_single(group_id, single)
         batch_id = f"{group_id}-{uuid.uuid4().hex[:8]}"
         fence = self.fence
         ahead = 0
@@ -232,6 +234,11 @@ class AtomicBucket:
         raise BatchRefused(f"{self.bucket}: {err.get('description')} (err_code {err.get('err_code')})")
 
 
+    @staticmethod
+    def single_write(writes: Sequence[KvWrite]) -> KvWrite | None:
+        """The write, when a group is one unconditional write (a plain publish, no batch)."""
+        return writes[0] if len(writes) == 1 and writes[0].expected_revision is None else None
+
     def single_message(self, group_id: str, w: KvWrite) -> tuple[str, bytes, dict[str, str]]:
         """One unconditional write as it is sent: subject, value, headers."""
         headers = {"Nats-Msg-Id": group_id}
@@ -253,7 +260,7 @@ class AtomicBucket:
     def single_landed(group_id: str, w: KvWrite, ack: bytes) -> Landed | None:
         """The write stored, as its ack says; None for anything else (an
         error, a duplicate, no stream): ``commit`` finds out what happened."""
-        if not ack or b'"error"' in ack or b'"duplicate"' in ack:
+        if not stored(ack):
             return None
         try:
             return Landed(group_id, {w.key: int(json.loads(ack)["seq"])})
