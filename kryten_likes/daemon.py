@@ -32,7 +32,7 @@ from .http_live import LiveFeed
 from .http_server import build_app, endpoint_url, serve_http
 from .lease_keeper import LeaseKeeper
 from .operations import Metrics
-from .startup import loop_options
+from .startup import collect_less_often, loop_options
 from .status import DaemonStatus
 from .store import open_buckets, open_journal
 from .store.reconnects import Reconnects
@@ -248,6 +248,7 @@ def run_daemon(config: Config) -> int:
     configured, the daemon until SIGTERM/SIGINT; returns the exit code."""
     from .embedded import EmbeddedNatsError, start_nats_server
 
+    collect_less_often()
     # One line per event; credentials are never put in a log line.
     logging.basicConfig(level=config.logging.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,11 +1,12 @@
 """What the daemon does before it serves: read both buckets into books and
-live claims, ask the bridge what plays, choose the event loop, and give
-back the memory the reading left free.
+live claims, ask the bridge what plays, choose the event loop and how often
+the collector runs, and give back the memory the reading left free.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import importlib.util
 import logging
@@ -170,6 +171,24 @@ def loop_options(config: Config) -> dict:
         log.info("uvloop is not installed here; running on asyncio's own event loop")
         return {"use_uvloop": False}
     return {"use_uvloop": True}
+
+
+# CPython's collector looks at young objects every 700 new containers, and at
+# the whole heap once it grew by a quarter, at most every 100 young looks.
+# The daemon's garbage is freed by reference counting; what survives is state
+# that stays (books, like records), so nearly every look finds nothing, and a
+# growing heap is walked again and again: with likes spread over 10 000 new
+# namespaces, 19 full collections took 4.2 s of the daemon's ~20 s. Looking
+# 7x less often at young objects and 5x less often at the whole heap: 3
+# full collections, 1.35 s, and 20-28 % less CPU per like in the cores'
+# bench (12-20 % with one hot item). A young look then walks up to 5 000
+# objects (< 1 ms), once per thousands of likes.
+COLLECTOR_THRESHOLDS = (5000, 10, 50)
+
+
+def collect_less_often() -> None:
+    """The process's collector as the daemon wants it (``run``, before anything is read)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def first_unstored(book: CounterBook | None) -> int:
