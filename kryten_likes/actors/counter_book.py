@@ -9,6 +9,7 @@ could take back.
 from __future__ import annotations
 
 import heapq
+from functools import cached_property
 from collections.abc import Iterable
 
 from ..clock import parse_iso
@@ -36,7 +37,6 @@ class CounterBook:
         self.global_doc: StoredEntry | None = None
         self.now_playing: StoredEntry | None = None
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
-        self.requests: list[StoredEntry] = []  # request keys, handed to the writer's RequestMemory
         self.records = LikeIndex(namespace)  # who liked what (like records) and each user's totals
         self._changes = 0  # moves with every document the book takes (titles included)
         self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
@@ -44,25 +44,57 @@ class CounterBook:
         # Likes journalled (their records stored, ``staged``) and not yet in
         # their item's document: counted in every answer, not in the document.
         self.staged_likes: dict[str, int] = {}
-        # This namespace's daemon's journal as the start-up scan found it:
-        # entries (revision, value) and the mark up to which they are stored
-        # (actors/like_journal.py); the unstored ones, for the writer.
         self.staged = StagedView()  # the same likes by hour, item and curator, and users' (staged_view.py)
-        self.journal_entries: list[tuple[int, dict]] = []
+        # This namespace's daemon's journal as the start-up scan found it: the
+        # mark up to which its entries are stored (actors/like_journal.py); the
+        # entries, and the unstored ones for the writer, are below.
         self.journal_mark: StoredEntry | None = None
-        self.staged_records: list[tuple[int, dict]] = []
         self.top_liked = Leaderboard(RANKED, lambda: ((vid, n + self.staged_likes.get(vid, 0))
                                                       for vid, n in t.every(t.like_count)))
-        self.top_played = Leaderboard(RANKED, lambda: t.every(t.play_count))
         # Counts by hour of the last 30 days, from the documents' ``hours``
         # (window_counts): the day, week and month rankings.
         self.like_windows = WindowCounts(RANKED)
-        self.play_windows = WindowCounts(RANKED)
-        self.curators = CuratorTotals()  # likes received and plays of whoever queued what played
         # Read at start for the writer's republish (actors/outbox.py), then dropped.
         self.event_marks: dict[str, int] = {}
-        self.recent_records: list[tuple[int, int, dict]] = []  # a heap: (revision, n, record), the newest
         self._recent_n = 0
+        # The rest (plays, curators, what start-up found) is made when first
+        # needed, below.
+
+    # --- made when first needed ----------------------------------------------------
+    # A namespace that is only ever liked (a side room; the bench's likes
+    # spread over 10 000 namespaces) never makes these: each is ~10 µs to
+    # make and objects the collector walks for as long as the book lives.
+
+    @cached_property
+    def top_played(self) -> Leaderboard:
+        t = self.table
+        board = Leaderboard(RANKED, lambda: t.every(t.play_count))
+        board.rebuild()  # (what it would hold had it been kept from the start)
+        return board
+
+    @cached_property
+    def play_windows(self) -> WindowCounts:
+        return WindowCounts(RANKED)  # (built from its hours at its first advance)
+
+    @cached_property
+    def curators(self) -> CuratorTotals:
+        return CuratorTotals()  # likes received and plays of whoever queued what played
+
+    @cached_property
+    def requests(self) -> list[StoredEntry]:
+        return []  # request keys found at start, handed to the writer's RequestMemory
+
+    @cached_property
+    def journal_entries(self) -> list[tuple[int, dict]]:
+        return []  # (revision, value) of each journal entry found at start
+
+    @cached_property
+    def staged_records(self) -> list[tuple[int, dict]]:
+        return []  # those not stored yet, for the writer
+
+    @cached_property
+    def recent_records(self) -> list[tuple[int, int, dict]]:
+        return []  # a heap: (revision, n, record), the newest
 
     # --- loading -------------------------------------------------------------
 
@@ -212,9 +244,12 @@ class CounterBook:
     def advance(self, now: float) -> None:
         """The windows follow the clock: hours leave them as it passes."""
         self.like_windows.advance(now)
-        self.play_windows.advance(now)
-        for w in self.curators.windows.values():
-            w.advance(now)
+        made = self.__dict__  # (a part not made yet has nothing to move: its first advance builds it)
+        if "play_windows" in made:
+            self.play_windows.advance(now)
+        if "curators" in made:
+            for w in self.curators.windows.values():
+                w.advance(now)
 
     def top_in(self, ranking: str, window: str, limit: int, now: float) -> list[dict]:
         """The first ``limit`` of a ranking over a rolling window (``day``,
