@@ -8,25 +8,21 @@ could take back.
 
 from __future__ import annotations
 
-import heapq
 from functools import cached_property
 from collections.abc import Iterable
 
-from ..clock import parse_iso
 from ..store.values import StoredEntry
-from ..store.keys import decode_token
 from ..contract import TOP_LIMIT_MAX
-from ..store.documents import record_totals, zero_global
+from ..store.documents import zero_global
+from .book_loading import load_key
 from .item_table import ItemTable
 from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 from .curator_totals import CuratorTotals
-from .outbox import MAX_UNPUBLISHED
 from .staged_view import StagedView
 from .window_counts import WindowCounts, hour_label, hour_of, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
-RECENT_RECORDS = 2 * MAX_UNPUBLISHED
 
 
 class CounterBook:
@@ -56,7 +52,7 @@ class CounterBook:
         self.like_windows = WindowCounts(RANKED)
         # Read at start for the writer's republish (actors/outbox.py), then dropped.
         self.event_marks: dict[str, int] = {}
-        self._recent_n = 0
+        self.recent_n = 0  # records the scan offered to ``recent_records`` (book_loading.py)
         # The rest (plays, curators, what start-up found) is made when first
         # needed, below.
 
@@ -94,86 +90,14 @@ class CounterBook:
 
     @cached_property
     def recent_records(self) -> list[tuple[int, int, dict]]:
-        return []  # a heap: (revision, n, record), the newest
+        return []  # a heap: (revision, n, record), the newest records the scan found
 
     # --- loading -------------------------------------------------------------
 
     def load(self, parts: tuple[str, ...], entry: StoredEntry | None) -> None:
         """Take one scanned key (split by ``store.split_key``) of this namespace;
-        ``entry`` None: the key was deleted while the scan ran."""
-        v = (entry.value if entry is not None else None) or {}
-        vid = v.get("video_id") if isinstance(v.get("video_id"), str) else None
-        match parts:
-            case ("counters", "global"):
-                self.global_doc = entry
-            case ("now_playing",):
-                self.now_playing = entry
-            case ("queue", "expected"):
-                self.expectations = entry
-            case ("requests", _, _):
-                if entry is not None:
-                    self.requests.append(entry)
-            case (record,) if record.startswith("liked."):
-                self._load_record(record, entry)
-            case ("users", tok):
-                user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
-                # A store from before the totals rode on records.
-                if entry is not None and isinstance(v.get("likes_given"), int):
-                    self.records.offer_totals(user, str(v.get("username") or user), v["likes_given"], entry.revision)
-            case ("journal", _):
-                if entry is not None and v:
-                    self.journal_entries.append((entry.revision, v))
-            case ("journal_mark",):
-                self.journal_mark = entry
-            case ("events", "published"):
-                self.event_marks = {b: v[b] for b in ("likes", "analytics") if type(v.get(b)) is int}
-            case ("curators", tok):
-                user = v.get("user") if isinstance(v.get("user"), str) else decode_token(tok)
-                bucket = "likes" if "likes_received" in v else "analytics" if "plays" in v else None
-                if bucket is not None:
-                    self.curators.take(bucket, user, entry)
-            case ("items", tok):
-                self.set_item(vid or decode_token(tok), entry)
-            case ("items", tok, "likes"):
-                self.set_likes(vid or decode_token(tok), entry)
-            case ("playlists", tok):
-                pid = v.get("playlist_id") if isinstance(v.get("playlist_id"), str) else None
-                if entry is None:
-                    self.playlists.pop(pid or decode_token(tok), None)
-                else:
-                    self.playlists[pid or decode_token(tok)] = entry
-
-    def _load_record(self, record: str, entry: StoredEntry | None) -> None:
-        _, vtok, utok = record.split(".")
-        v = (entry.value if entry is not None else None) or {}
-        vid, user = decode_token(vtok), decode_token(utok)
-        if v:
-            self._keep_recent(entry, v)
-            totals = record_totals(v, user)
-            if entry is not None and totals is not None:
-                self.records.offer_totals(user, *totals, entry.revision)
-        if not v or v.get("unliked_at"):
-            self.records.forget(vid, user)
-            return
-        try:
-            liked_at = parse_iso(v["liked_at"])
-        except (KeyError, TypeError, ValueError):
-            return  # a record we cannot read lists no one; the counts do not depend on it
-        self.records.load(vid, user, str(v.get("username") or user), liked_at)
-        if isinstance(v.get("curator"), str) and v["curator"]:
-            self.curators.credited(vid, user, liked_at, v["curator"])
-
-    def _keep_recent(self, entry: StoredEntry | None, v: dict) -> None:
-        """The records of highest revision: those a crash may have left
-        unpublished are among them (the outbox bounds how many can be)."""
-        if entry is None:
-            return
-        self._recent_n += 1
-        item = (entry.revision, self._recent_n, v)
-        if len(self.recent_records) < RECENT_RECORDS:
-            heapq.heappush(self.recent_records, item)
-        elif item[0] > self.recent_records[0][0]:
-            heapq.heapreplace(self.recent_records, item)
+        ``entry`` None: the key was deleted while the scan ran (book_loading.py)."""
+        load_key(self, parts, entry)
 
     # --- reading ---------------------------------------------------------------
 
