@@ -64,6 +64,7 @@ def load_key(book: CounterBook, parts: tuple[str, ...], entry: StoredEntry | Non
             else:
                 book.playlists[pid or decode_token(tok)] = entry
 
+
 def _load_record(book: CounterBook, record: str, entry: StoredEntry | None) -> None:
     _, vtok, utok = record.split(".")
     v = (entry.value if entry is not None else None) or {}
@@ -83,6 +84,7 @@ def _load_record(book: CounterBook, record: str, entry: StoredEntry | None) -> N
     book.records.load(vid, user, str(v.get("username") or user), liked_at)
     if isinstance(v.get("curator"), str) and v["curator"]:
         book.curators.credited(vid, user, liked_at, v["curator"])
+
 
 def _keep_recent(book: CounterBook, entry: StoredEntry | None, v: dict) -> None:
     """The records of highest revision: those a crash may have left
