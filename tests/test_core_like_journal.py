@@ -30,7 +30,7 @@ from kryten_likes.actors.groups import JournalGroup, LikeGroup, UnlikeGroup
 from kryten_likes.actors.journal_committer import JournalMarkMoved
 from kryten_likes.effects import Commit, PublishEvents, PurgeJournal, PutDocument, Reply
 from kryten_likes.messages import (
-    CommitFinished, EventsPublished, LikeForItem, LikeReserved, ReplyTo, Tick, UnlikeForItem,
+    CommitFinished, EventsPublished, LikeForItem, LikeReserved, ReplyTo, Tick, UnlikeForItem, UserLikesAsked,
 )
 from kryten_likes.startup import SnapshotBuilder
 from kryten_likes.store import Landed, likes_key
@@ -229,6 +229,9 @@ class LikeJournalMachine(RuleBasedStateMachine):
                 (m.video_id, stored, self._expected(m.video_id))
             if not self.maybe and not self.maybe_not:  # (a dead writer's late write: KV knows first)
                 assert book.like_count(m.video_id) >= stored
+            if book.like_count(m.video_id):
+                assert book.title(m.video_id) == m.title, "an item liked is named from its first answer"
+        assert set(book.staged.titles) <= set(book.staged.items), "a title held only while likes are staged"
 
     def _expected(self, vid: str) -> int:
         return sum(n for (v, _), n in self.counted.items() if v == vid)
@@ -431,3 +434,28 @@ def test_an_entry_landing_answers_its_likes_before_any_group_is_drafted() -> Non
     assert not [e for e in out if isinstance(e, Commit)], "no group drafted before the answers"
     (group,) = w.flush(T0)
     assert group.bucket == "likes" and len(w.flying.get(group.group_id).staged) == 3
+
+
+def test_an_answer_names_the_item_of_a_journalled_like_before_its_documents_are_stored() -> None:
+    """A like answered through the journal is in no document for a few ms;
+    what a user liked names its title from the first answer, as the
+    documents do once a group stores them. (It did not: ``kryten-likes
+    likes`` run right after a like printed the item without its title.)"""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    _reserve(w, DedupeLedger(WINDOW), ["ann"])
+    (entry,) = w.flush(T0)
+    w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+
+    def items_of_ann() -> list[dict]:
+        (r,) = w.step(UserLikesAsked(to("q"), NS, "ann", 10), T0)
+        return [{k: i[k] for k in ("video_id", "title")} for i in r.body["items"]]
+
+    assert kv["likes"].value(likes_key(NS, "v1")) is None, "staged: no document yet"
+    assert items_of_ann() == [{"video_id": "v1", "title": "One"}]
+    w.step(Tick(), T0)
+    (group,) = w.flush(T0)
+    w.step(CommitFinished(group.group_id, kv["likes"].apply(group)), T0)
+    assert kv["likes"].value(likes_key(NS, "v1"))["title"] == "One"
+    assert items_of_ann() == [{"video_id": "v1", "title": "One"}]
+    assert w.read.peek(NS).staged.titles == {}, "stored: the document names it, the view lets go"

@@ -112,14 +112,14 @@ class CounterBook:
     def likes_received(self, user: str) -> int:
         return self.curators.of("likes", user)[0] + self.staged.credit_total(user)
 
-    def stage(self, likes: Iterable[tuple[str, str, str | None, float]], n: int) -> None:
-        """Journalled likes ``(video_id, user, curator, at)`` counted (``n`` 1),
+    def stage(self, likes: Iterable[tuple[str, str, str | None, float, str | None]], n: int) -> None:
+        """Journalled likes ``(video_id, user, curator, at, title)`` counted (``n`` 1),
         or now stored in the documents (-1). An item's count moves once for
         all its likes (a hot item's entry holds hundreds: one leaderboard move)."""
         per_item: dict[str, int] = {}
-        for video_id, user, curator, at in likes:
+        for video_id, user, curator, at, title in likes:
             per_item[video_id] = per_item.get(video_id, 0) + n
-            self.staged.move(video_id, user, curator, at, n)
+            self.staged.move(video_id, user, curator, at, n, title)
         for video_id, k in per_item.items():
             self.stage_likes(video_id, k)
 
@@ -159,7 +159,7 @@ class CounterBook:
         return self.table.plays_of(video_id)
 
     def title(self, video_id: str) -> str | None:
-        return self.table.title(video_id)
+        return self.table.title(video_id) or self.staged.titles.get(video_id)
 
     def global_value(self) -> dict:
         g = self.global_doc

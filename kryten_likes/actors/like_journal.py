@@ -141,9 +141,10 @@ def journal_event(s: StagedLike, book: CounterBook) -> dict:
                  curator=like.curator, like_count=s.count, play_count=book.play_count(vid), at=iso(s.at))
 
 
-def stage_rows(staged: Sequence[StagedLike]) -> list[tuple[str, str, str | None, float]]:
-    """What ``CounterBook.stage`` moves for each: (video_id, user, curator, at)."""
-    return [(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at) for s in staged]
+def stage_rows(staged: Sequence[StagedLike]) -> list[tuple[str, str, str | None, float, str | None]]:
+    """What ``CounterBook.stage`` moves for each: (video_id, user, curator, at, title)."""
+    return [(s.like.media.video_id, liker(s.like), curator_of(s.like), s.at, s.like.media.title or None)
+            for s in staged]
 
 
 def staged_in_memory(book: CounterBook, staged: Sequence[StagedLike]) -> None:

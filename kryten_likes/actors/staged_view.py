@@ -23,10 +23,17 @@ class StagedView:
         self.items: dict[str, Counter[int]] = {}  # video_id -> hour -> staged likes
         self.curators: dict[str, Counter[int]] = {}  # folded curator -> hour -> staged credits
         self.given: dict[str, int] = {}  # folded user -> staged likes (a dict: a Counter costs more to make, and every namespace has one)
+        # The title a staged like was given, of items whose documents may not
+        # hold it yet: an answer names the item from its first like.
+        self.titles: dict[str, str] = {}
 
-    def move(self, video_id: str, user: str, curator: str | None, at: float, n: int) -> None:
+    def move(self, video_id: str, user: str, curator: str | None, at: float, n: int, title: str | None) -> None:
         h = hour_of(at)
         _add(self.items, video_id, h, n)
+        if video_id not in self.items:
+            self.titles.pop(video_id, None)
+        elif title and n > 0:
+            self.titles[video_id] = title
         if curator:
             _add(self.curators, curator, h, n)
         left = self.given.get(user, 0) + n
