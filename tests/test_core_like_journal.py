@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -144,16 +145,35 @@ class LikeJournalMachine(RuleBasedStateMachine):
         self.route(self.w.flush(self.now))
 
     @precondition(lambda self: self.in_flight)
-    @rule(data=st.data())
-    def finish(self, data) -> None:
+    @rule(data=st.data(), answers_first=st.booleans())
+    def finish(self, data, answers_first: bool) -> None:
+        """A write's outcome. ``answers_first``: as the writer's shell takes
+        it, the answers of a lone entry first, then its counting; a crash may
+        come between the two."""
         gid = data.draw(st.sampled_from(sorted(self.in_flight)))
         commit = self.in_flight.pop(gid)
         # (A conflict: an unliked claim the fake KV keeps, where the server removes it after 1 s.)
-        self._finished(gid, self.kv[commit.bucket].apply(commit))
+        outcome = self.kv[commit.bucket].apply(commit)
+        if answers_first:
+            answers = self.w.answers_first(CommitFinished(gid, outcome), self.now)
+            if answers is not None:
+                event("a lone entry answered before it is counted")
+                assert self.w.flying.get(gid) is None, "answered: no longer held for the supervisor to answer"
+                # The replies go out; the ledger takes its ClaimsSettled meanwhile, and
+                # what it sends the writer waits in the writer's mailbox until it has counted.
+                self.route([e for e in answers if isinstance(e, Reply)])
+                from_ledger = [m for e in answers if not isinstance(e, Reply) for m in self.ledger.step(e, self.now)]
+                if data.draw(st.booleans(), label="crash between the answers and the counting"):
+                    self._crash(lambda gid: data.draw(st.sampled_from(["landed", "lost", "late"]), label=f"{gid}"))
+                    return
+                self._counted(lambda: self.w.count_answered())
+                self.route(from_ledger)
+                return
+        self._counted(lambda: self.step(CommitFinished(gid, outcome)))
 
-    def _finished(self, gid: str, outcome) -> None:
+    def _counted(self, outcome_applied) -> None:
         try:
-            self.route(self.step(CommitFinished(gid, outcome)))
+            self.route(outcome_applied())
         except JournalMarkMoved:
             # The writer crashes on purpose; what it had in flight may land later still.
             self._crash(lambda gid: "late")
@@ -255,7 +275,8 @@ class LikeJournalMachine(RuleBasedStateMachine):
                 if gid not in self.in_flight:
                     continue  # (the writer crashed meanwhile)
                 commit = self.in_flight.pop(gid)
-                self._finished(gid, self.kv[commit.bucket].apply(commit))
+                outcome = self.kv[commit.bucket].apply(commit)
+                self._counted(lambda: self.step(CommitFinished(gid, outcome)))
         assert not self.in_flight and not self.w.likes.journal.staged and not self.w.likes.journal.journaling
         assert set(self.requests) == self.answered, f"never answered: {set(self.requests) - self.answered}"
         kv = self.kv["likes"]
@@ -459,3 +480,33 @@ def test_an_answer_names_the_item_of_a_journalled_like_before_its_documents_are_
     assert kv["likes"].value(likes_key(NS, "v1"))["title"] == "One"
     assert items_of_ann() == [{"video_id": "v1", "title": "One"}]
     assert w.read.peek(NS).staged.titles == {}, "stored: the document names it, the view lets go"
+
+
+def test_a_lone_entry_is_answered_first_and_counted_next_and_a_waiting_like_keeps_it_whole() -> None:
+    """``answers_first``: the answers of an entry that landed while no like
+    waits (the shell sends them, then ``count_answered`` counts the entry).
+    With a like waiting, the landing is one step: the next entry goes first."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    ledger = DedupeLedger(WINDOW)
+    _reserve(w, ledger, ["ann"])
+    (entry,) = w.flush(T0)
+    landed = CommitFinished(entry.group_id, kv["journal"].apply(entry))
+    answers = w.answers_first(landed, T0)
+    assert [e.body["like_count"] for e in answers if isinstance(e, Reply)] == [1]
+    assert w.held_requests() == [], "answered: the supervisor must not answer it again"
+    with pytest.raises(RuntimeError, match="count_answered"):
+        w.step(Tick(), T0)
+    assert w.count_answered() == []
+    assert w.read.peek(NS).like_count("v1") == 1 and len(w.likes.journal.staged) == 1
+
+    (bo,) = ledger.step(LikeForItem(to(8), NS, "bo", V1, username="Bo"), T0)
+    w.step(bo, T0)
+    (second,) = w.flush(T0)
+    (cy,) = ledger.step(LikeForItem(to(9), NS, "cy", V1, username="Cy"), T0)
+    w.step(cy, T0)  # waits for bo's entry to land
+    landed = CommitFinished(second.group_id, kv["journal"].apply(second))
+    assert w.answers_first(landed, T0) is None, "a like waits: the landing is stepped whole"
+    out = w.step(landed, T0)
+    assert isinstance(out[0], Commit) and out[0].bucket == "journal", "cy's entry goes before bo's answer"
+    assert [e.body["like_count"] for e in out if isinstance(e, Reply)] == [2]

@@ -134,14 +134,29 @@ class JournalCommitter:
     def landed(self, g: JournalGroup, landed: Landed) -> list:
         """The likes are counted: their journal entry holds them. Answered now;
         a group stores their documents, claims, curators and records next (``staged``)."""
+        self.count(g, landed)
+        return self.answers(g)
+
+    def answers(self, g: JournalGroup) -> list:
+        """What a landed entry answers: each like, and the ledger its claims.
+        Of the entry alone: the counter writer may send them before ``count``
+        (``CounterWriter.answers_first``)."""
+        out: list = [wire.ok(like.reply, video_id=like.media.video_id, like_count=count)
+                     for like, count in zip(g.likes, g.counts)]
+        claims = tuple(like.claim for like in g.likes if like.claim is not None)
+        if claims:
+            out.append(ClaimsSettled(confirmed=claims))
+        return out
+
+    def count(self, g: JournalGroup, landed: Landed) -> None:
+        """A landed entry's likes, counted by every answer from now on and
+        staged for a group to store; their events wait for the next flush."""
         rev = landed.revisions[g.writes[0].key]
         self.journal_seen = max(self.journal_seen, rev)
         self.not_journaling(g)
         new = [StagedLike(like, count, f"{g.group_id}.{i}", g.now, rev)
                for i, (like, count) in enumerate(zip(g.likes, g.counts))]
         self.staged.add(new)
-        out: list = []
-        claims = []
         publish = self.flying.outbox.enabled
         by_namespace: dict[str, list[StagedLike]] = {}
         for s in new:
@@ -154,16 +169,10 @@ class JournalCommitter:
                 like = s.like
                 vid, user = like.media.video_id, liker(like)
                 book.records.liked(vid, user, like.username or user, g.now)
-                out.append(wire.ok(like.reply, video_id=vid, like_count=s.count))
-                if like.claim is not None:
-                    claims.append(like.claim)
                 if publish:  # its event goes out with the others landed in this mailbox batch (``events_out``)
                     key = record_key(ns, vid, user)
                     self.events.append((key, journal_event(s, book)))
                     self.event_keys.add(key)
-        if claims:
-            out.append(ClaimsSettled(confirmed=tuple(claims)))
-        return out
 
     def not_journaling(self, g: JournalGroup) -> None:
         """Its write landed or was fenced."""

@@ -84,10 +84,15 @@ class ActorShell:
                 msg = self.in_hand[0]
                 if self.fault is not None and self.fault(self.name, msg):
                     raise InjectedFault(f"{self.name} at {msg!r}")
-                effects = self.core.step(msg, now)
-                self.in_hand.popleft()
-                await self.perform(effects)
+                await self.take(msg, now)
             await self.after_batch(now)
+
+    async def take(self, msg: Any, now: float) -> None:
+        """One message: the core's step, then its effects (it leaves ``in_hand``
+        once stepped: its effects are the core's to hold)."""
+        effects = self.core.step(msg, now)
+        self.in_hand.popleft()
+        await self.perform(effects)
 
     async def after_batch(self, now: float) -> None:
         pass
