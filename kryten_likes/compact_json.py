@@ -1,11 +1,14 @@
 """Compact JSON, as the daemon writes it everywhere a like passes: no
 spaces, text as UTF-8 (not ``\\u`` escapes).
 
-``json.dumps(v, separators=..., ensure_ascii=False)`` builds a new encoder,
-and under it a new C scanner, on every call: 11 µs for an event body where
-the C encoder itself needs 4. A like writes four such values (its record,
-its liker's totals, its event, its reply), so the encoder is made once here.
-Where the C speedups are missing (another Python), the plain encoder does.
+A like writes several such values (its journal entry, its record, its
+liker's totals, its event, its reply): py-spy put 9 % of the daemon's time
+at 256 likes in flight in the standard library's C encoder, made once here.
+orjson writes the same bytes for them about ten times faster (2.0 → 0.2 µs
+for an event body, 152 → 13 µs for a journal entry of 100 likes). What it
+refuses (a lone surrogate, an integer beyond 64 bits, a key that is not a
+string) goes to the standard encoder, as before: a lone surrogate still
+raises ``UnicodeEncodeError`` (``bus.send_json`` escapes it then).
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import json
 from json import encoder as _encoder
 from typing import Any
 
+import orjson
+
 _PLAIN = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 if _encoder.c_make_encoder is not None:
+    # json.dumps(v, separators=..., ensure_ascii=False) builds a new encoder
+    # (and a C scanner under it) on every call: made once here.
     _chunks = _encoder.c_make_encoder(None, _PLAIN.default, _encoder.encode_basestring, None, ":", ",",
                                       False, False, True)
 
@@ -28,4 +35,7 @@ else:  # pragma: no cover - CPython has the speedups
 
 def dump_bytes(value: Any) -> bytes:
     """UTF-8 bytes; a lone surrogate raises ``UnicodeEncodeError`` as ``json.dumps(...).encode()`` did."""
-    return dumps(value).encode()
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return dumps(value).encode()
