@@ -1,8 +1,8 @@
 """``compact_json.dump_bytes`` writes through orjson; for every value the
 daemon writes it must be the bytes the standard encoder wrote before
-(``json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()``):
-other services, and the claim and likes byte templates (test_documents.py),
-rely on them. What orjson refuses goes to the standard encoder."""
+(``json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()``).
+What orjson refuses goes to the standard encoder. (The claim's hand-made
+bytes are checked against ``dump`` in test_documents.py.)"""
 
 from __future__ import annotations
 

@@ -25,14 +25,3 @@ def test_claim_bytes_are_what_dump_writes(ns, vid, user, batch, liked_at, window
             return
         raise AssertionError("claim_bytes wrote what dump cannot")
     assert docs.claim_bytes(c, batch) == want
-
-
-@settings(max_examples=300, deadline=None)
-@given(vid=text, count=st.integers(0, 2**40), now=st.floats(1.6e9, 2.0e9), title=st.none() | text, batch=text)
-def test_likes_bytes_are_what_dump_writes(vid, count, now, title, batch):
-    v = docs.likes_value(vid, count, now, title, batch)
-    try:
-        want = docs.dump(v)
-    except UnicodeEncodeError:
-        return
-    assert docs.likes_bytes(v) == want

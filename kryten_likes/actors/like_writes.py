@@ -182,7 +182,7 @@ def _counts(per_item: dict[Item, int], likes: list[LikeReserved], read: ReadMode
         hours[key] = _hours(book.like_windows, vid, now, n, ats.get((ns, vid), []))
         values[key] = docs.likes_value(vid, count + n, now, titles[(ns, vid)] or book.title(vid), gid,
                                        hours_field(hours[key]))
-        writes.append(KvWrite(key, docs.likes_bytes(values[key]), book.table.likes_revision(vid)))
+        writes.append(KvWrite(key, docs.dump(values[key]), book.table.likes_revision(vid)))
     return before
 
 

@@ -137,7 +137,7 @@ class Unlikes:
         record["unliked_at"] = iso(now)
         claim = Claim(ns, vid, user, float(liked_at), now)
         writes = [KvWrite(record_key(ns, vid, user), docs.dump(record), None),
-                  KvWrite(likes_key(ns, vid), docs.likes_bytes(likes), book.table.likes_revision(vid)),
+                  KvWrite(likes_key(ns, vid), docs.dump(likes), book.table.likes_revision(vid)),
                   KvWrite(dedupe_key(ns, vid, user), docs.claim_bytes(claim, gid), None, ttl_seconds=1.0)]
         rk = self._rk(msg)
         if rk is not None:

