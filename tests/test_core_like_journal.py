@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from kryten_likes.actors.counter_writer import CounterWriter
 from kryten_likes.actors.dedupe_ledger import DedupeLedger
 from kryten_likes.actors.groups import JournalGroup, LikeGroup, UnlikeGroup
-from kryten_likes.actors.journal_committer import JournalMarkMoved
+from kryten_likes.actors.staged_storing import JournalMarkMoved
 from kryten_likes.effects import Commit, PublishEvents, PurgeJournal, PutDocument, Reply
 from kryten_likes.messages import (
     CommitFinished, EventsPublished, LikeForItem, LikeReserved, ReplyTo, Tick, UnlikeForItem, UserLikesAsked,

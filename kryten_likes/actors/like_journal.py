@@ -22,7 +22,7 @@ and its user's totals, not yet in its item's document.
 
 Staged likes are stored together (a batch costs the server as much for one
 like as for thirty): at ``STAGED_BATCH``, at the next tick, or at once when
-something waits for them. A likes group stores them (journal_committer's ``choose``,
+something waits for them. A likes group stores them (staged_storing's ``choose``,
 staged likes first, in journal order, whole entries only): their items' documents, claims (for
 what is left of the window), curators, records, and the **mark**
 ``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
