@@ -70,6 +70,12 @@ class Activation:
         writer = self.supervisor.incarnations.get("counter_writer")
         return writer.core.likes.journal.unstored() if writer is not None else 0
 
+    async def likes_stored(self) -> None:
+        """Until every like answered is in its documents."""
+        writer = self.supervisor.incarnations.get("counter_writer")
+        if writer is not None:
+            await writer.all_stored()
+
     def mailbox_depths(self) -> dict:
         return {n: self.inboxes[n].statistics().current_buffer_used for n in ACTORS}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 # How long a daemon that lost its lease waits for what it holds to be
 # answered before it stops serving.
 STEP_DOWN_DRAIN_SECONDS = 5.0
+# How long a stop waits for the requests it took to be answered and the
+# likes answered to be in their documents (not needed for exactness: a start
+# stores what the journal holds; but other services read KV meanwhile).
+STOP_DRAIN_SECONDS = 5.0
 
 
 @attrs.define
@@ -123,6 +128,20 @@ class Daemon:
         if scope is not None:
             scope.cancel()
             await self.serving_ended.wait()
+
+    async def drain(self) -> None:
+        """A clean stop's first half (``stop`` is the second): take no more
+        requests, answer those taken, and wait for the likes answered to be
+        in their documents; ``STOP_DRAIN_SECONDS`` at most."""
+        a = self.activation
+        if a is None:
+            return
+        await a.stop_taking_requests()
+        if self.keeper is not None and self.keeper.role != "active":
+            return  # (fenced: nothing more would be stored)
+        with anyio.move_on_after(STOP_DRAIN_SECONDS):
+            await a.bus.idle()
+            await a.likes_stored()
 
     async def stop_serving(self) -> None:
         if self.activation is not None:
@@ -266,16 +285,20 @@ def run_daemon(config: Config) -> int:
         log.info("embedded nats-server at %s (store %s)", url, server.store_dir)
 
     async def main() -> int:
+        running: list[Daemon] = []  # once it serves (or stands by)
+
         async with anyio.create_task_group() as tg:
             async def stop_on_signal() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for sig in signals:
                         log.info("%s: stopping", signal.Signals(sig).name)
+                        for daemon in running:
+                            await daemon.drain()
                         tg.cancel_scope.cancel()
                         return
 
             tg.start_soon(stop_on_signal)
-            await serve(config, nats_url=url)
+            running.append(await tg.start(partial(serve, config, nats_url=url)))
         return 0
 
     try:

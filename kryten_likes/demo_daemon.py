@@ -148,6 +148,8 @@ async def standalone(config: Config, namespace: str, store: Path | None,
                     say(f"demo: watch it live on the dashboard: http://127.0.0.1:{http_port}/")
                     yield server.url, local
                 finally:
+                    with anyio.CancelScope(shield=True):
+                        await daemon.drain()  # (its likes in their documents: the store is kept)
                     daemon.stop()
         finally:
             with anyio.CancelScope(shield=True):  # stopped even when the deadline or Ctrl-C ended the show

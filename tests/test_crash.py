@@ -37,7 +37,7 @@ import attrs
 import pytest
 
 from support.bus import (
-    bus_event_truth, connect, events_settled, like_truth, play_truth, publish_play, wait_answer,
+    ask, bus_event_truth, connect, events_settled, like_truth, play_truth, publish_play, wait_answer,
 )
 from support.daemon_process import DaemonProcess, Names, daemon_config
 from support.storm import (
@@ -187,7 +187,7 @@ def _storm(url: str, d: DaemonProcess, names: Names, rng: random.Random, n_users
 
             assert d.alive, "the daemon died on its own:\n" + d.log_tail()
             await events_settled(nc, names)
-            run.truth = await like_truth(nc, names, LIKED)
+            run.truth = await like_truth(nc, names, LIKED, answered=n_users - len(stats.unliked))
             run.plays, run.items_played = await play_truth(nc, names)
             run.item_stats = (await wait_answer(nc, names.cmd("stats"), {"video_id": LIKED},
                                                 lambda r: r["status"] == "ok"))["item"]
@@ -314,6 +314,49 @@ def test_plays_published_while_the_daemon_is_dead_count_once_after_restart(nats_
 
     anyio.run(scenario)
     assert d.terminate() == 0, d.log_tail()
+
+
+def test_a_clean_stop_leaves_every_like_it_answered_in_its_documents(nats_js, daemon_proc, tmp_path):
+    """A lone like is answered once its journal entry lands and is in its
+    item's document a tick later (actors/like_journal.py). SIGTERM waits for
+    that: once the daemon has exited, what other services read in KV holds
+    every like it answered (before, those likes waited in the journal for
+    the next start)."""
+    names = Names("stop", "stopchan", "stopns")
+    d = daemon_proc(daemon_config(tmp_path / "config.toml", [nats_js.url], names))
+    d.start()
+    n = 30
+
+    async def likes() -> None:
+        nc = await connect([nats_js.url])
+        try:
+            await publish_play(nc, names, LIKED)
+            await wait_answer(nc, names.cmd("now_playing"), {}, lambda r: r.get("video_id") == LIKED)
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):  # half with a correlation_id, as ``kryten-likes like`` sends
+                        body = {"username": f"u{i}", **({"correlation_id": f"c{i}"} if i % 2 else {})}
+                        tg.start_soon(lambda b=body: _ok(nc, names, b))
+        finally:
+            await nc.close()
+
+    anyio.run(likes)
+    assert d.terminate() == 0, d.log_tail()
+
+    async def stored() -> object:
+        nc = await connect([nats_js.url])
+        try:
+            return await like_truth(nc, names, LIKED)  # read once: no daemon will store anything now
+        finally:
+            await nc.close()
+
+    truth = anyio.run(stored)
+    assert (truth.like_count, truth.dedupe_keys) == (n, n), d.log_tail()
+
+
+async def _ok(nc, names: Names, body: dict) -> None:
+    reply = await ask(nc, names.like_subject, body, 10)
+    assert isinstance(reply, dict) and reply["status"] == "ok", reply
 
 
 def test_kill9_while_catching_up_on_plays_loses_none(nats_js, daemon_proc, tmp_path):

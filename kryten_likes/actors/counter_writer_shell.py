@@ -49,6 +49,7 @@ class CounterWriterShell(ActorShell):
         self._puts = anyio.CapacityLimiter(4)
         self._acks: StreamAcks | None = None  # the acks of journal writes sent at once
         self._at_once: dict[str, asyncio.TimerHandle] = {}  # their reply subjects -> timeouts, until acked
+        self._stored: anyio.Event | None = None  # set once no like is unstored (``all_stored``)
 
     async def run(self, inbox: Any, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -78,6 +79,16 @@ class CounterWriterShell(ActorShell):
 
     async def after_batch(self, now: float) -> None:
         await self.perform(self.core.flush(now))
+        if self._stored is not None and not self.core.likes.journal.unstored():
+            self._stored.set()
+
+    async def all_stored(self) -> None:
+        """Until every like answered is in its documents (staged likes are
+        stored by the next tick's group at the latest): a stop waits for it,
+        so that what other services read in KV is whole once we are gone."""
+        while self.core.likes.journal.unstored():
+            self._stored = anyio.Event()
+            await self._stored.wait()
 
     async def perform_other(self, effect: Any) -> None:
         assert self._tg is not None

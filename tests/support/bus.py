@@ -113,8 +113,20 @@ async def _patiently(read: Callable[[], Any]) -> Any:
     raise AssertionError("unreachable")
 
 
-async def like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
-    return await _patiently(lambda: _like_truth(nc, names, video_id))
+async def like_truth(nc: Any, names: Names, video_id: str, *, answered: int | None = None,
+                     timeout: float = 20.0) -> LikeTruth:
+    """The item's count and claims in KV. ``answered``: the count the answers
+    say; read again until KV holds it or ``timeout`` passes (a journalled
+    like is answered before its document and claim are stored, a tick later
+    at most: actors/like_journal.py). A like lost never arrives, one counted
+    twice is never taken back: either way the last read is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        truth = await _patiently(lambda: _like_truth(nc, names, video_id))
+        if answered is None or time.monotonic() > deadline or (
+                truth.like_count == truth.dedupe_keys == answered):
+            return truth
+        await anyio.sleep(0.2)  # polling KV for the staged likes' group, bounded by the deadline
 
 
 async def _like_truth(nc: Any, names: Names, video_id: str) -> LikeTruth:
