@@ -15,6 +15,11 @@ sender), minus every unlike answered ``ok``. Once everything lands, each
 item's document holds exactly that, no record is left ``staged``, each
 user's totals are their counted likes, and with dedupe on no user is
 counted twice for one item.
+
+Some likes carry a ``correlation_id`` and are sent again with it (a client
+that timed out): a request counts once however often it is sent, and every
+``ok`` it hears names the same count (from memory, from the staged likes,
+from the journal after a start, or from its stored request key).
 """
 
 from __future__ import annotations
@@ -62,12 +67,16 @@ class LikeJournalMachine(RuleBasedStateMachine):
         self.maybe_not: Counter = Counter()  # video_id -> unlikes of late writes
         self.journalled = 0
         self.event_ids_sent: set[str] = set()
+        self.cid_of: dict[str, tuple[str, str]] = {}  # subject -> (user, correlation_id)
+        self.media_of: dict[tuple[str, str], object] = {}  # (user, correlation_id) -> what it likes
+        self.outcome_of: dict[tuple[str, str], int] = {}  # (user, correlation_id) -> the count it counted at
         self._start(None, None)
 
     def _start(self, books, claims) -> None:
         self.life += 1
+        # (Retries stay within their window: a request's outcome never expires here.)
         self.w = CounterWriter(books or {}, NS, group_prefix=f"g{self.life}-", publish_events=True,
-                               journal_max=self.journal_max, unlike_window=WINDOW)
+                               journal_max=self.journal_max, unlike_window=WINDOW, retry_window=1e9)
         self.ledger = DedupeLedger(WINDOW, claims=claims)
 
     # --- routing -----------------------------------------------------------------------------------
@@ -115,7 +124,26 @@ class LikeJournalMachine(RuleBasedStateMachine):
         if body["status"] != "ok":
             assert body["status"] == "duplicate" or body.get("error") == "not_liked", body
             return
+        request = self.cid_of.get(subject)
+        if request is not None:
+            if request in self.outcome_of:
+                # (A dead writer's late write may count a request once more, as it may
+                # any like: the counts' ranges say all. Not so without one.)
+                if not self.maybe:
+                    assert body["like_count"] == self.outcome_of[request], f"a retry of {request} heard another count"
+                    event("a retry hears its original's count")
+                return
+            self.outcome_of[request] = body["like_count"]
         self.counted[(vid, user)] += 1 if kind == "like" else -1
+
+    def _landed_at_crash(self, like, count: int) -> None:
+        """A like whose write landed while nobody heard: counted (once a request)."""
+        request = (like.user, like.reply.correlation_id)
+        if like.reply.correlation_id is not None:
+            if request in self.outcome_of:
+                return
+            self.outcome_of[request] = count
+        self.counted[(like.media.video_id, like.user)] += 1
 
     # --- rules ---------------------------------------------------------------------------------------
 
@@ -128,6 +156,22 @@ class LikeJournalMachine(RuleBasedStateMachine):
     @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED), flush=st.booleans())
     def like(self, media, user: str, flush: bool) -> None:
         reply = ReplyTo(self._ask("like", media.video_id, user))
+        if user in CLAIMED:
+            self.route([LikeForItem(reply, NS, user, media, username=user.title())])
+        else:
+            self.route([LikeReserved(reply, NS, media, None, user=user, username=user.title())])
+        if flush:
+            self.flush()
+
+    @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED),
+          cid=st.sampled_from(["c1", "c2"]), flush=st.booleans())
+    def like_with_correlation_id(self, media, user: str, cid: str, flush: bool) -> None:
+        """A like sent with a correlation_id; the same again is a retry of it."""
+        request = (user, cid)
+        media = self.media_of.setdefault(request, media)  # (a retry asks for what the original did)
+        subject = self._ask("like", media.video_id, user)
+        self.cid_of[subject] = request
+        reply = ReplyTo(subject, cid)
         if user in CLAIMED:
             self.route([LikeForItem(reply, NS, user, media, username=user.title())])
         else:
@@ -216,8 +260,8 @@ class LikeJournalMachine(RuleBasedStateMachine):
                     self.maybe_not[g.unlike.media.video_id] += 1
             elif fate == "landed" and isinstance(self.kv[commit.bucket].apply(commit), Landed):
                 if isinstance(g, (JournalGroup, LikeGroup)):
-                    for like in g.likes:  # (a group's staged likes were counted when answered)
-                        self.counted[(like.media.video_id, like.user)] += 1
+                    for like, count in zip(g.likes, g.counts):  # (a group's staged likes were counted when answered)
+                        self._landed_at_crash(like, count)
                 elif isinstance(g, UnlikeGroup):
                     self.counted[(g.unlike.media.video_id, g.unlike.user)] -= 1
         self.in_flight.clear()
@@ -510,3 +554,83 @@ def test_a_lone_entry_is_answered_first_and_counted_next_and_a_waiting_like_keep
     out = w.step(landed, T0)
     assert isinstance(out[0], Commit) and out[0].bucket == "journal", "cy's entry goes before bo's answer"
     assert [e.body["like_count"] for e in out if isinstance(e, Reply)] == [2]
+
+
+def _with_cid(n: int | str, user: str, cid: str, media=V1) -> LikeReserved:
+    """A like with dedupe off (no claim): only its correlation_id tells a retry."""
+    return LikeReserved(ReplyTo(f"inbox.{n}", cid), NS, media, None, user=user, username=user.title())
+
+
+def test_a_like_with_a_correlation_id_is_journalled_and_every_retry_hears_its_answer() -> None:
+    """``kryten-likes like`` sends a correlation_id: its lone like is one
+    journal write too (it waited for a batch). A retry while it flies waits
+    for it, one after it hears it from memory; the group that stores it
+    writes its request key, for what is left of the retry window."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2, retry_window=600.0)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    assert w.step(_with_cid(1, "zed", "c-1"), T0) == []
+    (entry,) = w.flush(T0)
+    assert entry.bucket == "journal" and len(entry.writes) == 1
+    assert kv["journal"].apply(entry) and kv["journal"].value(entry.writes[0].key)["likes"][0]["correlation_id"] == "c-1"
+    assert w.step(_with_cid(2, "zed", "c-1"), T0) == [], "the original flies: the retry waits for its answer"
+    out = w.step(CommitFinished(entry.group_id, Landed(entry.group_id, {entry.writes[0].key: 1})), T0)
+    assert sorted((r.to.subject, r.body["status"], r.body["like_count"]) for r in out if isinstance(r, Reply)) == [
+        ("inbox.1", "ok", 1), ("inbox.2", "ok", 1)]
+    (r,) = [e for e in w.step(_with_cid(3, "zed", "c-1"), T0 + 5) if isinstance(e, Reply)]
+    assert (r.body["status"], r.body["like_count"]) == ("ok", 1)
+    w.step(Tick(), T0 + 10)
+    (group,) = w.flush(T0 + 10)
+    (key,) = [x for x in group.writes if "/requests/" in x.key]
+    assert key.expected_revision is None and key.ttl_seconds == 590.0, "its window counts from its answer"
+    w.step(CommitFinished(group.group_id, kv["likes"].apply(group)), T0 + 10)
+    stored = kv["likes"].value(key.key)
+    assert (stored["like_count"], stored["correlation_id"], stored["user"]) == (1, "c-1", "zed")
+    assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1
+    assert w.likes.journal.staged_requests == {}, "stored: its key (and memory) answer from now on"
+
+
+def test_a_start_hears_a_journalled_request_from_its_entry_and_stores_its_key() -> None:
+    """A crash after the entry landed and before a group stored it: the
+    next life reads the request's outcome back from the journal, answers a
+    retry with it (with dedupe off nothing else would stop a second count)
+    and stores the request key with the entry's likes."""
+    w = CounterWriter({}, NS, group_prefix="g1-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV(), "analytics": FakeKV()}
+    media = V1
+    w.step(LikeReserved(ReplyTo("inbox.1", "c-9"), NS, media, None, user="zed", username="Zed"), T0)
+    (entry,) = w.flush(T0)
+    kv["journal"].apply(entry)  # landed; the daemon died before hearing so
+    builder = SnapshotBuilder(T0 + 1)
+    for bucket in ("analytics", "likes", "journal"):
+        for k, e in kv[bucket].entries.items():
+            builder.take(k, e)
+    snap = builder.done()
+    w2 = CounterWriter(snap.books, NS, group_prefix="g2-", publish_events=False, journal_max=2)
+    out = w2.step(LikeReserved(ReplyTo("inbox.2", "c-9"), NS, media, None, user="zed", username="Zed"), T0 + 1)
+    (r,) = [e for e in out if isinstance(e, Reply)]
+    assert (r.body["status"], r.body["like_count"]) == ("ok", 1) and not [e for e in out if isinstance(e, Commit)]
+    w2.step(Tick(), T0 + 1)  # (staged likes wait for company or a tick)
+    (group,) = [c for c in w2.flush(T0 + 1) if c.bucket == "likes"]
+    w2.step(CommitFinished(group.group_id, kv["likes"].apply(group)), T0 + 1)
+    assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1, "counted once"
+    assert [kv["likes"].value(k)["like_count"] for k in kv["likes"].entries if "/requests/" in k] == [1]
+
+
+def test_once_memory_forgets_a_request_likes_with_a_correlation_id_go_in_groups() -> None:
+    """Memory holds ``max_remembered_requests`` outcomes; past that it
+    forgets the oldest, and only a create-if-absent of the key can tell a
+    retry of a forgotten request: such likes go in groups again. A staged
+    like's outcome is not forgotten until its key is stored."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2, max_remembered_requests=1)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    for i, user in enumerate(["yu", "zed"]):
+        w.step(LikeReserved(ReplyTo(f"inbox.{i}", f"c-{i}"), NS, V1, None, user=user, username=user), T0)
+        (entry,) = w.flush(T0)
+        assert entry.bucket == "journal"
+        w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+    assert w.likes.requests.forgotten == 1, "yu's outcome made room for zed's"
+    out = w.step(LikeReserved(ReplyTo("inbox.9", "c-0"), NS, V1, None, user="yu", username="yu"), T0)
+    assert [(r.body["status"], r.body["like_count"]) for r in out if isinstance(r, Reply)] == [("ok", 1)], \
+        "yu's retry: from the staged likes"
+    w.step(LikeReserved(ReplyTo("inbox.10", "c-5"), NS, V2, None, user="xi", username="xi"), T0)
+    assert [c.bucket for c in w.flush(T0) if isinstance(c, Commit)] == ["likes"], "xi's like goes in a group"

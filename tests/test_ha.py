@@ -237,10 +237,11 @@ def test_a_paused_active_daemon_writes_nothing_after_the_takeover_and_steps_down
         pair.close()
 
 
-def _fence_moved_then_like_retried(harness, bucket: str, like: dict):
+def _fence_moved_then_like_retried(harness, bucket: str, like: dict, command: str = "like"):
     """A daemon that has counted one like of ``v``; someone moves the fence in
-    ``bucket``; ``like`` is refused as unavailable (nothing stored), then sent
-    again until the daemon, active again, answers it. The harness and that answer."""
+    ``bucket``; ``like`` (a ``command`` request) is refused as unavailable
+    (nothing stored), then sent again until the daemon, active again, answers
+    it. The harness and that answer."""
     from conftest import playing, wait_until
     import nats.errors
 
@@ -255,12 +256,12 @@ def _fence_moved_then_like_retried(harness, bucket: str, like: dict):
         await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
     h.portal.call(move_fence)
 
-    r = h.request("like", like)
+    r = h.request(command, like)
     assert (r["status"], r["error"]) == ("error", "unavailable"), r
 
     def retry() -> dict | None:
         try:  # between stepping down and serving again nobody answers
-            r = h.request("like", like, timeout=1)
+            r = h.request(command, like, timeout=1)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return None
         return r if r.get("status") == "ok" else None
@@ -272,9 +273,44 @@ def test_a_fence_moved_under_an_active_daemon_refuses_its_writes_truly_and_it_ta
     """Someone moved the fence (by hand, or a daemon we cannot see): nothing
     of ours may be stored. The like in hand is answered unavailable (true:
     nothing stored), the daemon steps down, finds the lease still its own and
-    becomes active again with a fence of its own; the like retried counts once."""
-    h, retried = _fence_moved_then_like_retried(harness, LIKES_BUCKET, {"username": "second", "correlation_id": "c2"})
-    assert retried["like_count"] == 2
+    becomes active again with a fence of its own; the request retried counts
+    once. (An unlike: it is stored in the likes bucket whatever it carries,
+    where a lone like, even with a correlation_id, goes to the journal's.)"""
+    h, retried = _fence_moved_then_like_retried(harness, LIKES_BUCKET, {"username": "first", "correlation_id": "c2"},
+                                                command="unlike")
+    assert retried["like_count"] == 0
+    assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 0
+
+
+def test_a_journalled_like_whose_documents_meet_a_moved_fence_counts_once_after_the_takeover(harness):
+    """The likes bucket's fence moved after a lone like's journal entry
+    landed (answered ``ok``): the group that stores it is refused, the daemon
+    steps down and, active again, stores it from the journal. Once."""
+    from conftest import playing, wait_until
+    from kryten_likes.store.keys import LIKES_BUCKET as bucket
+
+    h = harness()
+    h.change_media("v")
+    playing(h, "v")
+    assert h.request("like", {"username": "first"})["like_count"] == 1
+    ns = h.config.analytics.namespace
+
+    async def move_fence() -> None:
+        kv = await h.nc.jetstream().key_value(bucket)
+        await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
+    h.portal.call(move_fence)
+    r = h.request("like", {"username": "second", "correlation_id": "c2"})
+    assert (r["status"], r["like_count"]) == ("ok", 2), r
+
+    def stored() -> int | None:
+        try:
+            doc = h.kv(bucket, f"ns/{ns}/items/v/likes")
+        except Exception:  # (stepped down meanwhile: nobody answers the harness's round trip)
+            return None
+        return doc["like_count"] if doc else None
+    assert wait_until(lambda: stored() == 2, timeout=15)
+    again = h.request("like", {"username": "second", "correlation_id": "c2"})
+    assert (again["status"], again["like_count"]) == ("ok", 2), "a retry hears its original answer"
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 2
 
 

@@ -30,8 +30,9 @@ from ..store.keys import record_key
 from ..store.values import Landed
 from .groups import GroupsInFlight, JournalGroup, LikeGroup, StagedLike
 from .like_journal import draft_journal, journal_event, journalable, mark_of, staged_in_memory
-from .like_writes import Item, liker
+from .like_writes import Item, liker, request_key_of
 from .read_model import ReadModel
+from .request_memory import RequestKey, RequestMemory, replay
 from .staged_queue import StagedQueue
 from .staged_storing import StagedStoring
 
@@ -40,11 +41,17 @@ ENTRY_MAX = 200  # likes in one journal entry (a group stores an entry whole: up
 
 
 class JournalCommitter(StagedStoring):
-    def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str], *, max_batch: int,
-                 journal_max: int = 0, home: str = "", identity: str | None = None) -> None:
+    def __init__(self, read: ReadModel, flying: GroupsInFlight, new_id: Callable[[], str],
+                 requests: RequestMemory, *, max_batch: int, journal_max: int = 0, home: str = "",
+                 identity: str | None = None) -> None:
         self.read = read
         self.flying = flying  # shared with the other committers
         self.new_id = new_id
+        self.requests = requests  # the likes committer's
+        # The outcomes of staged likes sent with a ``correlation_id``: their
+        # request keys are stored with them, and until then a retry is answered
+        # from here (memory may forget an outcome for room; this never does).
+        self.staged_requests: dict[RequestKey, dict] = {}
         self.max_batch = max_batch
         self.journal_max = journal_max  # journal writes in flight at most (0: the journal is off)
         self.home = home  # the daemon's namespace: its journal and the journal's mark
@@ -64,6 +71,11 @@ class JournalCommitter(StagedStoring):
         self.purged = 0  # entries up to here are removed from the journal
         if book is not None:  # what a previous life journalled and did not store (like_journal.recover)
             self.staged.add(s for _, s in book.staged_records)
+            for s in self.staged:
+                rk = request_key_of(s.like)
+                if rk is not None:
+                    outcome = self.staged_requests[rk] = {"video_id": s.like.media.video_id, "like_count": s.count}
+                    requests.recall(rk, s.at + requests.window, outcome)
             self.journal_seen = max([self.journal_seen, *(s.revision for s in self.staged)])
             book.staged_records = []
 
@@ -98,7 +110,9 @@ class JournalCommitter(StagedStoring):
         kept: deque[LikeReserved] = deque()
         held_back: set[Item] = set()  # items with an earlier like left waiting: theirs keep their order
         users: set[tuple[str, str]] = set()
-        limit = min(ENTRY_MAX, (self.max_batch - 1) // 4)  # (its group must fit it whole)
+        budget = self.max_batch - 1  # its group must fit it whole, with the mark
+        cost = 0
+        retries_known = self.requests.whole
         likes: list[LikeReserved] = []
         counts: list[int] = []
         ahead: Counter[Item] = Counter()
@@ -106,11 +120,14 @@ class JournalCommitter(StagedStoring):
         for like in pending:
             item = (like.namespace, like.media.video_id)
             user = (like.namespace, liker(like))
-            if (len(likes) >= limit or item in held_back or user in users
-                    or correction_waiting(*item) or not journalable(like, busy, self.read, now)):
+            # At most: its claim, record, request key, item's document and curator's totals.
+            extra = 4 + (like.reply.correlation_id is not None)
+            if (len(likes) >= ENTRY_MAX or cost + extra > budget or item in held_back or user in users
+                    or correction_waiting(*item) or not journalable(like, busy, self.read, now, retries_known)):
                 kept.append(like)
                 held_back.add(item)
                 continue
+            cost += extra
             users.add(user)
             ahead[item] += 1
             likes.append(like)
@@ -131,11 +148,17 @@ class JournalCommitter(StagedStoring):
         return self.answers(g)
 
     def answers(self, g: JournalGroup) -> list:
-        """What a landed entry answers: each like, and the ledger its claims.
-        Of the entry alone: the counter writer may send them before ``count``
-        (``CounterWriter.answers_first``)."""
-        out: list = [wire.ok(like.reply, video_id=like.media.video_id, like_count=count)
-                     for like, count in zip(g.likes, g.counts)]
+        """What a landed entry answers: each like and the retries that waited
+        for it, and the ledger its claims. Of the entry alone: the counter
+        writer may send them before ``count`` (``CounterWriter.answers_first``)."""
+        out: list = []
+        for like, count in zip(g.likes, g.counts):
+            out.append(wire.ok(like.reply, video_id=like.media.video_id, like_count=count))
+            rk = request_key_of(like)
+            if rk is not None:
+                outcome = self.staged_requests[rk] = {"video_id": like.media.video_id, "like_count": count}
+                for waiter in self.requests.settled(rk, outcome, g.now):
+                    out += replay(waiter, outcome)
         claims = tuple(like.claim for like in g.likes if like.claim is not None)
         if claims:
             out.append(ClaimsSettled(confirmed=claims))

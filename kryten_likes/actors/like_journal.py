@@ -13,7 +13,7 @@ batch holds up: the *entry* ``ns/{ns}/journal/{id}`` (``ns``: the daemon's
 namespace) carries every like that waited when it was sent (at most
 journal_committer's ``ENTRY_MAX``, each user once) and everything each
 changes (its namespace, item, user, names, curator, count, ``event_id``,
-claim). It expects only the fence (that bucket has its own
+claim, ``correlation_id``). It expects only the fence (that bucket has its own
 ``writer`` key, moved with the others: store/batch.py, ``_attempt_single``),
 so a daemon that lost its lease stores nothing. Once it lands its likes are
 answered ``ok`` and their events published; they are then **staged**:
@@ -24,7 +24,7 @@ Staged likes are stored together (a batch costs the server as much for one
 like as for thirty): at ``STAGED_BATCH``, at the next tick, or at once when
 something waits for them. A likes group stores them (staged_storing's ``choose``,
 staged likes first, in journal order, whole entries only): their items' documents, claims (for
-what is left of the window), curators, records, and the **mark**
+what is left of the window), curators, records, request keys, and the **mark**
 ``ns/{ns}/journal_mark`` (``{"revision": N}``, compare-and-set), all in one
 atomic batch of the likes bucket. The mark says: every entry of this
 daemon's journal at a revision up to N is stored. So a group takes staged
@@ -38,8 +38,13 @@ them first. Entries at or below the mark are removed (``PurgeJournal``).
 
 When a like may go alone (``journalable``):
 
-- it has a user and no ``correlation_id`` (a retried request must find its
-  request key, which only a group writes);
+- it has a user, and if it has a ``correlation_id`` the writer's memory
+  holds every live request key (``RequestMemory.whole``: none forgotten for
+  room), so that memory, not a create-if-absent of the key, is the word on
+  a retry. Its entry carries the ``correlation_id``: until a group stores
+  its request key with it (for what is left of the window), a retry is
+  answered from the staged likes (``staged_requests``), and a start reads
+  the outcome back from the entry;
 - no group in flight writes for its user (their totals must not cross);
 - with dedupe on, its user has no like of the item younger than the window
   in the like index: the ledger's memory is then not the only word on a
@@ -50,8 +55,9 @@ When a like may go alone (``journalable``):
   for one to land rather than for a group), and no earlier like of its
   item waits for a group.
 
-Likes that may not (a ``correlation_id``, no user, a like of the pair in
-the window) go in groups as before, after their item's staged likes.
+Likes that may not (no user, a like of the pair in the window, a
+``correlation_id`` once memory forgot one) go in groups as before, after
+their item's staged likes.
 """
 
 from __future__ import annotations
@@ -77,9 +83,11 @@ if TYPE_CHECKING:
 JOURNAL_MAX = 2  # journal writes in flight at once (each carries every like that waited for it)
 
 
-def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float) -> bool:
+def journalable(like: LikeReserved, busy: set[str], read: ReadModel, now: float, retries_known: bool) -> bool:
+    """``retries_known``: every live request key is in the writer's memory
+    (``RequestMemory.whole``)."""
     user = liker(like)
-    if not user or like.reply.correlation_id is not None:
+    if not user or (like.reply.correlation_id is not None and not retries_known):
         return False
     ns, vid = like.namespace, like.media.video_id
     if user_key(ns, user) in busy:
@@ -105,7 +113,8 @@ def draft_journal(gid: str, home: str, likes: list[LikeReserved], counts: list[i
                         "curator": like.curator, "type": like.media.media_type or None,
                         "title": like.media.title or None, "like_count": count, "event_id": f"{gid}.{i}",
                         "claim_liked_at": iso(c.liked_at) if c is not None else None,
-                        "claim_expires_at": iso(c.expires_at) if c is not None else None})
+                        "claim_expires_at": iso(c.expires_at) if c is not None else None,
+                        **({"correlation_id": like.reply.correlation_id} if like.reply.correlation_id else {})})
     value = {"liked_at": iso(now), "likes": entries, "schema_version": docs.SCHEMA, "batch": gid}
     return JournalGroup(gid, (KvWrite(journal_key(home, gid), docs.dump(value), None),), likes, counts,
                         {user_key(l.namespace, liker(l)): {} for l in likes}, now, floor)
@@ -127,7 +136,8 @@ def _staged(revision: int, at: float, v: dict) -> StagedLike:
     claim = Claim(ns, vid, user, parse_iso(v.get("claim_liked_at") or v.get("liked_at")), parse_iso(ends)) \
         if ends else None
     play = v.get("play_started_at")
-    like = LikeReserved(ReplyTo(None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
+    cid = v.get("correlation_id")
+    like = LikeReserved(ReplyTo(None, str(cid) if cid else None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
                         claim, user, str(v.get("username") or user), parse_iso(play) if play else 0.0,
                         v.get("curator") or None)
     return StagedLike(like, int(v["like_count"]), str(v["event_id"]), at, revision)

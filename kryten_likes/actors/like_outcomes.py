@@ -15,7 +15,7 @@ import attrs
 
 from .. import wire
 from ..clock import parse_iso
-from ..messages import ClaimsSettled, LikeDuplicate, LikeReserved
+from ..messages import ClaimsSettled, LikeReserved
 from ..store.keys import likes_key, record_key
 from ..store.values import Conflict, Landed, StoredEntry
 from .event_bodies import like_events
@@ -23,7 +23,7 @@ from .groups import FENCED, MAX_CONFLICTS, GroupsInFlight, JournalGroup, LikeGro
 from .journal_committer import JournalCommitter
 from .like_writes import claim_key_of, liker, request_key_of, take_totals_of_records
 from .read_model import ReadModel
-from .request_memory import RequestMemory, request_key
+from .request_memory import RequestMemory, replay, request_key
 
 
 class LikeOutcomes:
@@ -58,7 +58,7 @@ class LikeOutcomes:
             if rk is not None:
                 outcome = {"video_id": like.media.video_id, "like_count": count}
                 for waiter in self.requests.settled(rk, outcome, g.now):
-                    out += self._replay(waiter, outcome)
+                    out += replay(waiter, outcome)
             if like.claim is not None:
                 claims.append(like.claim)
                 if self.claim_revisions:  # only after a conflict
@@ -142,9 +142,9 @@ class LikeOutcomes:
             entry = conflict.current.get(request_key(rk))
             if entry is not None and entry.value is not None and parse_iso(entry.value["expires_at"]) > now:
                 outcome = {"video_id": entry.value["video_id"], "like_count": entry.value["like_count"]}
-                out = self._replay(like, outcome)
+                out = replay(like, outcome)
                 for waiter in self.requests.settled(rk, outcome, now):
-                    out += self._replay(waiter, outcome)
+                    out += replay(waiter, outcome)
                 return out
             self.claim_revisions[request_key(rk)] = entry.revision if entry is not None else 0
         c = like.claim
@@ -177,11 +177,4 @@ class LikeOutcomes:
                     released.append(r.claim)
         if released:
             out.append(ClaimsSettled(released=tuple(released)))
-        return out
-
-    def _replay(self, msg: LikeReserved | LikeDuplicate, outcome: dict) -> list:
-        """Answer a retry with the original outcome; it counts nothing."""
-        out: list = [wire.ok(msg.reply, **outcome)]
-        if isinstance(msg, LikeReserved) and msg.claim is not None:
-            out.append(ClaimsSettled(released=(msg.claim,)))
         return out

@@ -16,7 +16,8 @@ chooses the likes; this drafts their writes):
   messages once). Two groups with likes of one user never fly at once (the
   user's ``users/`` key stands for them in the group's ``values``), so the
   totals a record carries are never behind another record's;
-- a **request key** per like sent with a ``correlation_id``.
+- a **request key** per like sent with a ``correlation_id`` (a journalled
+  one's too, for what is left of its window).
 
 The marker read when the answer is lost is a key only this group writes:
 the first claim, else the first record.
@@ -91,13 +92,16 @@ def draft_group(gid: str, likes: list[LikeReserved], per_item: dict[Item, int], 
         records = read.book(ns).records
         values[user_key(ns, user)] = docs.user_value(user, records.name_of(user) or names[(ns, user)] or user,
                                                      records.totals(user)[0] + n, now, gid)
-    for s in staged:  # its record, with what it was answered
+    for s in staged:  # its record (and request key), with what it was answered
         like, user = s.like, liker(s.like)
         totals = values[user_key(like.namespace, user)]
         value = docs.record_value(like.media.video_id, user, like.username or user, s.at, like.play_at,
                                   s.event_id, gid, like.curator, like.media.media_type, s.count,
                                   totals["likes_given"], totals["username"])
         writes.append(KvWrite(record_key(like.namespace, like.media.video_id, user), docs.dump(value), None))
+        rk = request_key_of(like)
+        if rk is not None and s.at + window > now:
+            writes.append(_staged_request(rk, s, gid, window, now))
     for i, like in enumerate(likes):
         item = (like.namespace, like.media.video_id)
         seen[item] = seen.get(item, 0) + 1
@@ -201,10 +205,23 @@ def _staged_claim(c, gid: str, revisions: dict[str, int], now: float) -> KvWrite
                    ttl_seconds=c.expires_at - now)
 
 
+def _request_value(rk: RequestKey, video_id: str, count: int, at: float, gid: str, window: float) -> bytes:
+    return docs.dump({"user": rk[1], "correlation_id": rk[2], "video_id": video_id,
+                      "like_count": count, "status": "ok", "liked_at": iso(at),
+                      "expires_at": iso(at + window), "schema_version": docs.SCHEMA, "batch": gid})
+
+
 def _request(rk: RequestKey, like: LikeReserved, count: int, now: float, gid: str, window: float,
              revisions: dict[str, int]) -> KvWrite:
+    """Create-if-absent: a retry a previous life stored must be found, not overwritten."""
     key = request_key(rk)
-    value = {"user": rk[1], "correlation_id": rk[2], "video_id": like.media.video_id,
-             "like_count": count, "status": "ok", "liked_at": iso(now),
-             "expires_at": iso(now + window), "schema_version": docs.SCHEMA, "batch": gid}
-    return KvWrite(key, docs.dump(value), revisions.get(key, 0), ttl_seconds=window)
+    return KvWrite(key, _request_value(rk, like.media.video_id, count, now, gid, window), revisions.get(key, 0),
+                   ttl_seconds=window)
+
+
+def _staged_request(rk: RequestKey, s: StagedLike, gid: str, window: float, now: float) -> KvWrite:
+    """A journalled like's request key, for what is left of its window. Its
+    entry was the word on its retries until now (like_journal.py), and only
+    this group writes the key: written whatever it holds."""
+    return KvWrite(request_key(rk), _request_value(rk, s.like.media.video_id, s.count, s.at, gid, window), None,
+                   ttl_seconds=s.at + window - now)

@@ -29,7 +29,7 @@ from .like_outcomes import LikeOutcomes
 from .like_journal import journalable
 from .read_model import ReadModel
 from .like_writes import Item, claim_key_of, curator_of, draft_group, liker, request_key_of
-from .request_memory import RequestMemory
+from .request_memory import RequestMemory, replay
 
 MAX_LIKE_GROUPS = 3  # likes batches in flight at once (nats-server allows 50 per stream)
 PIPELINE_MIN = 32  # likes waiting before a group is sent while another is in flight
@@ -48,7 +48,7 @@ class LikesCommitter(LikeOutcomes):
         self.pipeline_min = pipeline_min
         self.pending: deque[LikeReserved] = deque()
         # The journal's side (journal_committer.py; journal_max 0: every like goes in a group).
-        self.journal = JournalCommitter(read, flying, new_id, max_batch=max_batch, journal_max=journal_max,
+        self.journal = JournalCommitter(read, flying, new_id, requests, max_batch=max_batch, journal_max=journal_max,
                                         home=home, identity=journal_identity)
         # Does a correction of the item's count wait? Its likes then go in groups after it. Set by the writer.
         self.correction_waiting: Callable[[str, str], bool] = lambda ns, vid: False
@@ -61,9 +61,9 @@ class LikesCommitter(LikeOutcomes):
     def take(self, msg: LikeReserved | LikeDuplicate, now: float) -> list:
         rk = request_key_of(msg)
         if rk is not None:
-            hit = self.requests.known(rk, now)
+            hit = self.requests.known(rk, now) or self.journal.staged_requests.get(rk)
             if hit is not None:
-                return self._replay(msg, hit)  # a retry: the original outcome
+                return replay(msg, hit)  # a retry: the original outcome
             if (rk in self.requests.owner or isinstance(msg, LikeReserved)) and not self.requests.arrive(rk, msg):
                 return []  # the original is being stored; answer with it
         if isinstance(msg, LikeReserved):
@@ -175,7 +175,7 @@ class LikesCommitter(LikeOutcomes):
             if cost + extra > self.max_batch:
                 break
             self.pending.popleft()
-            if journal_soon and journalable(like, busy, self.read, now):
+            if journal_soon and journalable(like, busy, self.read, now, self.requests.whole):
                 held.add(item)
                 later.append(like)
                 continue

@@ -19,7 +19,9 @@ the dedupe claim still stops a second count.
 
 from __future__ import annotations
 
+from .. import wire
 from ..clock import parse_iso
+from ..messages import ClaimsSettled, LikeReserved
 from ..store.values import StoredEntry
 from ..store.keys import encode_token
 
@@ -50,6 +52,10 @@ class RequestMemory:
                                                             "like_count": v["like_count"]})
         except (KeyError, TypeError, ValueError):
             pass
+
+    def recall(self, rk: RequestKey, expires_at: float, outcome: dict) -> None:
+        """An outcome found at start in the journal (its key is not stored yet)."""
+        self._remember(rk, expires_at, outcome)
 
     def _remember(self, rk: RequestKey, expires_at: float, outcome: dict) -> None:
         self.outcomes.pop(rk, None)  # a key remembered again moves to the newest end
@@ -82,6 +88,22 @@ class RequestMemory:
             self._remember(rk, now + self.window, outcome)
         return self.waiters.pop(rk, [])
 
+    @property
+    def whole(self) -> bool:
+        """Is every live request key of this life in memory (none forgotten
+        for room)? Only then may a like with a ``correlation_id`` skip KV's
+        create-if-absent of its key (like_journal.py)."""
+        return not self.forgotten
+
     def evict(self, now: float) -> None:
         for rk in [rk for rk, (exp, _) in self.outcomes.items() if exp <= now]:
             del self.outcomes[rk]
+
+
+def replay(msg, outcome: dict) -> list:
+    """A retry's answer: the original outcome; it counts nothing (a claim it
+    reserved goes back to the ledger)."""
+    out: list = [wire.ok(msg.reply, **outcome)]
+    if isinstance(msg, LikeReserved) and msg.claim is not None:
+        out.append(ClaimsSettled(released=(msg.claim,)))
+    return out

@@ -18,8 +18,9 @@ from ..store.keys import curator_key, journal_mark_key, likes_key, record_key, u
 from ..store.values import Conflict, Landed
 from .groups import GroupsInFlight, JournalGroup, LikeGroup, StagedLike
 from .like_journal import mark_of_entry, stage_rows
-from .like_writes import Item, claim_key_of, curator_of, liker
+from .like_writes import Item, claim_key_of, curator_of, liker, request_key_of
 from .read_model import ReadModel
+from .request_memory import RequestKey
 from .staged_queue import StagedQueue
 
 STAGED_BATCH = 300  # staged likes stored together without waiting for a tick (about a full group: a claim and a record each)
@@ -41,6 +42,7 @@ class StagedStoring:
     journal_stored: int
     mark_revision: int
     event_keys: set[str]
+    staged_requests: dict[RequestKey, dict]
 
     def store_now(self, others_wait: bool) -> bool:
         """Staged likes wait to be stored together (a batch costs the server
@@ -107,6 +109,9 @@ class StagedStoring:
         by_namespace: dict[str, list[StagedLike]] = {}
         for s in g.staged:
             by_namespace.setdefault(s.like.namespace, []).append(s)
+            rk = request_key_of(s.like)
+            if rk is not None:
+                self.staged_requests.pop(rk, None)  # (its key holds it now, and memory)
         for ns, staged in by_namespace.items():
             self.read.book(ns).stage(stage_rows(staged), -1)
         if g.staged:
@@ -140,7 +145,9 @@ class StagedStoring:
 
 def _entry_cost(entry: list[StagedLike], per_item: dict[Item, int], curators: set[tuple[str, str]]) -> int:
     """The writes storing a journal entry adds to a group: a record each,
-    a claim each, each item's document and curator's totals once."""
+    a claim and a request key each that has one (at most), each item's
+    document and curator's totals once."""
     items = {(s.like.namespace, s.like.media.video_id) for s in entry} - per_item.keys()
     curs = {(s.like.namespace, c) for s in entry if (c := curator_of(s.like))} - curators
-    return len(entry) + sum(s.like.claim is not None for s in entry) + len(items) + len(curs)
+    return (len(entry) + sum((s.like.claim is not None) + (s.like.reply.correlation_id is not None) for s in entry)
+            + len(items) + len(curs))
