@@ -40,6 +40,7 @@ from .actors.shell import ActorShell
 from .config import Config
 from .event_out import OutStream
 from .events import EventFeed
+from .lease_keeper import move_fence_again
 from .mailboxes import Router
 from .messages import EnqueuesInFlight
 from .actors.playlist_entries import PlaylistEntries
@@ -138,6 +139,11 @@ class Cast:
 
     async def counter_writer(self) -> CounterWriter:
         first_life = "counter_writer" in self._first_users
+        if not first_life:
+            # What its predecessor sent and is not stored yet: stored before the read below, or never.
+            for bucket in (self.analytics, self.likes, self.journal):
+                if bucket is not None:
+                    await move_fence_again(bucket)
         snap = await self._snapshot_for("counter_writer")
         likes = self.config.likes
         # Only at the activation's start is what a previous life left half-done

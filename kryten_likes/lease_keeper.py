@@ -11,8 +11,9 @@ Keys (likes bucket unless noted; docs/kv-schema.md):
 
 - ``ns/{ns}/lease``: the lease, ``{"holder", "host", "pid", "since"}``,
   with a per-message TTL of ``[ha] lease_seconds``;
-- ``ns/{ns}/writer`` in both buckets: the fence, ``{"holder", "epoch", "at"}``,
-  moved (compare-and-set, epoch + 1) by every new active daemon;
+- ``ns/{ns}/writer`` in each bucket: the fence, ``{"holder", "epoch", "at"}``,
+  moved (compare-and-set, epoch + 1) by every new active daemon, and again
+  (same epoch) by every restarted counter writer (``move_fence_again``);
 - ``ns/{ns}/writer/last`` in both buckets: written by the fence check of
   every batch, it names the daemon that stored last.
 """
@@ -58,6 +59,30 @@ def fence_key(ns: str) -> str:
 
 class FenceNotMoved(Exception):
     """The fence could not be moved: another daemon moved it meanwhile."""
+
+
+async def move_fence_again(bucket: AtomicBucket) -> None:
+    """The fence of ``bucket`` moves once more, for the same holder and epoch
+    (compare-and-set at the revision we hold): what was sent expecting the
+    old revision and is not stored yet is refused from now on. A restarted
+    counter writer (the only actor that writes the buckets) does this to
+    each bucket before it reads KV (cast.py), so that nothing its dead
+    predecessor sent lands after that read. A journal entry that did would
+    be known to no incarnation and counted by a later start (a retry counted
+    meanwhile: twice); a batch is refused by its expectations or found by
+    the journal's mark, but need not be. Refused (someone else moved it):
+    the bucket says so, as a refused write does, and the keeper steps down."""
+    held = bucket.fence
+    if held is None or held.revoked:
+        return
+    now = await bucket.read(held.key)
+    revision = None
+    if now is not None and now.revision == held.revision:
+        revision = await bucket.write_if(held.key, json.dumps(now.value or {}).encode(), held.revision)
+    if revision is None:
+        bucket.fence_moved = True
+    elif bucket.fence is held:  # (the keeper may have revoked it meanwhile: that stands)
+        bucket.fence = Fence(held.key, revision, held.check_key, held.check_value)
 
 
 class LeaseKeeper:

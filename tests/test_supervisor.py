@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import plays_of, unique_config, wait_until
 
-from kryten_likes.messages import LikeForItem, LikeReserved, StatsAsked
+from kryten_likes.messages import LikeForItem, LikeReserved, StatsAsked, TopAsked
 from kryten_likes.supervisor import RestartPolicy, SupervisorGaveUp, backoff, restart_allowed
 
 POLICY = RestartPolicy(max_restarts=3, period_seconds=10.0, backoff_initial_seconds=0.1, backoff_max_seconds=1.0)
@@ -64,3 +64,48 @@ def test_restart_intensity_exceeded_stops_the_daemon(harness):
     group = info.value
     assert isinstance(group, BaseExceptionGroup) and group.subgroup(SupervisorGaveUp) is not None
     h.daemon = None
+
+
+def test_a_restarted_writer_moves_the_journals_fence_before_it_reads_kv(harness):
+    """A journal entry its dead predecessor sent that has not reached the
+    stream yet must not land after the new writer read KV: no incarnation
+    would count it now, and a later start would (a retry counted meanwhile
+    would then count twice). So the new writer moves the journal's fence
+    first: a write expecting the old fence is refused, and the daemon stays
+    the active one (its own writes land). It moves the fence of the other
+    buckets it writes too: a batch there would be refused by its
+    expectations, or found by the journal's mark, but need not be."""
+    import json
+
+
+    from conftest import playing
+    from kryten_likes.store.batch import WRONG_LAST_SEQUENCE
+    from kryten_likes.store.keys import JOURNAL_BUCKET
+
+    h = harness(fault=FailOnce("counter_writer", TopAsked))
+    h.change_media("v")
+    playing(h, "v")
+    wait_until(lambda: plays_of(h, "v") == 1)  # stored: a writer restart rewinds to what is stored
+    assert h.request("like", {"username": "first"})["like_count"] == 1
+    s = h.daemon.surroundings
+    journal = s.journal
+    before = journal.fence
+    others = {b.bucket: b.fence.revision for b in (s.analytics, s.likes)}
+    assert h.request("top_liked", {})["error"] == "internal_error"  # the writer dies and is started again
+    r = h.request("like", {"username": "second", "correlation_id": "c2"})
+    assert r.get("like_count") == 2, r
+    assert h.daemon.supervisor.restarts["counter_writer"] == 1
+    assert journal.fence.key == before.key and journal.fence.revision > before.revision
+    assert all(b.fence.revision > others[b.bucket] for b in (s.analytics, s.likes)), "every bucket it writes"
+
+    async def late_entry() -> dict:
+        """What the dead writer would have sent: an entry expecting the fence it knew."""
+        ns = h.config.analytics.namespace
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(before.revision),
+                   "Nats-Expected-Last-Subject-Sequence-Subject": f"$KV.{JOURNAL_BUCKET}.{before.key}"}
+        reply = await h.nc.request(f"$KV.{JOURNAL_BUCKET}.ns/{ns}/journal/late", b"{}", headers=headers, timeout=5)
+        return json.loads(reply.data)
+    assert h.portal.call(late_entry)["error"]["err_code"] == WRONG_LAST_SEQUENCE
+    assert h.daemon.role == "active" and not journal.fence_moved
+    assert h.request("like", {"username": "third"})["like_count"] == 3
+    assert h.kv("kryten_playlist_likes", f"ns/{h.config.analytics.namespace}/items/v/likes")["like_count"] == 3
