@@ -595,7 +595,8 @@ def test_once_memory_forgets_a_request_likes_with_a_correlation_id_go_in_groups(
     forgets the oldest, and only a create-if-absent of the key can tell a
     retry of a forgotten request: such likes go in groups again. A staged
     like's outcome is not forgotten until its key is stored."""
-    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2, max_remembered_requests=1)
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2, max_remembered_requests=1,
+                      retry_window=10.0)
     kv = {"likes": FakeKV(), "journal": FakeKV()}
     for i, user in enumerate(["yu", "zed"]):
         w.step(LikeReserved(ReplyTo(f"inbox.{i}", f"c-{i}"), NS, V1, None, user=user, username=user), T0)
@@ -606,5 +607,8 @@ def test_once_memory_forgets_a_request_likes_with_a_correlation_id_go_in_groups(
     out = w.step(LikeReserved(ReplyTo("inbox.9", "c-0"), NS, V1, None, user="yu", username="yu"), T0)
     assert [(r.body["status"], r.body["like_count"]) for r in out if isinstance(r, Reply)] == [("ok", 1)], \
         "yu's retry: from the staged likes"
+    later = w.step(LikeReserved(ReplyTo("inbox.11", "c-0"), NS, V1, None, user="yu", username="yu"), T0 + 10)
+    assert not [r for r in later if isinstance(r, Reply)], "past its window a retry is a new like (it waits to go)"
+    assert w.likes.journal.staged_requests != {}, "(still staged: no tick has come)"
     w.step(LikeReserved(ReplyTo("inbox.10", "c-5"), NS, V2, None, user="xi", username="xi"), T0)
     assert [c.bucket for c in w.flush(T0) if isinstance(c, Commit)] == ["likes"], "xi's like goes in a group"

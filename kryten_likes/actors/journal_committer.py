@@ -48,10 +48,11 @@ class JournalCommitter(StagedStoring):
         self.flying = flying  # shared with the other committers
         self.new_id = new_id
         self.requests = requests  # the likes committer's
-        # The outcomes of staged likes sent with a ``correlation_id``: their
-        # request keys are stored with them, and until then a retry is answered
-        # from here (memory may forget an outcome for room; this never does).
-        self.staged_requests: dict[RequestKey, dict] = {}
+        # The outcomes of staged likes sent with a ``correlation_id`` (and when
+        # their window ends): their request keys are stored with them, and until
+        # then a retry is answered from here (memory may forget an outcome for
+        # room; this never does).
+        self.staged_requests: dict[RequestKey, tuple[float, dict]] = {}
         self.max_batch = max_batch
         self.journal_max = journal_max  # journal writes in flight at most (0: the journal is off)
         self.home = home  # the daemon's namespace: its journal and the journal's mark
@@ -74,10 +75,17 @@ class JournalCommitter(StagedStoring):
             for s in self.staged:
                 rk = request_key_of(s.like)
                 if rk is not None:
-                    outcome = self.staged_requests[rk] = {"video_id": s.like.media.video_id, "like_count": s.count}
+                    outcome = {"video_id": s.like.media.video_id, "like_count": s.count}
+                    self.staged_requests[rk] = (s.at + requests.window, outcome)
                     requests.recall(rk, s.at + requests.window, outcome)
             self.journal_seen = max([self.journal_seen, *(s.revision for s in self.staged)])
             book.staged_records = []
+
+    def staged_outcome(self, rk: RequestKey, now: float) -> dict | None:
+        """The answer a retry of a staged like hears (None: no such like, or
+        its window has passed: a retry is a new like then)."""
+        hit = self.staged_requests.get(rk)
+        return hit[1] if hit is not None and hit[0] > now else None
 
     @property
     def on(self) -> bool:
@@ -156,7 +164,8 @@ class JournalCommitter(StagedStoring):
             out.append(wire.ok(like.reply, video_id=like.media.video_id, like_count=count))
             rk = request_key_of(like)
             if rk is not None:
-                outcome = self.staged_requests[rk] = {"video_id": like.media.video_id, "like_count": count}
+                outcome = {"video_id": like.media.video_id, "like_count": count}
+                self.staged_requests[rk] = (g.now + self.requests.window, outcome)
                 for waiter in self.requests.settled(rk, outcome, g.now):
                     out += replay(waiter, outcome)
         claims = tuple(like.claim for like in g.likes if like.claim is not None)

@@ -137,7 +137,8 @@ def _staged(revision: int, at: float, v: dict) -> StagedLike:
         if ends else None
     play = v.get("play_started_at")
     cid = v.get("correlation_id")
-    like = LikeReserved(ReplyTo(None, str(cid) if cid else None), ns, Media(vid, str(v.get("type") or ""), str(v.get("title") or "")),
+    media = Media(vid, str(v.get("type") or ""), str(v.get("title") or ""))
+    like = LikeReserved(ReplyTo(None, str(cid) if cid else None), ns, media,
                         claim, user, str(v.get("username") or user), parse_iso(play) if play else 0.0,
                         v.get("curator") or None)
     return StagedLike(like, int(v["like_count"]), str(v["event_id"]), at, revision)

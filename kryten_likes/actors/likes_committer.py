@@ -61,7 +61,7 @@ class LikesCommitter(LikeOutcomes):
     def take(self, msg: LikeReserved | LikeDuplicate, now: float) -> list:
         rk = request_key_of(msg)
         if rk is not None:
-            hit = self.requests.known(rk, now) or self.journal.staged_requests.get(rk)
+            hit = self.requests.known(rk, now) or self.journal.staged_outcome(rk, now)
             if hit is not None:
                 return replay(msg, hit)  # a retry: the original outcome
             if (rk in self.requests.owner or isinstance(msg, LikeReserved)) and not self.requests.arrive(rk, msg):

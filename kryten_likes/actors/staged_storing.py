@@ -42,7 +42,7 @@ class StagedStoring:
     journal_stored: int
     mark_revision: int
     event_keys: set[str]
-    staged_requests: dict[RequestKey, dict]
+    staged_requests: dict[RequestKey, tuple[float, dict]]
 
     def store_now(self, others_wait: bool) -> bool:
         """Staged likes wait to be stored together (a batch costs the server
