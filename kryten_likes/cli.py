@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.subcommand == "run":
         # Imported here so that the clients need none of the daemon's machinery.
-        from kryten_likes.daemon import run_daemon
+        from kryten_likes.run_command import run_daemon
 
         return run_daemon(with_nats_url(config, args.nats_url))
     # doctor, demo, export: no request to the daemon; likers, likes: one request per page.

@@ -315,15 +315,15 @@ def test_the_daemon_runs_with_its_collector_thresholds_not_cpythons(monkeypatch)
     start-up scan of 100 000 items grows the heap as likes do)."""
     import gc
 
-    from kryten_likes import daemon
+    from kryten_likes import run_command
     from kryten_likes.startup import COLLECTOR_THRESHOLDS
 
     seen = []
-    monkeypatch.setattr(daemon, "_exit_code", lambda run: seen.append(gc.get_threshold()) or 0)
+    monkeypatch.setattr(run_command, "_exit_code", lambda run: seen.append(gc.get_threshold()) or 0)
     old = gc.get_threshold()
     gc.set_threshold(700, 10, 10)  # CPython's own
     try:
-        assert daemon.run_daemon(parse_config({"nats": {"servers": ["nats://127.0.0.1:1"]}})) == 0
+        assert run_command.run_daemon(parse_config({"nats": {"servers": ["nats://127.0.0.1:1"]}})) == 0
     finally:
         gc.set_threshold(*old)
     # Young objects looked at 7x less often, the whole heap 5x less often.
