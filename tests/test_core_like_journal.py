@@ -152,13 +152,7 @@ class LikeJournalMachine(RuleBasedStateMachine):
 
     @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED), flush=st.booleans())
     def like(self, media, user: str, flush: bool) -> None:
-        reply = ReplyTo(self._ask("like", media.video_id, user))
-        if user in CLAIMED:
-            self.route([LikeForItem(reply, NS, user, media, username=user.title())])
-        else:
-            self.route([LikeReserved(reply, NS, media, None, user=user, username=user.title())])
-        if flush:
-            self.flush()
+        self._send_like(ReplyTo(self._ask("like", media.video_id, user)), media, user, flush)
 
     @rule(media=st.sampled_from(ITEMS), user=st.sampled_from(CLAIMED + UNCLAIMED),
           cid=st.sampled_from(["c1", "c2"]), flush=st.booleans())
@@ -168,7 +162,10 @@ class LikeJournalMachine(RuleBasedStateMachine):
         media = self.media_of.setdefault(request, media)  # (a retry asks for what the original did)
         subject = self._ask("like", media.video_id, user)
         self.cid_of[subject] = request
-        reply = ReplyTo(subject, cid)
+        self._send_like(ReplyTo(subject, cid), media, user, flush)
+
+    def _send_like(self, reply: ReplyTo, media, user: str, flush: bool) -> None:
+        """Dedupe on: through the ledger; off: reserved as the ledger would."""
         if user in CLAIMED:
             self.route([LikeForItem(reply, NS, user, media, username=user.title())])
         else:

@@ -237,13 +237,10 @@ def test_a_paused_active_daemon_writes_nothing_after_the_takeover_and_steps_down
         pair.close()
 
 
-def _fence_moved_then_like_retried(harness, bucket: str, like: dict, command: str = "like"):
-    """A daemon that has counted one like of ``v``; someone moves the fence in
-    ``bucket``; ``like`` (a ``command`` request) is refused as unavailable
-    (nothing stored), then sent again until the daemon, active again, answers
-    it. The harness and that answer."""
-    from conftest import playing, wait_until
-    import nats.errors
+def _one_like_then_fence_moved(harness, bucket: str):
+    """A daemon that has counted one like of ``v``; then someone moves the
+    fence in ``bucket``. The harness and the namespace."""
+    from conftest import playing
 
     h = harness()
     h.change_media("v")
@@ -255,7 +252,18 @@ def _fence_moved_then_like_retried(harness, bucket: str, like: dict, command: st
         kv = await h.nc.jetstream().key_value(bucket)
         await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
     h.portal.call(move_fence)
+    return h, ns
 
+
+def _fence_moved_then_like_retried(harness, bucket: str, like: dict, command: str = "like"):
+    """A daemon that has counted one like of ``v``; someone moves the fence in
+    ``bucket``; ``like`` (a ``command`` request) is refused as unavailable
+    (nothing stored), then sent again until the daemon, active again, answers
+    it. The harness and that answer."""
+    from conftest import wait_until
+    import nats.errors
+
+    h, _ = _one_like_then_fence_moved(harness, bucket)
     r = h.request(command, like)
     assert (r["status"], r["error"]) == ("error", "unavailable"), r
 
@@ -286,19 +294,10 @@ def test_a_journalled_like_whose_documents_meet_a_moved_fence_counts_once_after_
     """The likes bucket's fence moved after a lone like's journal entry
     landed (answered ``ok``): the group that stores it is refused, the daemon
     steps down and, active again, stores it from the journal. Once."""
-    from conftest import playing, wait_until
+    from conftest import wait_until
     from kryten_likes.store.keys import LIKES_BUCKET as bucket
 
-    h = harness()
-    h.change_media("v")
-    playing(h, "v")
-    assert h.request("like", {"username": "first"})["like_count"] == 1
-    ns = h.config.analytics.namespace
-
-    async def move_fence() -> None:
-        kv = await h.nc.jetstream().key_value(bucket)
-        await kv.put(f"ns/{ns}/writer", json.dumps({"holder": "someone else", "epoch": 999}).encode())
-    h.portal.call(move_fence)
+    h, ns = _one_like_then_fence_moved(harness, bucket)
     r = h.request("like", {"username": "second", "correlation_id": "c2"})
     assert (r["status"], r["like_count"]) == ("ok", 2), r
 
