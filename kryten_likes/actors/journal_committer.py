@@ -32,7 +32,7 @@ from .groups import GroupsInFlight, JournalGroup, LikeGroup, StagedLike
 from .like_journal import draft_journal, journal_event, journalable, mark_of, staged_in_memory
 from .like_writes import Item, liker, request_key_of
 from .read_model import ReadModel
-from .request_memory import RequestKey, RequestMemory, replay
+from .request_memory import RequestKey, RequestMemory
 from .staged_queue import StagedQueue
 from .staged_storing import StagedStoring
 
@@ -166,8 +166,7 @@ class JournalCommitter(StagedStoring):
             if rk is not None:
                 outcome = {"video_id": like.media.video_id, "like_count": count}
                 self.staged_requests[rk] = (g.now + self.requests.window, outcome)
-                for waiter in self.requests.settled(rk, outcome, g.now):
-                    out += replay(waiter, outcome)
+                out += self.requests.retries_answered(rk, outcome, g.now)
         claims = tuple(like.claim for like in g.likes if like.claim is not None)
         if claims:
             out.append(ClaimsSettled(confirmed=claims))

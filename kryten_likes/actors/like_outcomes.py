@@ -57,8 +57,7 @@ class LikeOutcomes:
             rk = request_key_of(like)
             if rk is not None:
                 outcome = {"video_id": like.media.video_id, "like_count": count}
-                for waiter in self.requests.settled(rk, outcome, g.now):
-                    out += replay(waiter, outcome)
+                out += self.requests.retries_answered(rk, outcome, g.now)
             if like.claim is not None:
                 claims.append(like.claim)
                 if self.claim_revisions:  # only after a conflict
@@ -142,10 +141,7 @@ class LikeOutcomes:
             entry = conflict.current.get(request_key(rk))
             if entry is not None and entry.value is not None and parse_iso(entry.value["expires_at"]) > now:
                 outcome = {"video_id": entry.value["video_id"], "like_count": entry.value["like_count"]}
-                out = replay(like, outcome)
-                for waiter in self.requests.settled(rk, outcome, now):
-                    out += replay(waiter, outcome)
-                return out
+                return replay(like, outcome) + self.requests.retries_answered(rk, outcome, now)
             self.claim_revisions[request_key(rk)] = entry.revision if entry is not None else 0
         c = like.claim
         if c is None:

@@ -95,6 +95,11 @@ class RequestMemory:
         create-if-absent of its key (like_journal.py)."""
         return not self.forgotten
 
+    def retries_answered(self, rk: RequestKey, outcome: dict, now: float) -> list:
+        """A like's original is stored with ``outcome``: the answers of the
+        retries that waited for it (``settled``, each ``replay``ed)."""
+        return [e for waiter in self.settled(rk, outcome, now) for e in replay(waiter, outcome)]
+
     def evict(self, now: float) -> None:
         for rk in [rk for rk, (exp, _) in self.outcomes.items() if exp <= now]:
             del self.outcomes[rk]
