@@ -10,7 +10,7 @@ likes spread over ten thousand namespaces).
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from .groups import StagedLike
@@ -19,15 +19,11 @@ from .like_writes import liker
 Item = tuple[str, str]  # (namespace, video_id)
 
 
-def _item(s: StagedLike) -> Item:
-    return s.like.namespace, s.like.media.video_id
-
-
 class StagedQueue:
     def __init__(self) -> None:
         self._likes: deque[StagedLike] = deque()
-        self.items: Counter[Item] = Counter()
-        self.pairs: Counter[tuple[str, str, str]] = Counter()  # (namespace, video_id, user)
+        self.items: dict[Item, int] = {}
+        self.pairs: dict[tuple[str, str, str], int] = {}  # (namespace, video_id, user)
 
     def __len__(self) -> int:
         return len(self._likes)
@@ -67,9 +63,8 @@ class StagedQueue:
 
     def take_front(self, n: int) -> None:
         """The first ``n`` are in a group now."""
-        for _ in range(n):
-            s = self._likes.popleft()
-            self._count([s], -1)
+        pop = self._likes.popleft
+        self._count([pop() for _ in range(n)], -1)
 
     def put_back(self, likes: list[StagedLike]) -> None:
         """A group's refused: its likes go first again."""
@@ -77,12 +72,21 @@ class StagedQueue:
         self._count(likes, 1)
 
     def _count(self, likes: list[StagedLike], n: int) -> None:
+        # (plain dicts: a Counter's own item methods cost twice as much, and
+        # every staged like passes here twice)
+        items, pairs = self.items, self.pairs
+        get = dict.get
         for s in likes:
-            item = _item(s)
-            pair = (*item, liker(s.like))
-            self.items[item] += n
-            self.pairs[pair] += n
-            if not self.items[item]:
-                del self.items[item]
-            if not self.pairs[pair]:
-                del self.pairs[pair]
+            like = s.like
+            item = (like.namespace, like.media.video_id)
+            pair = (*item, liker(like))
+            k = get(items, item, 0) + n
+            if k:
+                items[item] = k
+            else:
+                del items[item]
+            k = get(pairs, pair, 0) + n
+            if k:
+                pairs[pair] = k
+            else:
+                del pairs[pair]
