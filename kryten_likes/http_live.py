@@ -161,19 +161,20 @@ class LiveFeed:
         """An event of the namespace, as published (``OutStream``'s watcher).
         A group published again (a later chunk's ack failed; a restart) tells
         an event twice: the stream sends it once, as JetStream keeps it once."""
+        if kind == "play" and self._plays is not None:
+            try:
+                self._plays.send_nowait(None)  # many plays in a burst: one question
+            except anyio.WouldBlock:
+                pass
+        if not self.listeners:
+            return  # (told to nobody: a listener that comes later may hear a republished one once)
         if kind not in KINDS or event_id in self._told:
             return
         self._told.add(event_id)
         self._told_order.append(event_id)
         if len(self._told_order) > TOLD_KEPT:
             self._told.discard(self._told_order.popleft())
-        if self.listeners:
-            self.offer(frame(kind, _one_line(data)))
-        if kind == "play" and self._plays is not None:
-            try:
-                self._plays.send_nowait(None)  # many plays in a burst: one question
-            except anyio.WouldBlock:
-                pass
+        self.offer(frame(kind, _one_line(data)))
 
     async def run(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Seal every ``PACE_SECONDS`` and tell ``now_playing`` after plays, until cancelled."""
