@@ -23,6 +23,7 @@ from . import wire
 from .compact_json import dump_bytes
 from .effects import Reply
 from .mailboxes import MailboxFull, Router
+from .store.headed_publish import publish_plain_many
 from .domain import EventRef
 from .messages import Inbound
 
@@ -35,13 +36,16 @@ async def send_json(nc: NatsClient, subject: str, body: dict) -> None:
     """Publish a JSON reply; one that cannot go out is logged, never raised
     (it must not kill the actor or callback that sends it)."""
     try:
-        try:
-            data = dump_bytes(body)
-        except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
-            data = json.dumps(body, separators=(",", ":")).encode()
-        await nc.publish(subject, data)
+        await nc.publish(subject, _encoded(body))
     except Exception as exc:
         log.warning("reply to %s lost: %s", subject, exc)
+
+
+def _encoded(body: dict) -> bytes:
+    try:
+        return dump_bytes(body)
+    except UnicodeEncodeError:  # a lone surrogate somewhere: JSON's \u escapes carry it
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Bus:
@@ -72,6 +76,24 @@ class Bus:
             await self._idle.wait()
 
     async def reply(self, r: Reply) -> None:
+        self._answered(r)
+        if r.to.subject is None:
+            return
+        await self.send(r.to.subject, r.body)
+
+    async def replies(self, rs: list[Reply]) -> None:
+        """Several replies (one step's), handed to the client as one command."""
+        for r in rs:
+            self._answered(r)
+        out = [(r.to.subject, r.body) for r in rs if r.to.subject is not None]
+        if not out:
+            return
+        try:
+            await publish_plain_many(self.nc, [(subject, _encoded(body)) for subject, body in out])
+        except Exception as exc:
+            log.warning("%d replies lost: %s", len(out), exc)
+
+    def _answered(self, r: Reply) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
@@ -80,9 +102,6 @@ class Bus:
                 watch(r)
             except Exception:  # an observer's bug must not lose the reply
                 log.exception("reply watcher failed")
-        if r.to.subject is None:
-            return
-        await self.send(r.to.subject, r.body)
 
     async def send(self, subject: str, body: dict) -> None:
         await send_json(self.nc, subject, body)

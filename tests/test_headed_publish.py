@@ -1,6 +1,7 @@
 """store/headed_publish: the same message on the wire as nats-py's own
 ``publish`` (subject, reply, headers, payload), whether it takes the short
-way (connected) or hands over to ``nc.publish`` (a payload over the limit).
+way (connected) or hands over to ``nc.publish`` (a payload over the limit);
+a step's replies likewise (``publish_plain_many``).
 Against a real nats-server."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import nats
 import pytest
 
-from kryten_likes.store.headed_publish import publish_headed_many
+from kryten_likes.store.headed_publish import publish_headed_many, publish_plain_many
 
 
 def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
@@ -47,3 +48,36 @@ def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
         assert ours == theirs
     assert got[0] == ("headed.fast", "inbox.1", {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7",
                                                  "Nats-TTL": "5s"}, b'{"like_count":1}')
+
+
+def test_replies_sent_as_one_command_arrive_in_order_as_nats_py_would_send_them(portal, nats_server):
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        got = []
+        all_in = asyncio.Event()
+
+        async def keep(msg):
+            got.append((msg.subject, msg.reply, msg.headers, msg.data))
+            if len(got) == 8:
+                all_in.set()
+
+        sub = await nc.subscribe("plain.>", cb=keep)
+        payloads = [b'{"status":"ok","like_count":1}', b"", "é ✓".encode(), b"\r\nPUB x 1\r\n"]
+        await publish_plain_many(nc, [(f"plain.{i}", p) for i, p in enumerate(payloads)])
+        for i, p in enumerate(payloads):
+            await nc.publish(f"plain.{i}", p)
+        await asyncio.wait_for(all_in.wait(), 10)
+        await sub.unsubscribe()
+        sent = nc.stats["out_msgs"]
+        with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
+            await publish_plain_many(nc, [("plain.ok", b"x"), ("plain.big", b"x" * (nc.max_payload + 1))])
+        await nc.close()
+        with pytest.raises(nats.errors.ConnectionClosedError):  # closed: nats-py says so
+            await publish_plain_many(nc, [("plain.closed", b"x")])
+        return got, sent
+
+    got, sent = portal.call(run)
+    assert sent >= 8
+    assert got[:4] == got[4:]  # ours, then nats-py's: the same messages, in the same order
+    assert [g[0] for g in got[:4]] == ["plain.0", "plain.1", "plain.2", "plain.3"]
+    assert got[3] == ("plain.3", "", None, b"\r\nPUB x 1\r\n")

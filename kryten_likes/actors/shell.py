@@ -99,11 +99,16 @@ class ActorShell:
 
     async def perform(self, effects: list) -> None:
         replied = False
+        replies: list[Reply] = []  # consecutive ones go out as one command, still in order
         for e in effects:
             if isinstance(e, Reply):
-                await self.bus.reply(e)
+                replies.append(e)
                 replied = True
-            elif self.router.takes(e):
+                continue
+            if replies:
+                await self.bus.replies(replies)
+                replies = []
+            if self.router.takes(e):
                 try:
                     self.router.send(e)
                 except MailboxFull:
@@ -114,6 +119,8 @@ class ActorShell:
                 await self.bus.ack(e.event)
             else:
                 await self.perform_other(e)
+        if replies:
+            await self.bus.replies(replies)
         if replied:
             # The replies wait in the client's buffer for its flusher task: let
             # it send them now, not once the rest of the mailbox batch is done
