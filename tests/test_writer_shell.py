@@ -46,6 +46,10 @@ class _Bus:
     async def reply(self, r: Reply) -> None:
         self.log.append(f"reply to {r.to.subject}")
 
+    async def replies(self, rs: list[Reply]) -> None:
+        for r in rs:
+            await self.reply(r)
+
 
 class _Clock:
     def now(self) -> float:
