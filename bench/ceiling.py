@@ -45,16 +45,20 @@ async def main(url: str, subject: str, serial: bool) -> None:
         tasks.add(t)
         t.add_done_callback(tasks.discard)
 
+    await answer_forever(nc, subject, on_request)
+
+
+async def answer_forever(nc, subject: str, on_request) -> None:
+    """A responder's last step: subscribed, it says "ready" and answers until stopped."""
     await nc.subscribe(subject, cb=on_request)
     await nc.flush()
     print("ready", flush=True)
     await asyncio.Event().wait()
 
 
-if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+def run_responder(coro) -> None:
+    """On uvloop with ``--uvloop``, else on asyncio's loop; quiet on Ctrl-C."""
     try:
-        coro = main(args[0], args[1], "--serial" in sys.argv)
         if "--uvloop" in sys.argv:
             import uvloop
 
@@ -63,3 +67,8 @@ if __name__ == "__main__":
             asyncio.run(coro)
     except KeyboardInterrupt:
         pass
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    run_responder(main(args[0], args[1], "--serial" in sys.argv))

@@ -41,8 +41,10 @@ import nats
 from nats.js import api
 
 from kryten_likes.compact_json import dump_bytes
-from kryten_likes.store.headed_publish import HeadedMessage, publish_headed_many
+from kryten_likes.store.headed_publish import HeadedMessage, publish_headed_many, publish_plain_many
 from kryten_likes.store.keys import dedupe_key, likes_key, record_key
+
+from .ceiling import answer_forever, run_responder
 
 BUCKET = "bench_floor"
 EVENTS_STREAM = "BENCH_FLOOR_OUT"
@@ -110,8 +112,7 @@ async def main(url: str, subject: str) -> None:
         ack = json.loads((await nc.request(last_subject, last_value, headers=last_headers, timeout=10)).data)
         if "error" in ack:
             raise RuntimeError(f"the floor's burst was refused: {ack['error']}")
-        await nc._send_command(b"".join(b"PUB %s %d\r\n%s\r\n" % (r.encode(), len(b), b) for r, b in answers))
-        await nc._flush_pending()
+        await publish_plain_many(nc, answers)  # (as the daemon's shell sends a step's replies)
 
     def start_burst() -> None:
         msgs = pending[:]
@@ -127,21 +128,9 @@ async def main(url: str, subject: str) -> None:
             asyncio.get_running_loop().call_soon(start_burst)
         pending.append(msg)
 
-    await nc.subscribe(subject, cb=on_request)
-    await nc.flush()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
+    await answer_forever(nc, subject, on_request)
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    try:
-        coro = main(args[0], args[1])
-        if "--uvloop" in sys.argv:
-            import uvloop
-
-            uvloop.run(coro)
-        else:
-            asyncio.run(coro)
-    except KeyboardInterrupt:
-        pass
+    run_responder(main(args[0], args[1]))
