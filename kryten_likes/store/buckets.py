@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from .batch import AtomicBucket, StoredEntry
@@ -39,7 +39,18 @@ async def open_bucket(nc: NatsClient, js: JetStreamContext, bucket: str, replica
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
-        kv = await js.create_key_value(bucket=bucket, history=1, replicas=replicas, direct=True)
+        try:
+            kv = await js.create_key_value(bucket=bucket, history=1, replicas=replicas, direct=True)
+        except BadRequestError as exc:
+            # Made meanwhile by a daemon starting beside this one, and maybe
+            # given atomic batches already: then its config is not the one
+            # asked for here ("stream name already in use with a different
+            # configuration"). Open that one.
+            try:
+                kv = await js.key_value(bucket)
+            except BucketNotFoundError:
+                raise exc from None
+            log.info("bucket %s was made meanwhile (%s); opening it", bucket, exc.description)
     # Atomic batches and per-message TTL are stream settings; a bucket made by
     # another service (or an older kryten-likes) may lack them.
     stream = f"KV_{bucket}"
