@@ -37,21 +37,15 @@ HeadedMessage = tuple[str, bytes, dict[str, str], str]  # subject, payload, head
 async def publish_headed_many(nc: Any, messages: list[HeadedMessage]) -> None:
     """In order, as one command in the client's buffer (a batch of 128
     likes is some 260 messages: one hand-over, not 260)."""
-    if not plainly_connected(nc) or any(len(m[1]) > nc._max_payload for m in messages):
+    if not _short_way(nc, messages):
         for subject, payload, headers, reply in messages:
             await nc.publish(subject, payload, reply=reply, headers=headers)
         return
     parts: list[bytes] = []
-    size = 0
     for subject, payload, headers, reply in messages:
         hdr = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
         parts += (f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode(), hdr, payload, b"\r\n")
-        size += len(payload)
-    nc.stats["out_msgs"] += len(messages)
-    nc.stats["out_bytes"] += size
-    await nc._send_command(b"".join(parts))
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    await _hand_over(nc, b"".join(parts), messages)
 
 
 async def publish_plain_many(nc: Any, messages: list[tuple[str, bytes]]) -> None:
@@ -59,14 +53,24 @@ async def publish_plain_many(nc: Any, messages: list[tuple[str, bytes]]) -> None
     order, as one command: nats-py's ``publish`` checks and buffers each on
     its own (a few µs a reply). Its own ``publish`` does it whenever the
     client is not plainly connected or a payload is over the limit."""
-    if not plainly_connected(nc) or any(len(m[1]) > nc._max_payload for m in messages):
+    if not _short_way(nc, messages):
         for subject, payload in messages:
             await nc.publish(subject, payload)
         return
+    await _hand_over(nc, b"".join(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload)
+                                  for subject, payload in messages), messages)
+
+
+def _short_way(nc: Any, messages: list) -> bool:
+    """Plainly connected, and every payload within the server's limit."""
+    return plainly_connected(nc) and all(len(m[1]) <= nc._max_payload for m in messages)
+
+
+async def _hand_over(nc: Any, command: bytes, messages: list) -> None:
+    """One command into the client's buffer, counted as its messages, as
+    nats-py's own ``publish`` ends."""
     nc.stats["out_msgs"] += len(messages)
     nc.stats["out_bytes"] += sum(len(m[1]) for m in messages)
-    await nc._send_command(b"".join(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload)
-                                    for subject, payload in messages))
+    await nc._send_command(command)
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
-
