@@ -76,32 +76,26 @@ class Bus:
             await self._idle.wait()
 
     async def reply(self, r: Reply) -> None:
-        self._answered(r)
-        if r.to.subject is None:
-            return
-        await self.send(r.to.subject, r.body)
+        await self.replies([r])
 
     async def replies(self, rs: list[Reply]) -> None:
-        """Several replies (one step's), handed to the client as one command."""
+        """Replies (one step's), handed to the client as one command."""
         for r in rs:
-            self._answered(r)
-        out = [(r.to.subject, r.body) for r in rs if r.to.subject is not None]
-        if not out:
+            self.in_flight = max(0, self.in_flight - 1)
+            if self.in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            for watch in self.watchers:
+                try:
+                    watch(r)
+                except Exception:  # an observer's bug must not lose the reply
+                    log.exception("reply watcher failed")
+        to = [r for r in rs if r.to.subject is not None]
+        if not to:
             return
         try:
-            await publish_plain_many(self.nc, [(subject, _encoded(body)) for subject, body in out])
-        except Exception as exc:
-            log.warning("%d replies lost: %s", len(out), exc)
-
-    def _answered(self, r: Reply) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-        if self.in_flight == 0 and self._idle is not None:
-            self._idle.set()
-        for watch in self.watchers:
-            try:
-                watch(r)
-            except Exception:  # an observer's bug must not lose the reply
-                log.exception("reply watcher failed")
+            await publish_plain_many(self.nc, [(r.to.subject, _encoded(r.body)) for r in to])
+        except Exception as exc:  # logged, never raised: it must not kill the actor that answers
+            log.warning("%d replies lost, to %s first: %s", len(to), to[0].to.subject, exc)
 
     async def send(self, subject: str, body: dict) -> None:
         await send_json(self.nc, subject, body)
