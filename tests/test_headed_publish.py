@@ -14,26 +14,37 @@ import pytest
 from kryten_likes.store.headed_publish import publish_headed_many, publish_plain_many
 
 
+async def _received(nc, subjects: str, n: int, send) -> list[tuple]:
+    """What ``send()`` publishes on ``subjects``: the first ``n`` messages as
+    (subject, reply, headers or None, payload), in the order they came."""
+    got: list[tuple] = []
+    all_in = asyncio.Event()
+
+    async def keep(msg):
+        got.append((msg.subject, msg.reply, dict(msg.headers) if msg.headers else None, msg.data))
+        if len(got) == n:
+            all_in.set()
+
+    sub = await nc.subscribe(subjects, cb=keep)
+    await send()
+    await asyncio.wait_for(all_in.wait(), 10)
+    await sub.unsubscribe()
+    return got
+
+
 def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
     async def run():
         nc = await nats.connect(nats_server.url)
-        got = []
-        all_in = asyncio.Event()
-
-        async def keep(msg):
-            got.append((msg.subject, msg.reply, dict(msg.headers or {}), msg.data))
-            if len(got) == 8:
-                all_in.set()
-
-        sub = await nc.subscribe("headed.>", cb=keep)
         headers = {"Nats-Batch-Id": "g12-0a1b2c3d", "Nats-Batch-Sequence": "7", "Nats-TTL": "5s"}
-        for payload in (b'{"like_count":1}', b"", "é ✓".encode()):
-            await publish_headed_many(nc, [("headed.fast", payload, headers, "inbox.1")])
-            await nc.publish("headed.fast", payload, reply="inbox.1", headers=headers)
-        await publish_headed_many(nc, [("headed.none", b"x", {}, "")])
-        await nc.publish("headed.none", b"x", headers={})
-        await asyncio.wait_for(all_in.wait(), 10)
-        await sub.unsubscribe()
+
+        async def send():
+            for payload in (b'{"like_count":1}', b"", "é ✓".encode()):
+                await publish_headed_many(nc, [("headed.fast", payload, headers, "inbox.1")])
+                await nc.publish("headed.fast", payload, reply="inbox.1", headers=headers)
+            await publish_headed_many(nc, [("headed.none", b"x", {}, "")])
+            await nc.publish("headed.none", b"x", headers={})
+
+        got = await _received(nc, "headed.>", 8, send)
         with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
             await publish_headed_many(nc, [("headed.big", b"x" * (nc.max_payload + 1), headers, "")])
         assert nc.stats["out_msgs"] >= 8
@@ -53,21 +64,14 @@ def test_a_headed_message_arrives_as_nats_py_would_send_it(portal, nats_server):
 def test_replies_sent_as_one_command_arrive_in_order_as_nats_py_would_send_them(portal, nats_server):
     async def run():
         nc = await nats.connect(nats_server.url)
-        got = []
-        all_in = asyncio.Event()
-
-        async def keep(msg):
-            got.append((msg.subject, msg.reply, msg.headers, msg.data))
-            if len(got) == 8:
-                all_in.set()
-
-        sub = await nc.subscribe("plain.>", cb=keep)
         payloads = [b'{"status":"ok","like_count":1}', b"", "é ✓".encode(), b"\r\nPUB x 1\r\n"]
-        await publish_plain_many(nc, [(f"plain.{i}", p) for i, p in enumerate(payloads)])
-        for i, p in enumerate(payloads):
-            await nc.publish(f"plain.{i}", p)
-        await asyncio.wait_for(all_in.wait(), 10)
-        await sub.unsubscribe()
+
+        async def send():
+            await publish_plain_many(nc, [(f"plain.{i}", p) for i, p in enumerate(payloads)])
+            for i, p in enumerate(payloads):
+                await nc.publish(f"plain.{i}", p)
+
+        got = await _received(nc, "plain.>", 8, send)
         sent = nc.stats["out_msgs"]
         with pytest.raises(nats.errors.MaxPayloadError):  # over the limit: nats-py's own refusal
             await publish_plain_many(nc, [("plain.ok", b"x"), ("plain.big", b"x" * (nc.max_payload + 1))])
