@@ -16,6 +16,7 @@ from conftest import Harness, playing
 
 from kryten_likes.clock import FakeClock
 from kryten_likes.config import parse_config
+from kryten_likes.store import AtomicBucket, scan
 from support.configs import merged, unique_sections
 
 
@@ -74,11 +75,11 @@ def all_keys(h: Harness, bucket: str) -> list[str]:
     h.stored()  # journalled likes' claims and records are written by a batch after their answer
 
     async def keys():
+        # The daemon's own start-up scan, not nats-py's ``kv.keys()``: its
+        # watcher may say "all keys given" too early (store/buckets.scan_each),
+        # and once left a namespace's dedupe claims out of this list.
         kv = await h.nc.jetstream().key_value(bucket)
-        try:
-            return await kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return []
+        return list(await scan(AtomicBucket(h.nc, kv, bucket)))
     return h.portal.call(keys)
 
 
