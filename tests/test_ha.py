@@ -21,7 +21,7 @@ from support.bus import connect, publish_play, wait_answer
 from support.daemon_process import DaemonProcess, Names, daemon_config, free_port
 from support.storm import fault_storm, lost_answer_violations
 from kryten_likes.embedded import start_nats_server
-from kryten_likes.store import LIKES_BUCKET
+from kryten_likes.store import LIKES_BUCKET, AtomicBucket, scan
 
 LIKED = "ha-liked"
 
@@ -339,12 +339,10 @@ def test_a_lone_like_is_answered_from_the_journal_and_stored_within_a_tick(harne
     ns = h.config.analytics.namespace
 
     async def journal_revisions() -> list[int]:
+        # store.scan, not kv.keys(): nats-py's watcher may end its list early.
         kv = await h.nc.jetstream().key_value(JOURNAL_BUCKET)
-        try:
-            keys = [k for k in await kv.keys() if k.startswith(f"ns/{ns}/journal/")]
-        except Exception:  # nats-py: no keys at all (every entry purged)
-            return []
-        return [(await kv.get(k)).revision for k in keys]
+        entries = await scan(AtomicBucket(h.nc, kv, JOURNAL_BUCKET))
+        return [e.revision for k, e in entries.items() if k.startswith(f"ns/{ns}/journal/")]
     assert h.request("stats", {"video_id": "v"})["item"]["like_count"] == 1  # counted at once
     assert h.kv(LIKES_BUCKET, f"ns/{ns}/items/v/likes")["like_count"] == 1  # (waits until stored)
     mark = h.kv(LIKES_BUCKET, f"ns/{ns}/journal_mark")
