@@ -26,7 +26,7 @@ def cmd(command: str) -> str:
     return f"{PREFIX}.playlist.cmd.{command}"
 
 
-def write_config(path: Path, url: str, event_loop: str = "uvloop", http_port: int = 0) -> Path:
+def write_config(path: Path, url: str, event_loop: str = "uvloop", http_port: int = 0, replicas: int = 1) -> Path:
     path.write_text(
         "[nats]\n"
         f'servers = ["{url}"]\n'
@@ -45,13 +45,16 @@ def write_config(path: Path, url: str, event_loop: str = "uvloop", http_port: in
         f'event_loop = "{event_loop}"\n'
         "[http]\n"
         f"port = {http_port}\n"  # 0: none (the live-stream scenario gives one)
+        "[storage]\n"
+        f"replicas = {replicas}\n"
     )
     return path
 
 
 def start_daemon(children: Children, workdir: Path, url: str, name: str,
-                 profile_to: Path | None = None, event_loop: str = "uvloop", http_port: int = 0) -> Child:
-    cfg = write_config(workdir / f"{name}.toml", url, event_loop, http_port)
+                 profile_to: Path | None = None, event_loop: str = "uvloop", http_port: int = 0,
+                 replicas: int = 1) -> Child:
+    cfg = write_config(workdir / f"{name}.toml", url, event_loop, http_port, replicas)
     if profile_to is None:
         argv = [sys.executable, "-m", "kryten_likes.cli", "run", "--config", str(cfg)]
     else:  # cProfile, enabled by SIGUSR1 and disabled by SIGUSR2 (bench/profiled_daemon.py)

@@ -2,7 +2,7 @@
 like, done as cheaply as nats-py allows, with no logic at all. Run as a
 process of its own, like the ceiling and the daemon.
 
-    python -m bench.layout_floor URL SUBJECT [--uvloop]
+    python -m bench.layout_floor URL SUBJECT [--uvloop] [--replicas=N]
 
 The ceiling (``bench/ceiling.py``) stores one message a like. A like of
 kryten-likes must store three, each a key or a message other services read:
@@ -44,7 +44,7 @@ from kryten_likes.compact_json import dump_bytes
 from kryten_likes.store.headed_publish import HeadedMessage, publish_headed_many, publish_plain_many
 from kryten_likes.store.keys import dedupe_key, likes_key, record_key
 
-from .ceiling import answer_forever, run_responder
+from .ceiling import answer_forever, replicas_arg, run_responder
 
 BUCKET = "bench_floor"
 EVENTS_STREAM = "BENCH_FLOOR_OUT"
@@ -54,14 +54,14 @@ VIDEO = "hot"
 WINDOW_S = 600
 
 
-async def open_store(nc) -> None:
+async def open_store(nc, replicas: int = 1) -> None:
     js = nc.jetstream()
-    await js.create_key_value(bucket=BUCKET, history=1)
+    await js.create_key_value(bucket=BUCKET, history=1, replicas=replicas)
     info = await js.stream_info(f"KV_{BUCKET}")
     info.config.allow_msg_ttl = True  # the claim's TTL, as the daemon's buckets
     await js.update_stream(info.config)
     await js.add_stream(api.StreamConfig(name=EVENTS_STREAM, subjects=[f"{EVENTS}.{STORED_NAMESPACE}.>"],
-                                         max_age=7 * 86400))
+                                         max_age=7 * 86400, num_replicas=replicas))
 
 
 def like_writes(ns: str, user: str, at: str, count: int, event_id: str) -> list[HeadedMessage]:
@@ -81,9 +81,9 @@ def like_writes(ns: str, user: str, at: str, count: int, event_id: str) -> list[
     ]
 
 
-async def main(url: str, subject: str) -> None:
+async def main(url: str, subject: str, replicas: int = 1) -> None:
     nc = await nats.connect(url, name="bench-layout-floor")
-    await open_store(nc)
+    await open_store(nc, replicas)
     counts: dict[str, int] = {}
     pending: list = []
     bursts: set[asyncio.Task] = set()
@@ -133,4 +133,4 @@ async def main(url: str, subject: str) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    run_responder(main(args[0], args[1]))
+    run_responder(main(args[0], args[1], replicas_arg()))
