@@ -245,3 +245,51 @@ def test_new_events_go_as_one_chain_and_one_ack_per_stream_and_a_broken_chain_go
             await nc.close()
 
     portal.call(run)
+
+
+def test_new_namespaces_of_one_publish_get_their_streams_made_at_once(portal, nats_server):
+    """On a cluster each stream is a Raft group, tens of ms to make: the
+    streams of every new namespace a publish names are made together, not in
+    turn. Here a make waits until every make has begun, which only a
+    publish that makes them at once gets past; then every event is stored
+    in its namespace's stream."""
+    import anyio
+    import nats
+
+    from kryten_likes.event_out import OutStream
+
+    tag = next(_tags)
+    names = [f"together{tag}-{i}" for i in range(5)]
+
+    class MakesWaitForEachOther:
+        """The real JetStream context, but a stream's make waits for the others'."""
+
+        def __init__(self, js, n):
+            self.js, self.n, self.begun, self.all_begun = js, n, 0, anyio.Event()
+
+        def __getattr__(self, name):
+            return getattr(self.js, name)
+
+        async def add_stream(self, config):
+            self.begun += 1
+            if self.begun == self.n:
+                self.all_begun.set()
+            await self.all_begun.wait()
+            return await self.js.add_stream(config)
+
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        prefix = f"together{tag}"
+        out = OutStream(MakesWaitForEachOther(js, len(names)), prefix, "chan", 1, names[0], nc)
+        events = tuple({"event_id": f"{ns}-{i}", "kind": "like", "namespace": ns} for i in range(2) for ns in names)
+        try:
+            with anyio.fail_after(10):  # (one make at a time waits here for ever)
+                await out.publish(events, chained=True)
+            for ns in names:
+                info = await js.stream_info(out_stream_name(ns))
+                assert info.state.messages == 2, ns
+        finally:
+            await nc.close()
+
+    portal.call(run)
