@@ -34,7 +34,15 @@ log = logging.getLogger(__name__)
 
 CREATE_TIMEOUT = 20.0  # seconds to wait for the durable consumer to be made
 EVENT_WINDOW = 2000  # events handed out and not yet acknowledged, at most (the consumer's max_ack_pending)
-FETCH = 256  # events asked for at once
+FETCH = 256  # events asked for at once while they keep coming
+# How long a fetch waits. nats-py's fetch of many holds what came until it
+# has them all or its pull request ends, so an event delivered to a request
+# left open on the server waited for the end of the feed's own: play
+# switches of 0.6 s (tests/test_event_feed.py). An idle feed asks for one
+# event (returned the moment it comes) and waits long; after an event it
+# asks for many, which waits this short while at most.
+IDLE_WAIT = 1.0
+BURST_WAIT = 0.1
 
 # The bridge (kryten-robot) publishes on kryten.events.cytube.{channel}.*
 # whatever our [nats] subject_prefix is: that prefix is for our own subjects.
@@ -161,6 +169,7 @@ class EventFeed:
 
     async def run(self) -> None:
         pause = 0.1
+        batch = 1
         while True:
             try:
                 if self._bound_epoch != self.epoch:
@@ -169,17 +178,20 @@ class EventFeed:
                     except nats.errors.TimeoutError as exc:  # not an idle fetch: say so, and back off
                         raise nats.errors.Error(f"consumer set-up timed out ({type(exc).__name__})") from exc
                 epoch = self.epoch
-                msgs = await self._psub.fetch(batch=FETCH, timeout=1.0)
+                msgs = await self._psub.fetch(batch=batch, timeout=IDLE_WAIT if batch == 1 else BURST_WAIT)
             except (nats.errors.TimeoutError, TimeoutError):
                 # An idle fetch; Python's own TimeoutError (an OSError) is one
                 # too and must not take the back-off below.
+                batch = 1
                 continue
             except (nats.errors.Error, OSError) as exc:
                 log.warning("event feed: %s; retrying", exc)
+                batch = 1
                 await anyio.sleep(pause)  # back-off while the bus is away
                 pause = min(pause * 2, 2.0)
                 continue
             pause = 0.1
+            batch = FETCH if len(msgs) == batch else 1  # (all it asked for: more may be waiting)
             if epoch != self.epoch:
                 continue  # fetched for a reading that was voided meanwhile
             for m in msgs:
