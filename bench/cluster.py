@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -38,13 +37,11 @@ from pathlib import Path
 import nats
 
 from kryten_likes.embedded import start_nats_server
-from kryten_likes.store import LIKES_BUCKET, likes_key
+from kryten_likes.store import likes_key
 
-from .daemon import NAMESPACE, cmd, daemon_ready, play, start_daemon, wait_playing
-from .harness import Children, CpuMeter, Miscount, all_ok, body, drive, kv_settled, wait_for_answer
-
-ROOT = Path(__file__).resolve().parent.parent
-HOT = "hot"
+from .daemon import NAMESPACE
+from .floor import HOT, ROOT, check_daemon_counts, pool_round, ready_and_warm, start_responders
+from .harness import Children, CpuMeter, all_ok, body, drive
 # (row, in flight, likes a round at --scale 1, namespaces the likes go over; 0: the hot item)
 ROWS = (("hot item, 1 in flight", 1, 1000, 0), ("hot item, 16 in flight", 16, 5000, 0),
         ("hot item, 256 in flight", 256, 20000, 0), ("spread over 1,000 namespaces, 256 in flight", 256, 10000, 1000))
@@ -64,26 +61,10 @@ async def run_setup(urls: list[str], server_pids: list[int], replicas: int, roun
     url = urls[0]
     totals: dict = {}
     with Children() as children:
-        responders = {
-            "ceiling": (children.start("ceiling", [sys.executable, "-m", "bench.ceiling", url, "bench.ceiling",
-                                                   f"--replicas={replicas}"], tmp / "ceiling.log", cwd=ROOT),
-                        "bench.ceiling"),
-            "floor": (children.start("floor", [sys.executable, "-m", "bench.layout_floor", url, "bench.floor",
-                                               "--uvloop", f"--replicas={replicas}"], tmp / "floor.log", cwd=ROOT),
-                      "bench.floor"),
-            "daemon": (start_daemon(children, tmp, url, "daemon", replicas=replicas), cmd("like")),
-        }
+        responders = start_responders(children, tmp, url, replicas)
         nc = await nats.connect(url, name="bench-cluster-driver")
         try:
-            await daemon_ready(nc, responders["daemon"][0])
-            for who in ("ceiling", "floor"):
-                await wait_for_answer(nc, responders[who][1], child=responders[who][0], body=body(username="ready"))
-            await play(nc.jetstream(), HOT)
-            await wait_playing(nc, HOT, responders["daemon"][0])
-            warm = [body(username=f"warm-{i}") for i in range(300)]
-            for child, subject in responders.values():
-                all_ok(await drive(nc, subject, warm, 16, watch=child), f"warm-up {subject}")
-            expected: dict[str, int] = {likes_key(NAMESPACE, HOT): len(warm)}
+            expected = await ready_and_warm(nc, responders, 300)
             order = list(responders)
             for r in range(rounds):
                 for k, (row, inflight, likes, spread) in enumerate(ROWS):
@@ -106,24 +87,9 @@ async def run_setup(urls: list[str], server_pids: list[int], replicas: int, roun
                         used = {"proc": cpu.used["proc"], "driver": cpu.used["driver"],
                                 "servers": sum(v for name, v in cpu.used.items() if name.startswith("server"))}
                         got[who] = (d["rate"], used, d["n"])
-                    for who, (rate, used, n_done) in got.items():
-                        t = totals.setdefault(row, {}).setdefault(who, {"rate": [], "ratio": [], "cpu": {}})
-                        t["rate"].append(rate)
-                        t["ratio"].append(rate / got["ceiling"][0])
-                        for name, v in used.items():
-                            t["cpu"].setdefault(name, []).append(1e6 * v / n_done)
-                    print(f"R{replicas} round {r + 1}, {row}: " + ", ".join(
-                        f"{who} {rate:,.0f}/s ×{rate / got['ceiling'][0]:.2f}" for who, (rate, _, _) in got.items()),
-                        flush=True)
+                    pool_round(totals.setdefault(row, {}), got, f"R{replicas} round {r + 1}, {row}")
                 order = order[1:] + order[:1]
-            kv = await nc.jetstream().key_value(LIKES_BUCKET)
-            docs, _ = await kv_settled(kv, expected)
-            wrong = {k: ((docs.get(k) or {}).get("like_count"), e) for k, e in expected.items()
-                     if (docs.get(k) or {}).get("like_count") != e}
-            if wrong:
-                raise Miscount(f"R{replicas}: {len(wrong)} of the daemon's documents wrong, "
-                               f"e.g. {list(wrong.items())[:3]}")
-            totals["check"] = f"exact: {len(expected):,} counter documents"
+            totals["check"] = await check_daemon_counts(nc, expected, f"R{replicas}, the daemon's counts")
         finally:
             await nc.close()
     return totals

@@ -31,7 +31,7 @@ from kryten_likes.embedded import start_nats_server
 from kryten_likes.store import LIKES_BUCKET, likes_key
 
 from .daemon import NAMESPACE, cmd, daemon_ready, play, start_daemon, wait_playing
-from .harness import Children, CpuMeter, Miscount, all_ok, body, drive, kv_settled, wait_for_answer
+from .harness import Child, Children, CpuMeter, Miscount, all_ok, body, drive, kv_settled, wait_for_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 HOT = "hot"
@@ -43,25 +43,10 @@ async def run(rounds: int, likes: int, spread_likes: int, spread: int) -> dict:
     totals: dict = {}
     with start_nats_server(tmp / "nats", port=None) as server, Children() as children:
         url = server.url
-        responders = {
-            "ceiling": (children.start("ceiling", [sys.executable, "-m", "bench.ceiling", url, "bench.ceiling"],
-                                       tmp / "ceiling.log", cwd=ROOT), "bench.ceiling"),
-            "floor": (children.start("floor", [sys.executable, "-m", "bench.layout_floor", url, "bench.floor",
-                                               "--uvloop"], tmp / "floor.log", cwd=ROOT), "bench.floor"),
-            "daemon": (start_daemon(children, tmp, url, "daemon"), cmd("like")),
-        }
+        responders = start_responders(children, tmp, url)
         nc = await nats.connect(url, name="bench-floor-driver")
         try:
-            await daemon_ready(nc, responders["daemon"][0])
-            for who in ("ceiling", "floor"):
-                await wait_for_answer(nc, responders[who][1], child=responders[who][0],
-                                      body=body(username="ready"))
-            await play(nc.jetstream(), HOT)
-            await wait_playing(nc, HOT, responders["daemon"][0])
-            warm = [body(username=f"warm-{i}") for i in range(500)]
-            for child, subject in responders.values():
-                all_ok(await drive(nc, subject, warm, 16, watch=child), f"warm-up {subject}")
-            expected: dict[str, int] = {likes_key(NAMESPACE, HOT): len(warm)}
+            expected = await ready_and_warm(nc, responders, 500)
             order = list(responders)
             for r in range(rounds):
                 scenarios = {
@@ -80,26 +65,64 @@ async def run(rounds: int, likes: int, spread_likes: int, spread: int) -> dict:
                             d = await drive(nc, subject, bodies, INFLIGHT, watch=child)
                         all_ok(d, f"{who}, {scenario}")
                         got[who] = (d["rate"], cpu.used, d["n"])
-                    for who, (rate, used, n) in got.items():
-                        t = totals.setdefault(scenario, {}).setdefault(who, {"rate": [], "ratio": [], "cpu": {}})
-                        t["rate"].append(rate)
-                        t["ratio"].append(rate / got["ceiling"][0])
-                        for k, v in used.items():
-                            t["cpu"].setdefault(k, []).append(1e6 * v / n)
-                    print(f"round {r + 1}, {scenario}: " + ", ".join(
-                        f"{who} {rate:,.0f}/s ×{rate / got['ceiling'][0]:.2f}" for who, (rate, _, _) in got.items()),
-                        flush=True)
+                    pool_round(totals.setdefault(scenario, {}), got, f"round {r + 1}, {scenario}")
                 order = order[1:] + order[:1]
-            kv = await nc.jetstream().key_value(LIKES_BUCKET)
-            docs, _ = await kv_settled(kv, expected)
-            wrong = {k: ((docs.get(k) or {}).get("like_count"), e) for k, e in expected.items()
-                     if (docs.get(k) or {}).get("like_count") != e}
-            if wrong:
-                raise Miscount(f"the daemon's counts: {len(wrong)} documents wrong, e.g. {list(wrong.items())[:3]}")
-            totals["check"] = f"exact: {len(expected):,} counter documents of the daemon"
+            totals["check"] = await check_daemon_counts(nc, expected, "the daemon's counts")
         finally:
             await nc.close()
     return totals
+
+
+def start_responders(children: Children, tmp: Path, url: str, replicas: int = 1) -> dict[str, tuple[Child, str]]:
+    """The ceiling, the layout's floor and the daemon, each a process of its own
+    whose streams have ``replicas`` replicas: name -> (process, subject)."""
+    more = [f"--replicas={replicas}"]
+    return {
+        "ceiling": (children.start("ceiling", [sys.executable, "-m", "bench.ceiling", url, "bench.ceiling", *more],
+                                   tmp / "ceiling.log", cwd=ROOT), "bench.ceiling"),
+        "floor": (children.start("floor", [sys.executable, "-m", "bench.layout_floor", url, "bench.floor",
+                                           "--uvloop", *more], tmp / "floor.log", cwd=ROOT), "bench.floor"),
+        "daemon": (start_daemon(children, tmp, url, "daemon", replicas=replicas), cmd("like")),
+    }
+
+
+async def ready_and_warm(nc, responders: dict[str, tuple[Child, str]], warm_likes: int) -> dict[str, int]:
+    """Each answers; the hot item plays; each takes ``warm_likes`` likes. The
+    daemon's counts so far (counter document -> likes)."""
+    await daemon_ready(nc, responders["daemon"][0])
+    for who in ("ceiling", "floor"):
+        await wait_for_answer(nc, responders[who][1], child=responders[who][0], body=body(username="ready"))
+    await play(nc.jetstream(), HOT)
+    await wait_playing(nc, HOT, responders["daemon"][0])
+    warm = [body(username=f"warm-{i}") for i in range(warm_likes)]
+    for child, subject in responders.values():
+        all_ok(await drive(nc, subject, warm, 16, watch=child), f"warm-up {subject}")
+    return {likes_key(NAMESPACE, HOT): len(warm)}
+
+
+def pool_round(by_who: dict, got: dict[str, tuple[float, dict[str, float], int]], label: str) -> None:
+    """One round's (rate, CPU seconds by process, likes) of each responder,
+    added to its pooled figures as a ratio to the ceiling's rate and CPU µs
+    a like; printed as it comes."""
+    for who, (rate, used, n) in got.items():
+        t = by_who.setdefault(who, {"rate": [], "ratio": [], "cpu": {}})
+        t["rate"].append(rate)
+        t["ratio"].append(rate / got["ceiling"][0])
+        for k, v in used.items():
+            t["cpu"].setdefault(k, []).append(1e6 * v / n)
+    print(f"{label}: " + ", ".join(f"{who} {rate:,.0f}/s ×{rate / got['ceiling'][0]:.2f}"
+                                   for who, (rate, _, _) in got.items()), flush=True)
+
+
+async def check_daemon_counts(nc, expected: dict[str, int], what: str) -> str:
+    """Every counter document the daemon should hold, as stored (Miscount if one is not)."""
+    kv = await nc.jetstream().key_value(LIKES_BUCKET)
+    docs, _ = await kv_settled(kv, expected)
+    wrong = {k: ((docs.get(k) or {}).get("like_count"), e) for k, e in expected.items()
+             if (docs.get(k) or {}).get("like_count") != e}
+    if wrong:
+        raise Miscount(f"{what}: {len(wrong)} documents wrong, e.g. {list(wrong.items())[:3]}")
+    return f"exact: {len(expected):,} counter documents of the daemon"
 
 
 def report(totals: dict) -> None:
