@@ -35,6 +35,7 @@ class CounterBook:
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         self.records = LikeIndex(namespace)  # who liked what (like records) and each user's totals
         self._changes = 0  # moves with every document the book takes (titles included)
+        self._advanced_to: float | None = None  # the clock of the last ``advance``
         self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
         t = self.table
         # Likes journalled (their records stored, ``staged``) and not yet in
@@ -70,11 +71,24 @@ class CounterBook:
 
     @cached_property
     def play_windows(self) -> WindowCounts:
-        return WindowCounts(RANKED)  # (built from its hours at its first advance)
+        return self._on_the_clock(WindowCounts(RANKED))
 
     @cached_property
     def curators(self) -> CuratorTotals:
-        return CuratorTotals()  # likes received and plays of whoever queued what played
+        made = CuratorTotals()  # likes received and plays of whoever queued what played
+        for w in made.windows.values():
+            self._on_the_clock(w)
+        return made
+
+    def _on_the_clock(self, windows: WindowCounts) -> WindowCounts:
+        """Windows made once the book's clock runs move with it from the
+        start, so the documents a start-up scan loads next keep their totals
+        as they come. Left for their first advance, they were built from
+        every item's hours after the start-up heap had been frozen and
+        trimmed: 14 MB more at a million like records (stop 31)."""
+        if self._advanced_to is not None:
+            windows.advance(self._advanced_to)
+        return windows
 
     @cached_property
     def requests(self) -> list[StoredEntry]:
@@ -167,6 +181,7 @@ class CounterBook:
 
     def advance(self, now: float) -> None:
         """The windows follow the clock: hours leave them as it passes."""
+        self._advanced_to = now
         self.like_windows.advance(now)
         made = self.__dict__  # (a part not made yet has nothing to move: its first advance builds it)
         if "play_windows" in made:
