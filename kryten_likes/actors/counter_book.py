@@ -20,7 +20,7 @@ from .like_index import LikeIndex
 from .leaderboard import Leaderboard
 from .curator_totals import CuratorTotals
 from .staged_view import StagedView
-from .window_counts import WindowCounts, hour_label, hour_of, hours_field, parse_hours
+from .window_counts import HOUR, WindowCounts, hour_label, hour_of, hours_field, parse_hours
 
 RANKED = TOP_LIMIT_MAX  # a leaderboard holds what the largest query may ask for
 
@@ -35,7 +35,6 @@ class CounterBook:
         self.expectations: StoredEntry | None = None  # queue events we expect (analytics_changes)
         self.records = LikeIndex(namespace)  # who liked what (like records) and each user's totals
         self._changes = 0  # moves with every document the book takes (titles included)
-        self._advanced_to: float | None = None  # the clock of the last ``advance``
         self._answers: dict[tuple[str, int], tuple[int, list[dict]]] = {}
         t = self.table
         # Likes journalled (their records stored, ``staged``) and not yet in
@@ -86,8 +85,9 @@ class CounterBook:
         as they come. Left for their first advance, they were built from
         every item's hours after the start-up heap had been frozen and
         trimmed: 14 MB more at a million like records (stop 31)."""
-        if self._advanced_to is not None:
-            windows.advance(self._advanced_to)
+        hour = self.like_windows.now_hour  # (the book's clock: ``advance`` moves these first)
+        if hour is not None:
+            windows.advance(hour * HOUR)
         return windows
 
     @cached_property
@@ -181,7 +181,6 @@ class CounterBook:
 
     def advance(self, now: float) -> None:
         """The windows follow the clock: hours leave them as it passes."""
-        self._advanced_to = now
         self.like_windows.advance(now)
         made = self.__dict__  # (a part not made yet has nothing to move: its first advance builds it)
         if "play_windows" in made:
