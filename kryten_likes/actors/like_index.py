@@ -16,12 +16,15 @@ Two layers, because most records are old:
   each id's entries a sorted run in it (``offsets``: where each id's run
   starts). Built once (``freeze``), by bucketing what ``load`` staged: a
   million records are 16 MB of entries, with no object per item or user;
-- the *recent*: records counted since start, a small sorted array per id
-  that has any. A record taken out of the base (unliked, or liked again) is
-  marked dead (``dead``: its item and user ids as one int) and skipped.
+- the *recent*: records counted since start, a small sorted array per
+  item that has any; on the users' side one 8-byte column entry per user,
+  and an array only for a user with two or more (recent_by_user.py). A
+  record taken out of the base (unliked, or liked again) is marked dead
+  (``dead``: its item and user ids as one int) and skipped.
 
-So the memory is the entries, plus an array object per item or user
-touched since start: a channel's day, not its history. A page merges an
+So the memory is the entries, plus an array object per item touched since
+start and per user who liked twice since: a channel's day, not its
+history. A page merges an
 id's base run and recent array from the newest end. A user's records are
 few (what one person liked), so "did this user like this item" is a scan
 of theirs. A cursor names its namespace, its kind and its item or user, so
@@ -38,6 +41,7 @@ from array import array
 from collections.abc import Callable
 
 from ..clock import iso
+from .recent_by_user import RecentByUser
 from .run_columns import grouped_by, sorted_runs
 
 MAX_TIME = 2**32 - 1
@@ -83,13 +87,14 @@ class LikeIndex:
         # The base, by side: one flat array, and where each id's run starts.
         self._base: dict[str, array] | None = None
         self._starts: dict[str, array] | None = None
-        self._recent: dict[str, dict[int, array]] | None = None  # by side, by id
+        self._recent_items: dict[int, array] | None = None  # by item id
+        self._recent_users: RecentByUser | None = None
         self.dead: set[int] | None = None  # item id << 32 | user id of base entries taken out
 
     def __len__(self) -> int:
         self.freeze()
         return (len(self._base["item"]) if self._base else 0) - len(self.dead or ()) + \
-            sum(len(a) for a in (self._recent or {}).get("item", {}).values())
+            sum(len(a) for a in (self._recent_items or {}).values())
 
     def _user(self, user: str, username: str) -> int:
         u = self._user_id.get(user)
@@ -99,6 +104,8 @@ class LikeIndex:
             self.names.append(user if not username or username == user else username)  # one string when equal
             self.given.append(0)
             self.user_rev.append(0)
+            if self._recent_users is not None:
+                self._recent_users.add_user()
         return u
 
     def _item(self, video_id: str) -> int:
@@ -194,10 +201,10 @@ class LikeIndex:
         i, u = self._item(video_id), self._user(user, username)
         self.forget(video_id, user)
         t = _seconds(liked_at)
-        if self._recent is None:
-            self._recent = {"item": {}, "user": {}}
-        bisect.insort(self._recent["item"].setdefault(i, array("Q")), t << 32 | u)
-        bisect.insort(self._recent["user"].setdefault(u, array("Q")), t << 32 | i)
+        if self._recent_items is None:
+            self._recent_items, self._recent_users = {}, RecentByUser(len(self.users))
+        bisect.insort(self._recent_items.setdefault(i, array("Q")), t << 32 | u)
+        self._recent_users.add(u, t << 32 | i)
 
     def forget(self, video_id: str, user: str) -> None:
         """The record is gone (unliked, or replaced by a newer like)."""
@@ -212,11 +219,11 @@ class LikeIndex:
             users.append(u)
             times.append(FORGOTTEN)
             return
-        mine = self._recent["user"].get(u) if self._recent is not None else None
-        old = next((e for e in mine if e & MASK == i), None) if mine is not None else None
+        mine = self._recent_users.entries(u) if self._recent_users is not None else ()
+        old = next((e for e in mine if e & MASK == i), None)
         if old is not None:
-            _remove(self._recent["user"], u, old)
-            _remove(self._recent["item"], i, (old >> 32) << 32 | u)
+            self._recent_users.remove(u, old)
+            _remove(self._recent_items, i, (old >> 32) << 32 | u)
             return
         if self._base_entry(u, i) is not None:
             if self.dead is None:
@@ -238,7 +245,7 @@ class LikeIndex:
         i, u = self._item_id.get(video_id), self._user_id.get(user)
         if i is None or u is None:
             return None
-        mine = self._recent["user"].get(u, ()) if self._recent is not None else ()
+        mine = self._recent_users.entries(u) if self._recent_users is not None else ()
         recent = next((e >> 32 for e in mine if e & MASK == i), None)
         if recent is not None:
             return recent
@@ -272,7 +279,12 @@ class LikeIndex:
             return [], False
         lo, hi = self._run(side, ident)
         base = self._base[side] if self._base is not None else array("Q")
-        recent = (self._recent[side].get(ident) if self._recent is not None else None) or array("Q")
+        if self._recent_items is None:
+            recent = ()
+        elif side == "item":
+            recent = self._recent_items.get(ident, ())
+        else:
+            recent = self._recent_users.entries(ident)
         j = hi if before is None else bisect.bisect_left(base, before, lo, hi)
         k = len(recent) if before is None else bisect.bisect_left(recent, before)
         dead = self.dead
