@@ -41,7 +41,7 @@ from array import array
 from collections.abc import Callable
 
 from ..clock import iso
-from .recent_by_user import RecentByUser
+from .recent_by_user import RecentByUser, remove_entry
 from .run_columns import grouped_by, sorted_runs
 
 MAX_TIME = 2**32 - 1
@@ -56,15 +56,6 @@ class BadCursor(ValueError):
 def _seconds(t: float) -> int:
     """A time as an entry's high 32 bits hold it."""
     return min(max(int(t), 0), MAX_TIME)
-
-
-def _remove(arrays: dict[int, array], ident: int, entry: int) -> None:
-    a = arrays[ident]
-    k = bisect.bisect_left(a, entry)
-    if k < len(a) and a[k] == entry:
-        del a[k]
-    if not a:
-        del arrays[ident]
 
 
 class LikeIndex:
@@ -223,7 +214,7 @@ class LikeIndex:
         old = next((e for e in mine if e & MASK == i), None)
         if old is not None:
             self._recent_users.remove(u, old)
-            _remove(self._recent_items, i, (old >> 32) << 32 | u)
+            remove_entry(self._recent_items, i, (old >> 32) << 32 | u)
             return
         if self._base_entry(u, i) is not None:
             if self.dead is None:

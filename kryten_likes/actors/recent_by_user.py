@@ -18,6 +18,17 @@ from array import array
 NONE = 2**64 - 1
 
 
+def remove_entry(arrays: dict[int, array], ident: int, entry: int) -> None:
+    """Take ``entry`` out of ``ident``'s sorted array (the items' side's,
+    and a user's with two or more); an emptied array goes."""
+    a = arrays[ident]
+    k = bisect.bisect_left(a, entry)
+    if k < len(a) and a[k] == entry:
+        del a[k]
+    if not a:
+        del arrays[ident]
+
+
 class RecentByUser:
     def __init__(self, users: int) -> None:
         self._one = array("Q", [NONE]) * users  # by user id: their only entry
@@ -31,7 +42,7 @@ class RecentByUser:
         more = self._more.get(u)
         if more is not None:
             return more
-        e = self._one[u] if u < len(self._one) else NONE
+        e = self._one[u]  # (every user id has its slot: ``add_user``)
         return () if e == NONE else (e,)
 
     def add(self, u: int, entry: int) -> None:
@@ -47,14 +58,12 @@ class RecentByUser:
         self._one[u] = NONE
 
     def remove(self, u: int, entry: int) -> None:
-        more = self._more.get(u)
-        if more is None:
+        if u not in self._more:
             if self._one[u] == entry:
                 self._one[u] = NONE
             return
-        k = bisect.bisect_left(more, entry)
-        if k < len(more) and more[k] == entry:
-            del more[k]
+        remove_entry(self._more, u, entry)
+        more = self._more[u]
         if len(more) == 1:  # back to the column: the array goes
             self._one[u] = more[0]
             del self._more[u]
