@@ -160,14 +160,14 @@ class CounterBook:
 
     def stage_likes(self, video_id: str, n: int) -> None:
         """``n`` journalled likes of the item counted (or, negative, now in its document)."""
-        old = self.like_count(video_id)
-        left = self.staged_likes.get(video_id, 0) + n
-        if left:
-            self.staged_likes[video_id] = left
-        else:
-            self.staged_likes.pop(video_id, None)
+        staged = self.staged_likes.get(video_id, 0)
+        old = self.table.likes_of(video_id) + staged
+        if staged + n:
+            self.staged_likes[video_id] = staged + n
+        elif staged:
+            del self.staged_likes[video_id]
         self._changes += 1
-        self.top_liked.update(video_id, old, self.like_count(video_id))
+        self.top_liked.update(video_id, old, old + n)
 
     def play_count(self, video_id: str) -> int:
         return self.table.plays_of(video_id)
@@ -267,9 +267,10 @@ class CounterBook:
                           title: str | None, hours: dict[int, int]) -> None:
         """A likes document the writer itself just stored (the like path's fast way)."""
         self._changes += 1
-        old = self.like_count(video_id)
+        staged = self.staged_likes.get(video_id, 0)
+        old = self.table.likes_of(video_id) + staged
         self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
-        self.top_liked.update(video_id, old, self.like_count(video_id))
+        self.top_liked.update(video_id, old, like_count + staged)
         self.like_windows.replace(video_id, hours)
 
     def set_item(self, video_id: str, entry: StoredEntry | None) -> None:

@@ -13,15 +13,13 @@ costs a handful of dict reads per query.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from .window_counts import SPANS, WindowCounts, hour_of
 
 
 class StagedView:
     def __init__(self) -> None:
-        self.items: dict[str, Counter[int]] = {}  # video_id -> hour -> staged likes
-        self.curators: dict[str, Counter[int]] = {}  # folded curator -> hour -> staged credits
+        self.items: dict[str, dict[int, int]] = {}  # video_id -> hour -> staged likes
+        self.curators: dict[str, dict[int, int]] = {}  # folded curator -> hour -> staged credits
         self.given: dict[str, int] = {}  # folded user -> staged likes (a dict: a Counter costs more to make, and every namespace has one)
         # The title a staged like was given, of items whose documents may not
         # hold it yet: an answer names the item from its first like.
@@ -54,7 +52,7 @@ class StagedView:
         return sum(c.get(h, 0) for c in self.items.values())
 
     def ranked(self, windows: WindowCounts, window: str, limit: int,
-               of: dict[str, Counter[int]]) -> list[tuple[int, str]]:
+               of: dict[str, dict[int, int]]) -> list[tuple[int, str]]:
         """``windows``' top ``limit`` of a rolling ``window`` with the staged
         likes in ``of`` added, as ``(-count, key)``."""
         if not of:
@@ -67,12 +65,16 @@ class StagedView:
         return sorted((-n, key) for key, n in counts.items() if n > 0)[:limit]
 
 
-def _add(table: dict[str, Counter[int]], key: str, h: int, n: int) -> None:
+def _add(table: dict[str, dict[int, int]], key: str, h: int, n: int) -> None:
     c = table.get(key)
-    if c is None:  # (not setdefault: a Counter made for every call costs more than the rest)
-        c = table[key] = Counter()
-    c[h] += n
-    if not c[h]:
+    if c is None:  # (a plain dict: a Counter made for each new key cost more than the rest of a like's staging)
+        if n:
+            table[key] = {h: n}
+        return
+    left = c.get(h, 0) + n
+    if left:
+        c[h] = left
+    else:
         del c[h]
-    if not c:
-        del table[key]
+        if not c:
+            del table[key]

@@ -139,6 +139,8 @@ class WindowCounts:
 
     def replace(self, key: str, hours: Mapping[int, int]) -> None:
         """The key's document as stored now says these hours."""
+        if len(hours) == 1 and self._replace_one_hour(key, hours):
+            return
         if self.now_hour is not None:
             oldest = self.now_hour - KEPT
             if any(h <= oldest for h in hours):
@@ -176,6 +178,52 @@ class WindowCounts:
             else:
                 self.sums.pop(h, None)
         self._put(key, hours)
+
+    def _replace_one_hour(self, key: str, hours: Mapping[int, int]) -> bool:
+        """``replace`` of the usual case, the like path's: the key had at most
+        one hour, gets one, and both are in the day (so in every window).
+        False: not that case, nothing done (a full ``replace`` then)."""
+        (h, n), = hours.items()
+        old = self.hours.get(key)
+        if self.now_hour is None or type(old) is dict or not 0 < n < ONE or h <= self.now_hour - SPANS["day"]:
+            return False
+        oh, on = (old // ONE, old % ONE) if old is not None else (h, 0)
+        if oh <= self.now_hour - SPANS["day"]:
+            return False
+        if oh == h:
+            delta = n - on
+            if not delta:
+                return True
+            sums = self.sums
+            left = sums.get(h, 0) + delta
+            if left:
+                sums[h] = left
+            else:
+                sums.pop(h, None)
+        else:
+            delta = n - on
+            self._leave_hour(key, oh, on)
+            self.sums[h] = self.sums.get(h, 0) + n
+        if old is None or oh != h:
+            self.touched.setdefault(h, set()).add(key)
+        if delta:
+            for w in SPANS:
+                self._move(w, key, delta)
+        self.hours[key] = h * ONE + n
+        return True
+
+    def _leave_hour(self, key: str, h: int, n: int) -> None:
+        """The key no longer counts ``n`` in hour ``h`` (it had them there)."""
+        keys = self.touched.get(h)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.touched[h]
+        left = self.sums.get(h, 0) - n
+        if left:
+            self.sums[h] = left
+        else:
+            self.sums.pop(h, None)
 
     def after(self, key: str, at: float, n: int) -> dict[int, int]:
         """The key's hours with ``n`` more at ``at`` (less when negative),
