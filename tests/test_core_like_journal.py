@@ -274,6 +274,16 @@ class LikeJournalMachine(RuleBasedStateMachine):
                 assert book.title(m.video_id) == m.title, "an item liked is named from its first answer"
         assert set(book.staged.titles) <= set(book.staged.items), "a title held only while likes are staged"
 
+    @invariant()
+    def the_liked_ranking_is_the_counts_answered(self) -> None:
+        """Staged likes rank from their answer on, and a group that stores
+        them moves no ranking (counter_book's ``unstaged``): the leaderboard
+        is never behind or ahead of the counts."""
+        book = self.w.read.peek(NS)
+        counts = {m.video_id: book.like_count(m.video_id) for m in ITEMS}
+        assert [(-e["count"], e["video_id"]) for e in book.top("liked", len(ITEMS))] == \
+            sorted((-n, v) for v, n in counts.items() if n > 0)
+
     def _expected(self, vid: str) -> int:
         return sum(n for (v, _), n in self.counted.items() if v == vid)
 
@@ -339,6 +349,31 @@ def test_a_lone_like_is_one_plain_write_to_the_journal_answered_before_its_docum
     assert kv["likes"].value(likes_key(NS, "v1"))["like_count"] == 1
     assert kv["likes"].value(journal_mark_key(NS))["revision"] == 1
     assert w.step(Tick(), T0 + 1)[-1] == PurgeJournal(NS, 1)
+
+
+def test_a_landing_found_without_its_document_still_ranks_what_the_answers_count() -> None:
+    """A group storing staged likes moves no ranking when it lands: its
+    items' counts do not change. A landing found by reading back names only
+    the keys still holding its writes: if another writer has overwritten the
+    item's document since, the book keeps the document it knew and the
+    staged likes leave its count, and the ranking must follow the count."""
+    w = CounterWriter({}, NS, group_prefix="g-", publish_events=False, journal_max=2)
+    kv = {"likes": FakeKV(), "journal": FakeKV()}
+    _reserve(w, DedupeLedger(WINDOW), ["ann", "bo"])
+    (entry,) = w.flush(T0)
+    w.step(CommitFinished(entry.group_id, kv["journal"].apply(entry)), T0)
+    book = w.read.peek(NS)
+    assert book.top("liked", 5)[0]["count"] == 2
+    w.step(Tick(), T0)
+    (group,) = [c for c in w.flush(T0) if c.bucket == "likes"]
+    landed = kv["likes"].apply(group)
+    found = Landed(group.group_id, {k: r for k, r in landed.revisions.items() if k != likes_key(NS, "v1")})
+    w.step(CommitFinished(group.group_id, found), T0)
+    assert not w.likes.journal.staged
+    n = book.like_count("v1")
+    assert n < 2, "left the count: the document the book holds says nothing of them"
+    assert [(e["video_id"], e["count"]) for e in book.top("liked", 5)] == ([("v1", n)] if n else []), \
+        "ranked as counted"
 
 
 def _reserve(w: CounterWriter, ledger: DedupeLedger, users: list[str]) -> None:

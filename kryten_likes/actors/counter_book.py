@@ -126,16 +126,21 @@ class CounterBook:
     def likes_received(self, user: str) -> int:
         return self.curators.of("likes", user)[0] + self.staged.credit_total(user)
 
-    def stage(self, likes: Iterable[tuple[str, str, str | None, float, str | None]], n: int) -> None:
+    def stage(self, likes: Iterable[tuple[str, str, str | None, float, str | None]], n: int,
+              *, ranked: bool = True) -> dict[str, int]:
         """Journalled likes ``(video_id, user, curator, at, title)`` counted (``n`` 1),
         or now stored in the documents (-1). An item's count moves once for
-        all its likes (a hot item's entry holds hundreds: one leaderboard move)."""
+        all its likes (a hot item's entry holds hundreds: one leaderboard move).
+        ``ranked`` False: the leaderboard is left as it was, for the landing
+        that stores them to move once (``set_likes_written``'s ``unstaged``,
+        else ``rank_unstaged``). Returns each item's change."""
         per_item: dict[str, int] = {}
         for video_id, user, curator, at, title in likes:
             per_item[video_id] = per_item.get(video_id, 0) + n
             self.staged.move(video_id, user, curator, at, n, title)
         for video_id, k in per_item.items():
-            self.stage_likes(video_id, k)
+            self.stage_likes(video_id, k, ranked)
+        return per_item
 
     def top_curators(self, window: str, limit: int, now: float) -> list[dict]:
         c = self.curators
@@ -158,7 +163,7 @@ class CounterBook:
         """The item's likes document's count: what a compare-and-set of it builds on."""
         return self.table.likes_of(video_id)
 
-    def stage_likes(self, video_id: str, n: int) -> None:
+    def stage_likes(self, video_id: str, n: int, ranked: bool = True) -> None:
         """``n`` journalled likes of the item counted (or, negative, now in its document)."""
         staged = self.staged_likes.get(video_id, 0)
         old = self.table.likes_of(video_id) + staged
@@ -167,7 +172,14 @@ class CounterBook:
         elif staged:
             del self.staged_likes[video_id]
         self._changes += 1
-        self.top_liked.update(video_id, old, old + n)
+        if ranked:
+            self.top_liked.update(video_id, old, old + n)
+
+    def rank_unstaged(self, video_id: str, unstaged: int) -> None:
+        """The leaderboard learns of ``unstaged`` likes left staged by
+        ``stage(..., ranked=False)`` whose document this book did not take."""
+        now = self.like_count(video_id)
+        self.top_liked.update(video_id, now + unstaged, now)
 
     def play_count(self, video_id: str) -> int:
         return self.table.plays_of(video_id)
@@ -264,11 +276,14 @@ class CounterBook:
         self.like_windows.replace(video_id, parse_hours(entry.value.get("hours")) if entry and entry.value else {})
 
     def set_likes_written(self, video_id: str, revision: int, like_count: int, updated_at: float,
-                          title: str | None, hours: dict[int, int]) -> None:
-        """A likes document the writer itself just stored (the like path's fast way)."""
+                          title: str | None, hours: dict[int, int], unstaged: int = 0) -> None:
+        """A likes document the writer itself just stored (the like path's fast way).
+        ``unstaged``: its staged likes, just taken out unranked (``stage``):
+        they were in the count the leaderboard holds, and are in the
+        document's now, so a group of staged likes alone moves no ranking."""
         self._changes += 1
         staged = self.staged_likes.get(video_id, 0)
-        old = self.table.likes_of(video_id) + staged
+        old = self.table.likes_of(video_id) + staged + unstaged
         self.table.set_likes_written(video_id, revision, like_count, updated_at, title)
         self.top_liked.update(video_id, old, like_count + staged)
         self.like_windows.replace(video_id, hours)

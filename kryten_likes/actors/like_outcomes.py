@@ -38,17 +38,22 @@ class LikeOutcomes:
     def landed(self, g: LikeGroup | JournalGroup, landed: Landed, now: float) -> list:
         if isinstance(g, JournalGroup):
             return self.journal.landed(g, landed)
-        self.journal.stored(g, landed)
+        unstaged = self.journal.stored(g, landed)
         for (ns, vid) in g.before:
             key = likes_key(ns, vid)
             rev = landed.revisions.get(key)
             book = self.read.book(ns)
+            k = unstaged.pop((ns, vid), 0)
             # A landing found by reading back names only keys still holding this
             # group's writes; the book never goes back to an older revision.
             if rev is not None and rev > book.table.likes_revision(vid):
                 v = g.values[key]
-                book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"], g.hours[key])
+                book.set_likes_written(vid, rev, v["like_count"], g.now, v["title"], g.hours[key], k)
+            elif k:
+                book.rank_unstaged(vid, k)
             self.read.ranking_moved(ns, "liked")
+        for (ns, vid), k in unstaged.items():  # (none: a group's staged likes are in its items)
+            self.read.book(ns).rank_unstaged(vid, k)
         self._records_landed(g, landed)
         out: list = []
         claims = []

@@ -103,9 +103,12 @@ class StagedStoring:
                                               "updated_at": iso(now), "schema_version": docs.SCHEMA},
                 self.mark_revision)
 
-    def stored(self, g: LikeGroup, landed: Landed) -> None:
+    def stored(self, g: LikeGroup, landed: Landed) -> dict[tuple[str, str], int]:
         """A group that stored staged likes landed: they are in their item's
-        document and their user's totals now, and the mark moved."""
+        document and their user's totals now, and the mark moved. Returns
+        how many left each item's staged count, unranked: the landing moves
+        each item's ranking once (``CounterBook.set_likes_written``)."""
+        unstaged: dict[tuple[str, str], int] = {}
         by_namespace: dict[str, list[StagedLike]] = {}
         for s in g.staged:
             by_namespace.setdefault(s.like.namespace, []).append(s)
@@ -113,11 +116,13 @@ class StagedStoring:
             if rk is not None:
                 self.staged_requests.pop(rk, None)  # (its key holds it now, and memory)
         for ns, staged in by_namespace.items():
-            self.read.book(ns).stage(stage_rows(staged), -1)
+            for vid, n in self.read.book(ns).stage(stage_rows(staged), -1, ranked=False).items():
+                unstaged[(ns, vid)] = -n
         if g.staged:
             mark = journal_mark_key(self.home)
             self.journal_stored = max(self.journal_stored, g.values[mark]["revision"])
             self.mark_revision = max(self.mark_revision, landed.revisions.get(mark, 0))
+        return unstaged
 
     def refused(self, g: LikeGroup, conflict: Conflict, give_up: bool, claim_revisions: dict[str, int]) -> None:
         """A group that stored staged likes conflicted: they are staged again,
