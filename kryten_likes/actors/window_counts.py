@@ -190,18 +190,16 @@ class WindowCounts:
         oh, on = (old // ONE, old % ONE) if old is not None else (h, 0)
         if oh <= self.now_hour - SPANS["day"]:
             return False
+        delta = n - on
         if oh == h:
-            delta = n - on
             if not delta:
                 return True
-            sums = self.sums
-            left = sums.get(h, 0) + delta
+            left = self.sums.get(h, 0) + delta
             if left:
-                sums[h] = left
+                self.sums[h] = left
             else:
-                sums.pop(h, None)
+                self.sums.pop(h, None)
         else:
-            delta = n - on
             self._leave_hour(key, oh, on)
             self.sums[h] = self.sums.get(h, 0) + n
         if old is None or oh != h:
