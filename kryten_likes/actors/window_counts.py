@@ -164,19 +164,11 @@ class WindowCounts:
                         self._move(w, key, delta)
         for h in old:
             if h not in hours:
-                keys = self.touched.get(h)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del self.touched[h]
+                self._untouch(key, h)
         for h in hours:
             self.touched.setdefault(h, set()).add(key)
         for h in old.keys() | hours.keys():
-            n = self.sums.get(h, 0) + hours.get(h, 0) - old.get(h, 0)
-            if n:
-                self.sums[h] = n
-            else:
-                self.sums.pop(h, None)
+            self._add_to_sum(h, hours.get(h, 0) - old.get(h, 0))
         self._put(key, hours)
 
     def _replace_one_hour(self, key: str, hours: Mapping[int, int]) -> bool:
@@ -194,14 +186,11 @@ class WindowCounts:
         if oh == h:
             if not delta:
                 return True
-            left = self.sums.get(h, 0) + delta
-            if left:
-                self.sums[h] = left
-            else:
-                self.sums.pop(h, None)
+            self._add_to_sum(h, delta)
         else:
-            self._leave_hour(key, oh, on)
-            self.sums[h] = self.sums.get(h, 0) + n
+            self._untouch(key, oh)
+            self._add_to_sum(oh, -on)
+            self._add_to_sum(h, n)
         if old is None or oh != h:
             self.touched.setdefault(h, set()).add(key)
         if delta:
@@ -210,14 +199,16 @@ class WindowCounts:
         self.hours[key] = h * ONE + n
         return True
 
-    def _leave_hour(self, key: str, h: int, n: int) -> None:
-        """The key no longer counts ``n`` in hour ``h`` (it had them there)."""
+    def _untouch(self, key: str, h: int) -> None:
+        """The key no longer counts in hour ``h``."""
         keys = self.touched.get(h)
         if keys is not None:
             keys.discard(key)
             if not keys:
                 del self.touched[h]
-        left = self.sums.get(h, 0) - n
+
+    def _add_to_sum(self, h: int, n: int) -> None:
+        left = self.sums.get(h, 0) + n
         if left:
             self.sums[h] = left
         else:
