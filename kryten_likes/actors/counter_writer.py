@@ -63,7 +63,7 @@ from ..effects import Commit, PutDocument
 from ..messages import EventsPublished
 from ..store import documents as docs
 from ..store.keys import events_mark_key
-from ..store.values import Fenced, Landed
+from ..store.values import MAX_GROUP_WRITES, Fenced, Landed
 from .adjustments import Corrections
 from .analytics_committer import AnalyticsCommitter
 from .counter_book import CounterBook
@@ -80,7 +80,7 @@ from .outbox import Outbox
 
 class CounterWriter:
     def __init__(self, books: dict[str, CounterBook], namespace: str, *, group_prefix: str,
-                 max_batch: int = 900, materialise_every: float = 10.0, recover: bool = False,
+                 max_batch: int = MAX_GROUP_WRITES, materialise_every: float = 10.0, recover: bool = False,
                  retry_window: float = 600.0, epoch: int = 0, await_applies: bool = False,
                  max_remembered_requests: int = 100_000,
                  max_like_groups: int = MAX_LIKE_GROUPS, pipeline_min: int = PIPELINE_MIN,
@@ -261,7 +261,7 @@ class CounterWriter:
         if type(g) is JournalGroup:
             # The next entry goes first (likes wait for it), then the replies;
             # groups are drafted by the flush after this mailbox batch: storing
-            # 300 staged likes takes the writer milliseconds, which the
+            # a group of staged likes takes the writer milliseconds, which the
             # entry's likes would otherwise wait for their answers.
             return self._note_sent(self.likes.entries(now)) + out
         # The next group goes first: the bus stores it while the replies go out.

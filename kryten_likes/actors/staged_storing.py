@@ -15,7 +15,7 @@ from ..clock import iso
 from ..messages import LikeReserved
 from ..store import documents as docs
 from ..store.keys import curator_key, journal_mark_key, likes_key, record_key, user_key
-from ..store.values import Conflict, Landed
+from ..store.values import MAX_GROUP_WRITES, Conflict, Landed
 from .groups import GroupsInFlight, JournalGroup, LikeGroup, StagedLike
 from .like_journal import mark_of_entry, stage_rows
 from .like_writes import Item, claim_key_of, curator_of, liker, request_key_of
@@ -23,7 +23,9 @@ from .read_model import ReadModel
 from .request_memory import RequestKey
 from .staged_queue import StagedQueue
 
-STAGED_BATCH = 300  # staged likes stored together without waiting for a tick (about a full group: a claim and a record each)
+# Staged likes stored together without waiting for a tick: a full group of
+# likes of one item (a claim and a record each, the item's document, the mark).
+STAGED_BATCH = (MAX_GROUP_WRITES - 10) // 2
 
 
 class JournalMarkMoved(RuntimeError):
