@@ -67,7 +67,7 @@ def likes(n: int, namespaces: int) -> list[LikeReserved]:
 
 def run(n: int, namespaces: int, profile: cProfile.Profile | None = None) -> float:
     """µs of the writer's own time a like; raises if a count is not exact."""
-    writer = CounterWriter({}, HOME, group_prefix="g-", publish_events=True, journal_max=2, max_batch=900)
+    writer = CounterWriter({}, HOME, group_prefix="g-", publish_events=True, journal_max=2)
     store = LandingStore()
     sent = likes(n, namespaces)
     now = T0
