@@ -23,8 +23,10 @@ from .read_model import ReadModel
 from .request_memory import RequestKey
 from .staged_queue import StagedQueue
 
-# Staged likes stored together without waiting for a tick: a full group of
-# likes of one item (a claim and a record each, the item's document, the mark).
+# Staged likes stored together without waiting for a tick: about a full
+# group of likes of one item (a claim and a record each; the rest of the
+# group's writes, its documents and the mark, within the 10 left over).
+# Only when a group is drafted: ``choose`` still stops at the writes' cap.
 STAGED_BATCH = (MAX_GROUP_WRITES - 10) // 2
 
 
