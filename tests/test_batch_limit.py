@@ -10,11 +10,11 @@ import itertools
 
 import nats
 import pytest
-from nats.js.api import KeyValueConfig
 
 from kryten_likes.actors.staged_storing import STAGED_BATCH
-from kryten_likes.store import AtomicBucket, BatchRefused
-from kryten_likes.store.values import MAX_GROUP_WRITES, SERVER_BATCH_LIMIT, Fence, KvWrite, Landed
+from kryten_likes.store import BatchRefused
+from kryten_likes.store.values import MAX_GROUP_WRITES, SERVER_BATCH_LIMIT, KvWrite, Landed
+from support.fenced_bucket import fenced_bucket
 
 _tags = itertools.count()
 
@@ -29,14 +29,8 @@ def test_the_largest_group_lands_whole_and_one_beyond_the_servers_limit_is_refus
 
     async def run():
         nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
-        name = f"limit{tag}"
-        kv = await js.create_key_value(KeyValueConfig(bucket=name, history=1))
-        await js.update_stream(_with_atomic_publish(await js.stream_info(f"KV_{name}")))
-        bucket = AtomicBucket(nc, kv, name, timeout=10.0)
+        kv, bucket = await fenced_bucket(nc, f"limit{tag}", timeout=10.0, atomic=True)
         try:
-            fence_rev = await kv.put("writer", b"us")
-            bucket.fence = Fence("writer", fence_rev, "writer-check", b"us")
             doc_rev = await kv.put("doc", b'{"like_count":0}')
 
             # As a group's writes are: claims and records created, a document compare-and-set.
@@ -56,12 +50,6 @@ def test_the_largest_group_lands_whole_and_one_beyond_the_servers_limit_is_refus
             await nc.close()
 
     portal.call(run)
-
-
-def _with_atomic_publish(info):
-    config = info.config
-    config.allow_atomic = True  # as store/buckets.py opens the daemon's buckets
-    return config
 
 
 async def _keys(kv, prefix: str) -> list[str]:

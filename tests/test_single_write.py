@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 
 import nats
-from nats.js.api import KeyValueConfig
 
 from kryten_likes.store.acks import StreamAcks
 from kryten_likes.store import AtomicBucket
 from kryten_likes.store.values import Fence, Fenced, KvWrite, Landed
+from support.fenced_bucket import fenced_bucket
 
 _tags = itertools.count()
 
@@ -24,14 +24,10 @@ def test_a_write_sent_at_once_is_stored_once_and_anything_else_is_resolved_the_t
 
     async def run():
         nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
         name = f"single{tag}"
-        kv = await js.create_key_value(KeyValueConfig(bucket=name, history=1))
-        bucket = AtomicBucket(nc, kv, name, timeout=5.0)
+        kv, bucket = await fenced_bucket(nc, name, timeout=5.0)
         acks = StreamAcks(nc)
         try:
-            fence_rev = await kv.put("writer", b"us")
-            bucket.fence = Fence("writer", fence_rev, "writer-check", b"us")
             assert bucket.single_sendable()
             w = KvWrite("journal/g1", b'{"batch":"g1"}', None)
             (reply,) = await acks.publish([bucket.single_message("g1", w)])
